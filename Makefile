@@ -1,0 +1,47 @@
+# attnjax: `make train` runs a short Breakout training, `make test` runs the tests.
+# Both set up .venv from requirements.lock first (idempotent: only redone when the lock changes).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-from-lock
+
+.PHONY: setup train test test-all lint bench lock clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: attnjax needs Python >= 3.11; run make with PYTHON=/path/to/python3.11")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	@touch $(STAMP)
+
+# A short Breakout training (a few minutes on a laptop CPU): writes runs/<run-name>/ with
+# config.json, metrics.jsonl, checkpoints/ and an attention picture.
+train: setup
+	$(PY) train.py --env-id Breakout-v5 --total-timesteps 12288 --num-envs 8 --num-steps 128 \
+		--update-epochs 1 --checkpoint-every 4 --out-dir runs
+
+test: setup
+	$(PY) -m pytest -q
+
+# Everything, including tests marked slow (longer than CI affords).
+test-all: setup
+	$(PY) -m pytest -q -m ''
+
+lint: setup
+	$(PY) -m ruff check .
+
+bench: setup
+	$(PY) bench/train_throughput.py
+
+# Re-resolve requirements.lock (needs network and `uv`): direct pins for Python 3.11 first, then
+# one universal, hashed lock constrained to them so every Python >= 3.11 installs the same versions.
+lock:
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 -q --no-header --no-annotate \
+		| grep '==' > /tmp/attnjax-pins.txt
+	uv pip compile pyproject.toml --extra dev --universal --generate-hashes --python-version 3.11 \
+		-c /tmp/attnjax-pins.txt -o requirements.lock -q
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,141 @@
+"""PPO2 (as stable-baselines ran it for the paper) plus lambda * attention entropy.
+
+Pure functions of arrays; `ppo.py` wraps them in the jitted iteration.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+ENTROPY_EPS = 1e-10
+
+
+def attention_entropy(attention: jax.Array, eps: float = ENTROPY_EPS) -> jax.Array:
+    """Sum over heads of each head's entropy over the 7x7 cells, mean over the batch.
+
+    attention: [B, 7, 7, K], each head summing to 1. `p * log(p + eps)` keeps value and gradient
+    finite where probabilities underflow to 0 (a one-hot map has entropy 0, not NaN).
+    """
+    chex.assert_rank(attention, 4)
+    p = attention.reshape(attention.shape[0], -1, attention.shape[-1])  # [B, 49, K]
+    per_head = -jnp.sum(p * jnp.log(p + eps), axis=1)  # [B, K]
+    return jnp.mean(jnp.sum(per_head, axis=-1))
+
+
+def categorical_log_prob(logits: jax.Array, actions: jax.Array) -> jax.Array:
+    """log pi(a|s): logits [B, A], actions [B] int -> [B]."""
+    log_probs = jax.nn.log_softmax(logits)
+    return jnp.take_along_axis(log_probs, actions[:, None], axis=-1)[:, 0]
+
+
+def categorical_entropy(logits: jax.Array) -> jax.Array:
+    """Entropy of each row of logits [B, A] -> [B]."""
+    log_probs = jax.nn.log_softmax(logits)
+    return -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
+
+
+class Minibatch(NamedTuple):
+    """What one PPO gradient step needs from the rollout (leading axis: samples)."""
+
+    obs: jax.Array  # [B, 4, 84, 84] uint8
+    actions: jax.Array  # [B] int32
+    log_probs: jax.Array  # [B] behaviour log pi(a|s)
+    values: jax.Array  # [B] value estimates at rollout time
+    advantages: jax.Array  # [B] GAE
+    returns: jax.Array  # [B] advantages + values
+
+
+class LossCoefficients(NamedTuple):
+    clip_coef: float = 0.2
+    vf_clip_coef: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    attn_coef: float = 0.0
+    norm_adv: bool = True
+
+
+def normalize_advantages(advantages: jax.Array) -> jax.Array:
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
+def ppo_loss(
+    logits: jax.Array,
+    values: jax.Array,
+    attention: jax.Array | None,
+    batch: Minibatch,
+    coefs: LossCoefficients,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """PPO2 loss from network outputs: clipped surrogate + clipped value loss - entropy bonus,
+    plus attn_coef * attention entropy. With attn_coef = 0 it is exactly the plain PPO2 loss.
+
+    logits [B, A], values [B], attention [B, 7, 7, K] or None (nature network).
+    """
+    chex.assert_equal_shape([values, batch.values, batch.advantages, batch.returns])
+    advantages = batch.advantages
+    if coefs.norm_adv:
+        advantages = normalize_advantages(advantages)
+    new_log_probs = categorical_log_prob(logits, batch.actions)
+    log_ratio = new_log_probs - batch.log_probs
+    ratio = jnp.exp(log_ratio)
+    pg_losses = -advantages * ratio
+    pg_losses_clipped = -advantages * jnp.clip(ratio, 1.0 - coefs.clip_coef, 1.0 + coefs.clip_coef)
+    policy_loss = jnp.mean(jnp.maximum(pg_losses, pg_losses_clipped))
+
+    values_clipped = batch.values + jnp.clip(
+        values - batch.values, -coefs.vf_clip_coef, coefs.vf_clip_coef
+    )
+    value_loss = 0.5 * jnp.mean(
+        jnp.maximum(jnp.square(values - batch.returns), jnp.square(values_clipped - batch.returns))
+    )
+    entropy = jnp.mean(categorical_entropy(logits))
+    loss = policy_loss - coefs.ent_coef * entropy + coefs.vf_coef * value_loss
+    att_entropy = jnp.zeros(()) if attention is None else attention_entropy(attention)
+    loss = loss + coefs.attn_coef * att_entropy
+    metrics = {
+        "loss": loss,
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": entropy,
+        "attention_entropy": att_entropy,
+        # stable-baselines' PPO2 estimators
+        "approx_kl": 0.5 * jnp.mean(jnp.square(log_ratio)),
+        "clipfrac": jnp.mean((jnp.abs(ratio - 1.0) > coefs.clip_coef).astype(jnp.float32)),
+    }
+    return loss, metrics
+
+
+def gae(
+    rewards: jax.Array,
+    values: jax.Array,
+    dones: jax.Array,
+    last_value: jax.Array,
+    last_done: jax.Array,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[jax.Array, jax.Array]:
+    """Generalised advantage estimation over a rollout.
+
+    rewards, values, dones: [T, N], where dones[t] says the observation at step t began a new
+    episode (so values[t-1] must not bootstrap from it); last_value / last_done: [N] for the
+    observation after the rollout. Returns (advantages, returns), both [T, N].
+    """
+    chex.assert_equal_shape([rewards, values, dones])
+    next_values = jnp.concatenate([values[1:], last_value[None]], axis=0)
+    next_nonterminal = 1.0 - jnp.concatenate([dones[1:], last_done[None]], axis=0).astype(
+        jnp.float32
+    )
+    deltas = rewards + gamma * next_values * next_nonterminal - values
+
+    def backward(carry: jax.Array, inputs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
+        delta, nonterminal = inputs
+        carry = delta + gamma * gae_lambda * nonterminal * carry
+        return carry, carry
+
+    _, advantages = jax.lax.scan(
+        backward, jnp.zeros_like(last_value), (deltas, next_nonterminal), reverse=True
+    )
+    return advantages, advantages + values

@@ -1,0 +1,149 @@
+"""The region-sensitive attention actor-critic (Yang et al. 2018, as Nikulin et al. 2019 ran it)
+and the Nature-CNN baseline.
+
+One `apply` returns an `AgentOutput` holding logits, value, attention and every intermediate
+activation, so that saliency, relevance trees and videos never re-implement the network.
+Layouts: observations arrive as envpool's uint8 `[B, 4, 84, 84]`; activations are NHWC.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+# (features, kernel, stride) of the three Nature-CNN convolutions: 84 -> 20 -> 9 -> 7.
+CONV_LAYERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+GRID = 7  # attention cells per side
+NUM_CELLS = GRID * GRID
+NETWORKS = ("attention", "nature")
+
+
+@struct.dataclass
+class AgentOutput:
+    """Everything one forward pass computes; a pytree, so it passes through jit and vmap."""
+
+    logits: jax.Array  # [B, A]
+    value: jax.Array  # [B]
+    attention: jax.Array | None  # [B, 7, 7, K], each head sums to 1 over the 49 cells; None: nature
+    activations: dict[str, jax.Array]
+    # input [B,84,84,4] (scaled to [0,1]); conv{1,2,3}_pre / conv{1,2,3} before / after ReLU
+    # ([B,20,20,32], [B,9,9,64], [B,7,7,64]); attention net adds c3_normalized [B,7,7,64],
+    # a1_pre / a1 [B,7,7,512] (before / after ELU), attention_logits [B,7,7,K],
+    # features [B,7,7,64]; both add hidden [B,512].
+
+
+def orthogonal(gain: float) -> nn.initializers.Initializer:
+    return nn.initializers.orthogonal(scale=gain)
+
+
+def preprocess(obs: jax.Array) -> jax.Array:
+    """uint8 [B, 4, 84, 84] -> float32 [B, 84, 84, 4] in [0, 1]."""
+    return jnp.transpose(obs, (0, 2, 3, 1)).astype(jnp.float32) / 255.0
+
+
+def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
+    """x / max(||x||, sqrt(eps)) as tf.nn.l2_normalize, which the paper's code used."""
+    sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
+    return x * jax.lax.rsqrt(jnp.maximum(sq, eps))
+
+
+class ConvEncoder(nn.Module):
+    """Three Nature-CNN convolutions, recording pre- and post-ReLU activations."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, acts: dict[str, jax.Array]) -> jax.Array:
+        for i, (features, kernel, stride) in enumerate(CONV_LAYERS, start=1):
+            x = nn.Conv(
+                features,
+                (kernel, kernel),
+                (stride, stride),
+                padding="VALID",
+                kernel_init=orthogonal(math.sqrt(2)),
+                bias_init=nn.initializers.zeros,
+                name=f"conv{i}",
+            )(x)
+            acts[f"conv{i}_pre"] = x
+            x = nn.relu(x)
+            acts[f"conv{i}"] = x
+        return x  # [B, 7, 7, 64]
+
+
+class ActorCriticHead(nn.Module):
+    """Dense 512 + ReLU, then policy logits (gain 0.01) and value (gain 1)."""
+
+    num_actions: int
+
+    @nn.compact
+    def __call__(self, flat: jax.Array, acts: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        hidden = nn.relu(nn.Dense(512, kernel_init=orthogonal(math.sqrt(2)), name="fc")(flat))
+        acts["hidden"] = hidden
+        logits = nn.Dense(self.num_actions, kernel_init=orthogonal(0.01), name="policy")(hidden)
+        value = nn.Dense(1, kernel_init=orthogonal(1.0), name="value")(hidden)[:, 0]
+        return logits, value
+
+
+class AttentionActorCritic(nn.Module):
+    """Conv encoder -> L2-normalised c3 -> K softmax attention maps over the 7x7 cells ->
+    features = c3_normalised * sum of heads -> actor-critic head."""
+
+    num_actions: int
+    num_heads: int = 2
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> AgentOutput:
+        x = preprocess(obs)
+        acts: dict[str, jax.Array] = {"input": x}
+        c3 = ConvEncoder(name="encoder")(x, acts)
+        c3n = l2_normalize(c3)  # [B, 7, 7, 64]
+        acts["c3_normalized"] = c3n
+        a1_pre = nn.Conv(512, (1, 1), kernel_init=orthogonal(math.sqrt(2)), name="attn_hidden")(c3n)
+        acts["a1_pre"] = a1_pre
+        a1 = nn.elu(a1_pre)
+        acts["a1"] = a1
+        att_logits = nn.Conv(
+            self.num_heads, (1, 1), kernel_init=orthogonal(math.sqrt(2)), name="attn_logits"
+        )(a1)  # [B, 7, 7, K]
+        acts["attention_logits"] = att_logits
+        batch = obs.shape[0]
+        flat_logits = att_logits.reshape(batch, NUM_CELLS, self.num_heads)
+        attention = jax.nn.softmax(flat_logits, axis=1).reshape(att_logits.shape)
+        features = c3n * jnp.sum(attention, axis=-1, keepdims=True)  # [B, 7, 7, 64]
+        acts["features"] = features
+        logits, value = ActorCriticHead(self.num_actions, name="head")(
+            features.reshape(batch, -1), acts
+        )
+        return AgentOutput(logits=logits, value=value, attention=attention, activations=acts)
+
+
+class NatureActorCritic(nn.Module):
+    """The baseline without attention: conv encoder -> flatten -> actor-critic head."""
+
+    num_actions: int
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> AgentOutput:
+        x = preprocess(obs)
+        acts: dict[str, jax.Array] = {"input": x}
+        c3 = ConvEncoder(name="encoder")(x, acts)
+        logits, value = ActorCriticHead(self.num_actions, name="head")(
+            c3.reshape(obs.shape[0], -1), acts
+        )
+        return AgentOutput(logits=logits, value=value, attention=None, activations=acts)
+
+
+def make_network(name: str, num_actions: int, num_heads: int = 2) -> nn.Module:
+    """The network a config names: "attention" (default) or "nature"."""
+    if name == "attention":
+        return AttentionActorCritic(num_actions=num_actions, num_heads=num_heads)
+    if name == "nature":
+        return NatureActorCritic(num_actions=num_actions)
+    raise ValueError(f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}")
+
+
+def init_params(network: nn.Module, key: jax.Array) -> dict:
+    """Parameters for one network, initialised from a dummy observation."""
+    return network.init(key, jnp.zeros((1, 4, 84, 84), jnp.uint8))["params"]

@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Look inside trained attnjax agents: saliency export, videos, relevance trees, paper figures.
+
+Each subcommand lives in its own module of the package, which provides
+`add_arguments(parser)` and `main(args) -> int`; this file only dispatches.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from attnjax.cli import OneLineArgumentParser, run_cli
+
+# subcommand -> (module, one-line help)
+SUBCOMMANDS = {
+    "saliency": ("attnjax.saliency_export", "export gradient/SmoothGrad/VarGrad maps to .npz"),
+    "video": ("attnjax.video", "render gameplay with the attention overlaid to MP4"),
+    "tree": ("attnjax.viewer", "write an offline HTML viewer of deep relevance trees"),
+    "figures": ("attnjax.figures", "paper figures and table from runs' metrics.jsonl"),
+}
+
+
+def build_parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(prog="visualize.py", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub_parser = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(sub_parser)
+        sub_parser.set_defaults(_main=module.main)
+    return parser
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    return args._main(args)
+
+
+if __name__ == "__main__":
+    run_cli(main)
