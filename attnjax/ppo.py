@@ -1,0 +1,245 @@
+"""The compiled PPO iteration: rollout (lax.scan over env steps) -> GAE -> epochs x minibatches
+of clipped-PPO updates, for R runs at once (a lambda x seed grid; a single run is R = 1).
+
+Pure functions: `init_state` builds the stacked per-run state, `make_iterate` returns one
+jit-compiled function `iterate(state) -> (state, metrics)` doing `iterations_per_call` PPO
+iterations. Execution choices follow DESIGN.md's measured facts:
+- loops="unroll": epochs x minibatches unrolled in Python. XLA:CPU runs conv gradients inside a
+  scan/while ~13x slower, so this is the CPU default; "scan" (GPU/TPU default) keeps the program
+  small.
+- runs_axis="map": the runs' work is laid out one after another in the program (vmapped
+  convolutions with different parameters are 1.7x slower on CPU); "vmap" batches them
+  (accelerators).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from attnjax.config import TrainConfig
+from attnjax.envs import EpisodeStats, StepResult
+from attnjax.losses import LossCoefficients, Minibatch, categorical_log_prob, gae, ppo_loss
+from attnjax.networks import init_params
+
+# Per-iteration metrics, each [R] per iteration; averaged over all minibatch updates.
+LOSS_METRICS = (
+    "loss", "policy_loss", "value_loss", "entropy", "attention_entropy", "approx_kl", "clipfrac",
+)
+
+
+@struct.dataclass
+class RunState:
+    """Everything one run carries between iterations; stacked on a leading [R] axis."""
+
+    params: Any
+    opt_state: Any
+    key: jax.Array  # [2] uint32
+    stats: EpisodeStats
+    obs: jax.Array  # [N, 4, 84, 84] uint8: current observation of each env
+    done: jax.Array  # [N] bool: the current observation begins a new episode
+    iteration: jax.Array  # [] int32: PPO iterations completed
+    attn_coef: jax.Array  # [] float32: lambda of this run
+
+
+@struct.dataclass
+class TrainState:
+    runs: RunState  # leading axis R
+    env_state: Any  # one env holding all R * N envs
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Global-norm clipping + Adam without a learning rate: `apply_lr` scales by the annealed
+    rate, so the optimizer state does not depend on the schedule (and resume is exact)."""
+    return optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=config.adam_eps)
+    )
+
+
+def learning_rate(config: TrainConfig, iteration: jax.Array) -> jax.Array:
+    """Linear annealing to 0 over the run, constant within an iteration (stable-baselines)."""
+    if not config.anneal_lr:
+        return jnp.asarray(config.learning_rate, jnp.float32)
+    frac = 1.0 - iteration.astype(jnp.float32) / config.num_iterations
+    return config.learning_rate * frac
+
+
+def resolve_execution(config: TrainConfig, backend: str | None = None) -> tuple[str, str, int]:
+    """(runs_axis, loops, iterations_per_call) with "auto"/0 resolved for the backend."""
+    backend = backend or jax.default_backend()
+    on_cpu = backend == "cpu"
+    runs_axis = config.runs_axis if config.runs_axis != "auto" else ("map" if on_cpu else "vmap")
+    loops = config.loops if config.loops != "auto" else ("unroll" if on_cpu else "scan")
+    per_call = config.iterations_per_call
+    if per_call == 0:
+        # as many as divide both the checkpoint cadence and the run, up to 8 (1 on CPU, where an
+        # unrolled iteration is a large program and calls cost nothing next to the convolutions)
+        limit = 1 if loops == "unroll" else 8
+        common = math.gcd(config.checkpoint_every, config.num_iterations)
+        per_call = max(d for d in range(1, limit + 1) if common % d == 0)
+    return runs_axis, loops, per_call
+
+
+def map_runs(fn: Callable, runs_axis: str, *trees: Any) -> Any:
+    """Apply fn to each run's slice of the stacked trees: vmap, or one after another."""
+    if runs_axis == "vmap":
+        return jax.vmap(fn)(*trees)
+    num_runs = jax.tree_util.tree_leaves(trees[0])[0].shape[0]
+    outs = [fn(*jax.tree_util.tree_map(lambda x, r=r: x[r], trees)) for r in range(num_runs)]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
+
+
+def init_state(
+    configs: list[TrainConfig], network: nn.Module, env_state: Any, obs: jax.Array
+) -> TrainState:
+    """Fresh state for R runs; obs: [R * N, 4, 84, 84] from the shared env's reset."""
+    tx = make_optimizer(configs[0])
+    num_envs = configs[0].num_envs
+    runs = []
+    for r, config in enumerate(configs):
+        init_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed))
+        params = init_params(network, init_key)
+        runs.append(
+            RunState(
+                params=params,
+                opt_state=tx.init(params),
+                key=run_key,
+                stats=EpisodeStats.create(num_envs),
+                obs=obs[r * num_envs : (r + 1) * num_envs],
+                done=jnp.zeros(num_envs, bool),
+                iteration=jnp.zeros((), jnp.int32),
+                attn_coef=jnp.asarray(config.attn_coef, jnp.float32),
+            )
+        )
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *runs)
+    return TrainState(runs=stacked, env_state=env_state)
+
+
+@struct.dataclass
+class Rollout:
+    """One iteration's experience of one run; leading axes [T, N]."""
+
+    obs: jax.Array  # [T, N, 4, 84, 84] uint8
+    actions: jax.Array  # [T, N] int32
+    log_probs: jax.Array  # [T, N]
+    values: jax.Array  # [T, N]
+    rewards: jax.Array  # [T, N] clipped
+    dones: jax.Array  # [T, N] obs[t] begins a new episode
+
+
+def make_iterate(
+    config: TrainConfig,
+    network: nn.Module,
+    env_step: Callable[[Any, jax.Array], tuple[Any, StepResult]],
+    num_runs: int,
+    backend: str | None = None,
+) -> Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]:
+    """Build the jitted `iterate(state) -> (state, metrics)`; metrics values are [I, R]."""
+    runs_axis, loops, per_call = resolve_execution(config, backend)
+    tx = make_optimizer(config)
+    num_envs, num_steps = config.num_envs, config.num_steps
+    mb_size = config.minibatch_size
+
+    def policy(run: RunState, key: jax.Array) -> tuple[jax.Array, ...]:
+        out = network.apply({"params": run.params}, run.obs)
+        actions = jax.random.categorical(key, out.logits).astype(jnp.int32)
+        return actions, categorical_log_prob(out.logits, actions), out.value
+
+    def env_step_all(runs: RunState, env_state: Any, _: Any) -> tuple[tuple, Rollout]:
+        keys = jax.vmap(jax.random.split)(runs.key)  # [R, 2, 2]
+        runs = runs.replace(key=keys[:, 0])
+        actions, log_probs, values = map_runs(policy, runs_axis, runs, keys[:, 1])  # [R, N]
+        env_state, step = env_step(env_state, actions.reshape(num_runs * num_envs))
+        step = jax.tree_util.tree_map(lambda x: x.reshape(num_runs, num_envs, *x.shape[1:]), step)
+        record = Rollout(runs.obs, actions, log_probs, values, step.reward, runs.done)
+        stats = jax.vmap(EpisodeStats.update)(runs.stats, step)
+        runs = runs.replace(obs=step.obs, done=step.done, stats=stats)
+        return (runs, env_state), record
+
+    def rollout(runs: RunState, env_state: Any) -> tuple[RunState, Any, Rollout]:
+        (runs, env_state), traj = jax.lax.scan(
+            lambda carry, x: env_step_all(*carry, x), (runs, env_state), None, length=num_steps
+        )
+        traj = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), traj)  # [R, T, N, ...]
+        return runs, env_state, traj
+
+    def loss_fn(params: Any, batch: Minibatch, attn_coef: jax.Array) -> tuple[jax.Array, dict]:
+        out = network.apply({"params": params}, batch.obs)
+        coefs = LossCoefficients(
+            clip_coef=config.clip_coef,
+            vf_clip_coef=config.vf_clip_coef,
+            ent_coef=config.ent_coef,
+            vf_coef=config.vf_coef,
+            attn_coef=attn_coef,
+            norm_adv=config.norm_adv,
+        )
+        return ppo_loss(out.logits, out.value, out.attention, batch, coefs)
+
+    grad_fn = jax.grad(loss_fn, has_aux=True)
+
+    def minibatch_update(carry: tuple, batch: Minibatch, lr: jax.Array, attn_coef: jax.Array):
+        params, opt_state = carry
+        grads, metrics = grad_fn(params, batch, attn_coef)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: -lr * u, updates))
+        return (params, opt_state), metrics
+
+    def update_run(run: RunState, traj: Rollout) -> tuple[RunState, dict[str, jax.Array]]:
+        """Epochs x minibatches of PPO updates on one run's rollout."""
+        last_value = network.apply({"params": run.params}, run.obs).value
+        advantages, returns = gae(
+            traj.rewards, traj.values, traj.dones, last_value, run.done,
+            config.gamma, config.gae_lambda,
+        )
+        flat = Minibatch(traj.obs, traj.actions, traj.log_probs, traj.values, advantages, returns)
+        flat = jax.tree_util.tree_map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), flat)
+        lr = learning_rate(config, run.iteration)
+        key, *epoch_keys = jax.random.split(run.key, config.update_epochs + 1)
+        perms = jnp.stack([jax.random.permutation(k, config.batch_size) for k in epoch_keys])
+        # [E, M, mb]: indices of every minibatch in every epoch
+        order = perms.reshape(config.update_epochs, config.num_minibatches, mb_size)
+        step = lambda carry, idx: minibatch_update(
+            carry, jax.tree_util.tree_map(lambda x: x[idx], flat), lr, run.attn_coef
+        )
+        carry = (run.params, run.opt_state)
+        if loops == "scan":
+            carry, metrics = jax.lax.scan(step, carry, order.reshape(-1, mb_size))
+            metrics = jax.tree_util.tree_map(jnp.mean, metrics)
+        else:
+            collected = []
+            for idx in order.reshape(-1, mb_size):
+                carry, m = step(carry, idx)
+                collected.append(m)
+            metrics = jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *collected)
+        params, opt_state = carry
+        episodic_return, episodic_length = run.stats.summary()
+        metrics = {
+            **metrics,
+            "learning_rate": lr,
+            "episodic_return": episodic_return,
+            "episodic_length": episodic_length,
+        }
+        run = run.replace(params=params, opt_state=opt_state, key=key, iteration=run.iteration + 1)
+        return run.replace(), {**metrics, "global_step": run.iteration * config.batch_size}
+
+    def one_iteration(state: TrainState, _: Any = None) -> tuple[TrainState, dict]:
+        runs, env_state, traj = rollout(state.runs, state.env_state)
+        runs, metrics = map_runs(update_run, runs_axis, runs, traj)  # metrics [R]
+        return TrainState(runs=runs, env_state=env_state), metrics
+
+    def iterate(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        if per_call == 1:
+            state, metrics = one_iteration(state)
+            return state, jax.tree_util.tree_map(lambda x: x[None], metrics)
+        return jax.lax.scan(one_iteration, state, None, length=per_call)
+
+    iterate_jit = jax.jit(iterate, donate_argnums=0)
+    iterate_jit.iterations_per_call = per_call  # type: ignore[attr-defined]
+    return iterate_jit
