@@ -1,0 +1,199 @@
+"""Orbax checkpoints of one run, resume, and `load_agent` for the visualisation tools.
+
+A checkpoint `<run>/checkpoints/<iteration>/` holds three items: `params`, `state` (optimizer
+state, RNG key, iteration, finished-game statistics) and `meta` (JSON: config, global step,
+iteration, W&B run id). Orbax writes into a temporary folder and renames it when complete, so a
+process killed mid-write never leaves a checkpoint that looks good; a newest checkpoint that
+fails to restore is skipped with a warning and the previous one is used. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from attnjax.config import TrainConfig
+from attnjax.errors import UserError
+
+CHECKPOINT_DIR = "checkpoints"
+
+# orbax logs every save at INFO/WARNING level through absl; keep training output readable
+logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def _ocp():
+    import orbax.checkpoint as ocp
+
+    return ocp
+
+
+def _manager(run_dir: Path, keep: int = 3, create: bool = True):
+    ocp = _ocp()
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=create, enable_async_checkpointing=False
+    )
+    return ocp.CheckpointManager(run_dir.resolve() / CHECKPOINT_DIR, options=options)
+
+
+class RunCheckpointer:
+    """Saves and restores one run's checkpoints under `<run_dir>/checkpoints/`."""
+
+    def __init__(self, run_dir: Path, keep: int = 3) -> None:
+        self.run_dir = Path(run_dir)
+        self._manager = _manager(self.run_dir, keep)
+
+    def save(self, iteration: int, params: Any, state: Any, meta: dict[str, Any]) -> None:
+        ocp = _ocp()
+        params, state = jax.device_get((params, state))
+        self._manager.save(
+            iteration,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardSave(params),
+                state=ocp.args.StandardSave(state),
+                meta=ocp.args.JsonSave(meta),
+            ),
+            force=True,
+        )
+        self._manager.wait_until_finished()
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def restore(self, iteration: int, params_like: Any, state_like: Any) -> tuple[Any, Any, dict]:
+        """Restore into the structures of `params_like` / `state_like` (pytrees of arrays)."""
+        ocp = _ocp()
+        restored = self._manager.restore(
+            iteration,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardRestore(_abstract(params_like)),
+                state=ocp.args.StandardRestore(_abstract(state_like)),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
+        params = _like(params_like, restored["params"])
+        state = _like(state_like, restored["state"])
+        return params, state, dict(restored["meta"])
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+def _abstract(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), tree)
+
+
+def _like(template: Any, restored: Any) -> Any:
+    """Put restored leaves back into the template's tree structure (namedtuples included),
+    checking shapes so a checkpoint of another architecture cannot slip through."""
+    want = jax.tree_util.tree_leaves(template)
+    got = jax.tree_util.tree_leaves(restored)
+    shapes_differ = any(np.shape(a) != np.shape(b) for a, b in zip(want, got, strict=False))
+    if len(want) != len(got) or shapes_differ:
+        raise ValueError("checkpoint arrays do not match the network's shapes")
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), got)
+
+
+def find_checkpoint_dirs(path: Path) -> tuple[Path, list[int]]:
+    """(run folder, checkpoint iterations newest first) for a run folder or one checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist; pass a run folder or one of its checkpoints")
+    if (path / CHECKPOINT_DIR).is_dir():
+        run_dir = path
+        steps = sorted(
+            (int(p.name) for p in (path / CHECKPOINT_DIR).iterdir() if p.name.isdigit()),
+            reverse=True,
+        )
+    elif path.parent.name == CHECKPOINT_DIR and path.name.isdigit():
+        run_dir, steps = path.parent.parent, [int(path.name)]
+    else:
+        raise UserError(
+            f"{path} holds no checkpoints (no {CHECKPOINT_DIR}/ folder); pass a run folder "
+            "written by train.py or one of its checkpoints/<iteration> folders"
+        )
+    if not steps:
+        raise UserError(f"{path / CHECKPOINT_DIR} is empty; train first or pick another run")
+    return run_dir, steps
+
+
+def read_checkpoint_meta(run_dir: Path, iteration: int) -> dict[str, Any]:
+    meta_file = Path(run_dir) / CHECKPOINT_DIR / str(iteration) / "meta" / "metadata"
+    return json.loads(meta_file.read_text())
+
+
+@dataclass
+class Agent:
+    """A trained network ready to run: what every visualisation tool loads."""
+
+    config: TrainConfig
+    network: Any  # flax Module
+    params: Any
+    step: int  # global agent step of the checkpoint
+    iteration: int
+    num_actions: int
+    path: Path  # the checkpoint folder
+
+    def __post_init__(self) -> None:
+        self._apply = jax.jit(lambda params, obs: self.network.apply({"params": params}, obs))
+
+    def apply(self, obs: jax.Array):
+        """uint8 [B, 4, 84, 84] -> AgentOutput (jitted)."""
+        return self._apply(self.params, obs)
+
+
+def load_agent(path: str | Path) -> Agent:
+    """Config, network and parameters of the newest good checkpoint of a run folder (or of the
+    given checkpoint folder). Raises UserError when there is none or it does not fit."""
+    from attnjax.networks import init_params, make_network
+
+    run_dir, steps = find_checkpoint_dirs(Path(path))
+    checkpointer = RunCheckpointer(run_dir)
+    ocp = _ocp()
+    errors = []
+    for iteration in steps:
+        try:
+            meta = read_checkpoint_meta(run_dir, iteration)
+            config = TrainConfig.from_dict(meta["config"])
+            network = make_network(config.network, meta["num_actions"], config.attn_heads)
+            template = init_params(network, jax.random.PRNGKey(0))
+            restored = checkpointer._manager.restore(
+                iteration,
+                args=ocp.args.Composite(params=ocp.args.StandardRestore(_abstract(template))),
+            )
+            try:
+                params = _like(template, restored["params"])
+            except ValueError:
+                raise UserError(
+                    f"checkpoint {run_dir / CHECKPOINT_DIR / str(iteration)} does not match the "
+                    f"{config.network} network its config names (K={config.attn_heads}); it was "
+                    "written by another architecture"
+                ) from None
+        except UserError:
+            raise
+        except Exception as err:  # corrupt or half-written: fall back to an older one
+            errors.append(f"{iteration}: {type(err).__name__}")
+            warnings.warn(
+                f"checkpoint {iteration} of {run_dir} is unreadable ({type(err).__name__}); "
+                "trying an older one",
+                stacklevel=2,
+            )
+            continue
+        checkpointer.close()
+        return Agent(
+            config=config,
+            network=network,
+            params=params,
+            step=int(meta["global_step"]),
+            iteration=int(meta["iteration"]),
+            num_actions=int(meta["num_actions"]),
+            path=run_dir / CHECKPOINT_DIR / str(iteration),
+        )
+    checkpointer.close()
+    raise UserError(f"no readable checkpoint in {run_dir} ({'; '.join(errors)}); retrain the run")

@@ -1,0 +1,234 @@
+"""Where training results go: metrics.jsonl, Weights & Biases, attention pictures, progress.
+
+Why here: the train loop only produces per-iteration dictionaries; this module decides how they
+are written (JSON lines that survive a kill and a resume), shown (rich bar on a terminal, plain
+lines otherwise) and tracked (W&B, offline by default, never blocking training).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from attnjax.config import TrainConfig
+
+METRICS_FILE = "metrics.jsonl"
+WANDB_ID_FILE = "wandb_run_id"
+
+
+def clean_number(value: Any) -> float | int | None:
+    """JSON-safe scalar: NaN/Inf become null, integers stay integers."""
+    value = np.asarray(value).item()
+    if isinstance(value, bool | int):
+        return int(value)
+    return float(value) if math.isfinite(value) else None
+
+
+class MetricsLog:
+    """Appends one JSON line per iteration to `<run>/metrics.jsonl`, flushed at once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / METRICS_FILE
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def truncate_metrics(run_dir: Path, max_global_step: int) -> int:
+    """Keep only lines with global_step <= max_global_step (and drop a torn last line), so a
+    resumed run continues with no duplicated and no missing steps. Returns lines kept."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return 0
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("global_step", math.inf) <= max_global_step:
+            kept.append(line)
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return len(kept)
+
+
+def attention_figure(obs: np.ndarray, attention: np.ndarray | None, title: str):
+    """Matplotlib figure: the newest observation frame and each attention head over it.
+
+    obs: uint8 [4, 84, 84]; attention: [7, 7, K] or None (nature network).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heads = 0 if attention is None else attention.shape[-1]
+    fig, axes = plt.subplots(1, heads + 1, figsize=(2.6 * (heads + 1), 2.9), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(obs[-1], cmap="gray", vmin=0, vmax=255)
+    axes[0].set_title("observation", fontsize=9)
+    for k in range(heads):
+        axes[k + 1].imshow(obs[-1], cmap="gray", vmin=0, vmax=255)
+        axes[k + 1].imshow(
+            attention[..., k], cmap="inferno", alpha=0.6, extent=(-0.5, 83.5, 83.5, -0.5),
+            interpolation="nearest", vmin=0,
+        )
+        axes[k + 1].set_title(f"head {k} (max {attention[..., k].max():.2f})", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _wandb_reachable(timeout: float = 3.0) -> bool:
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class WandbRun:
+    """One W&B run per training run; offline by default, resumed with the id kept in the run
+    folder. Any W&B failure becomes a warning: tracking never stops training."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, mode: str | None = None) -> None:
+        self.run = None
+        mode = mode or config.wandb_mode
+        if mode == "disabled":
+            return
+        if mode == "online" and not _wandb_reachable():
+            warnings.warn(
+                "W&B online mode asked for but the W&B server is unreachable; logging offline "
+                f"instead (sync later with `wandb sync {run_dir}/wandb/offline-run-*`)",
+                stacklevel=2,
+            )
+            mode = "offline"
+        id_file = Path(run_dir) / WANDB_ID_FILE
+        try:
+            import wandb
+
+            run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+            id_file.write_text(run_id)
+            self.run = wandb.init(
+                project=config.wandb_project,
+                entity=config.wandb_entity or None,
+                group=config.wandb_group or config.env_id,
+                tags=list(config.wandb_tags) or None,
+                name=config.resolved_run_name,
+                id=run_id,
+                resume="allow",
+                dir=str(run_dir),
+                mode=mode,
+                config=config.to_dict(),
+                reinit="create_new",
+                settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+            )
+            self.run.define_metric("global_step")
+            self.run.define_metric("*", step_metric="global_step")
+        except Exception as err:  # noqa: BLE001 - tracking must not stop training
+            warnings.warn(f"W&B could not start ({err}); training goes on without it",
+                          stacklevel=2)
+            self.run = None
+
+    @property
+    def id(self) -> str | None:
+        return None if self.run is None else self.run.id
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.log({k: v for k, v in record.items() if v is not None})
+
+    def log_figure(self, fig: Any, global_step: int) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({"attention": wandb.Image(fig), "global_step": global_step})
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish(quiet=True)
+
+
+class Progress:
+    """Steps, SPS, ETA, latest full-game return and attention entropy: a rich bar on a
+    terminal, one plain line every `every_s` seconds otherwise (CI, nohup, pipes)."""
+
+    def __init__(self, total_steps: int, start_step: int, label: str, enabled: bool = True,
+                 every_s: float = 30.0) -> None:
+        self.total, self.start, self.label = total_steps, start_step, label
+        self.enabled = enabled
+        self.every_s = every_s
+        self.t0 = time.monotonic()
+        self._last_line = 0.0
+        self._bar = None
+        self._last: tuple | None = None
+        if enabled and sys.stdout.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import (
+                Progress as RichProgress,
+            )
+
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                TimeRemainingColumn(),
+            )
+            self._task = self._bar.add_task(label, total=total_steps, completed=start_step,
+                                            info="compiling...")
+            self._bar.start()
+
+    def update(self, global_step: int, sps: float, ret: float | None, entropy: float | None,
+               final: bool = False) -> None:
+        if not self.enabled:
+            return
+        if final and self._last is not None:  # repeat the latest numbers on the closing line
+            sps, ret, entropy = self._last
+        self._last = (sps, ret, entropy)
+        ret_s = "-" if ret is None else f"{ret:.1f}"
+        ent_s = "-" if entropy is None else f"{entropy:.3f}"
+        info = f"{sps:,.0f} steps/s  return {ret_s}  H(att) {ent_s}"
+        if self._bar is not None:
+            self._bar.update(self._task, completed=global_step, info=info)
+            return
+        now = time.monotonic()
+        if final or now - self._last_line >= self.every_s or self._last_line == 0.0:
+            self._last_line = now
+            done = global_step - self.start
+            rate = done / max(now - self.t0, 1e-9)
+            eta = (self.total - global_step) / rate if rate > 0 else math.inf
+            eta_s = "?" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
+            pct = 100.0 * global_step / self.total
+            print(f"[{self.label}] step {global_step:,}/{self.total:,} ({pct:.0f}%)  {info}  "
+                  f"ETA {eta_s}", flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -1,0 +1,290 @@
+"""The training loop around the compiled PPO iteration: run folders, checkpoints, resume,
+metrics, W&B and progress, for one run or a lambda x seed grid trained in one program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from attnjax.checkpoints import RunCheckpointer
+from attnjax.config import RUN_DEFINING_FIELDS, TrainConfig, check_out_dir_writable, validate
+from attnjax.envs import EpisodeStats, env_seeds, make_env
+from attnjax.errors import UserError
+from attnjax.networks import make_network
+from attnjax.ppo import LOSS_METRICS, RunState, TrainState, init_state, make_iterate
+from attnjax.tracking import (
+    MetricsLog,
+    Progress,
+    WandbRun,
+    attention_figure,
+    clean_number,
+    truncate_metrics,
+)
+
+ATTENTION_PNG = "attention.png"
+GRID_FIELDS = ("attn_coef", "seed", "run_name")
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN/Inf; the last good checkpoint is kept."""
+
+
+def run_dir_of(config: TrainConfig) -> Path:
+    return Path(config.out_dir) / config.resolved_run_name
+
+
+def check_grid(configs: list[TrainConfig]) -> None:
+    """Runs in one program must share everything but lambda and seed; names must differ."""
+    if not configs:
+        raise UserError("nothing to train: give at least one --attn-coef and --seed")
+    first = {k: v for k, v in configs[0].to_dict().items() if k not in GRID_FIELDS}
+    for config in configs[1:]:
+        other = {k: v for k, v in config.to_dict().items() if k not in GRID_FIELDS}
+        differing = sorted(k for k in first if first[k] != other[k])
+        if differing:
+            raise UserError(
+                f"runs trained together must share {', '.join(differing)}; resume runs of "
+                "different settings separately"
+            )
+    names = [c.resolved_run_name for c in configs]
+    if len(set(names)) != len(names):
+        raise UserError("two runs of the grid have the same folder name; repeat no lambda/seed")
+
+
+def plan(configs: list[TrainConfig]) -> str:
+    """What `--dry-run` prints: runs, steps, folders and a memory estimate."""
+    c = configs[0]
+    obs_bytes = 4 * 84 * 84
+    params = 3136 * 512 + 8 * 8 * 4 * 32 + 4 * 4 * 32 * 64 + 3 * 3 * 64 * 64 + 64 * 512 + 512 * 20
+    state_bytes = 4 * params * 4  # params, Adam mu and nu, gradients (float32)
+    rollout_bytes = c.batch_size * (obs_bytes + 5 * 4)
+    # forward + backward activations of one minibatch (conv1 dominates), float32, x3 for grads
+    act_bytes = c.minibatch_size * 4 * 3 * (20 * 20 * 32 * 2 + 9 * 9 * 64 * 2 + 49 * 64 * 4
+                                            + 49 * 512 * 2 + obs_bytes)
+    runs_parallel = len(configs) if c.runs_axis == "vmap" else 1
+    total = len(configs) * (state_bytes + rollout_bytes) + runs_parallel * act_bytes
+    lines = [
+        f"plan: {len(configs)} run(s) of {c.env_id}, network {c.network}, one program",
+        f"  {c.num_iterations} iterations x {c.batch_size} steps "
+        f"({c.num_envs} envs x {c.num_steps}) = {c.num_iterations * c.batch_size:,} agent steps "
+        f"per run, {len(configs) * c.num_iterations * c.batch_size:,} in all",
+        f"  update: {c.update_epochs} epochs x {c.num_minibatches} minibatches of "
+        f"{c.minibatch_size}; envs in one pool: {len(configs) * c.num_envs}",
+        f"  estimated device memory: {total / 2**20:,.0f} MiB",
+    ]
+    lines += [f"  run: {run_dir_of(x)}  (lambda={x.attn_coef:g}, seed={x.seed})" for x in configs]
+    return "\n".join(lines)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _run_slice(tree: Any, r: int) -> Any:
+    return jax.tree_util.tree_map(lambda x: x[r], tree)
+
+
+def _saved_state(run: RunState) -> dict[str, Any]:
+    """The part of one run's state a checkpoint keeps (envs restart on resume)."""
+    return {"opt_state": run.opt_state, "key": run.key, "stats": run.stats,
+            "iteration": run.iteration}
+
+
+def _prepare_run_dirs(configs: list[TrainConfig], resume: bool) -> list[Path]:
+    check_out_dir_writable(configs[0].out_dir)
+    dirs = [run_dir_of(c) for c in configs]
+    for run_dir in dirs:
+        has_checkpoints = (run_dir / "checkpoints").is_dir() and any(
+            p.name.isdigit() for p in (run_dir / "checkpoints").iterdir()
+        )
+        if resume and not has_checkpoints:
+            raise UserError(f"--resume {run_dir}: no checkpoint there to resume from; train it "
+                            "anew without --resume")
+        if not resume and has_checkpoints:
+            raise UserError(f"run folder {run_dir} already holds checkpoints; continue it with "
+                            f"--resume {run_dir}, or pick another --out-dir/--run-name")
+    for config, run_dir in zip(configs, dirs, strict=True):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        _write_atomic(run_dir / "config.json", config.to_json() + "\n")
+    return dirs
+
+
+def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
+             configs: list[TrainConfig]) -> tuple[TrainState, int]:
+    """Load every run from the newest iteration all runs have a good checkpoint of."""
+    common = set.intersection(*(set(c.steps()) for c in checkpointers))
+    runs = state.runs
+    for iteration in sorted(common, reverse=True):
+        restored = []
+        try:
+            for r, checkpointer in enumerate(checkpointers):
+                run = _run_slice(runs, r)
+                params, saved, meta = checkpointer.restore(iteration, run.params,
+                                                           _saved_state(run))
+                if meta["config"]["attn_coef"] != configs[r].attn_coef:
+                    raise ValueError("checkpoint of another run")
+                restored.append((params, saved))
+        except Exception as err:  # noqa: BLE001 - corrupt checkpoint: use an older one
+            import warnings
+
+            warnings.warn(f"checkpoint {iteration} is unreadable ({type(err).__name__}: {err}); "
+                          "trying an older one", stacklevel=2)
+            continue
+        new_runs = []
+        for r, (params, saved) in enumerate(restored):
+            run = _run_slice(runs, r)
+            stats: EpisodeStats = saved["stats"]
+            stats = stats.replace(running_return=jnp.zeros_like(stats.running_return),
+                                  running_length=jnp.zeros_like(stats.running_length))
+            new_runs.append(run.replace(params=params, opt_state=saved["opt_state"],
+                                        key=saved["key"], stats=stats,
+                                        iteration=saved["iteration"]))
+        stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *new_runs)
+        return state.replace(runs=stacked), iteration
+    raise UserError("no checkpoint iteration is readable for every run; train anew without "
+                    "--resume")
+
+
+def _log_attention(network: Any, run: RunState, run_dir: Path, tracker: WandbRun,
+                   global_step: int, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    obs = run.obs[:1]
+    out = network.apply({"params": run.params}, obs)
+    attention = None if out.attention is None else np.asarray(out.attention[0])
+    fig = attention_figure(np.asarray(obs[0]), attention, f"{title}  step {global_step:,}")
+    fig.savefig(run_dir / (ATTENTION_PNG + ".tmp.png"), dpi=100)
+    os.replace(run_dir / (ATTENTION_PNG + ".tmp.png"), run_dir / ATTENTION_PNG)
+    tracker.log_figure(fig, global_step)
+    plt.close(fig)
+
+
+def train(configs: list[TrainConfig], progress: bool = False, resume: bool = False) -> list[Path]:
+    """Train the runs (a grid shares one env pool and one compiled iteration); returns their
+    run folders. Raises UserError for bad input (before compiling) and TrainingDiverged when a
+    loss becomes non-finite."""
+    for config in configs:
+        validate(config)
+    check_grid(configs)
+    run_dirs = _prepare_run_dirs(configs, resume)
+    base = configs[0]
+    num_runs = len(configs)
+    seeds = [s for c in configs for s in env_seeds(c.seed, c.num_envs)]
+    env = make_env(base.env_id, seeds)
+    network = make_network(base.network, env.num_actions, base.attn_heads)
+    env_state, obs = env.reset()
+    state = init_state(configs, network, env_state, obs)
+    checkpointers = [RunCheckpointer(d, base.keep_checkpoints) for d in run_dirs]
+    start_iteration = 0
+    if resume:
+        state, start_iteration = _restore(state, checkpointers, configs)
+        for run_dir in run_dirs:
+            truncate_metrics(run_dir, start_iteration * base.batch_size)
+    trackers = [WandbRun(c, d) for c, d in zip(configs, run_dirs, strict=True)]
+    logs = [MetricsLog(d) for d in run_dirs]
+    iterate = make_iterate(base, network, env.step, num_runs)
+    per_call = iterate.iterations_per_call
+    label = base.game if num_runs == 1 else f"{base.game} x{num_runs}"
+    bar = Progress(base.num_iterations * base.batch_size, start_iteration * base.batch_size,
+                   label, enabled=progress)
+    if progress:
+        print(plan(configs).splitlines()[0] + "; compiling the PPO iteration...", flush=True)
+
+    def checkpoint(iteration: int) -> None:
+        for r, (checkpointer, config) in enumerate(zip(checkpointers, configs, strict=True)):
+            run = _run_slice(state.runs, r)
+            meta = {"config": config.to_dict(), "iteration": iteration,
+                    "global_step": iteration * base.batch_size, "num_actions": env.num_actions,
+                    "wandb_run_id": trackers[r].id, "saved_at": time.time()}
+            checkpointer.save(iteration, run.params, _saved_state(run), meta)
+
+    iteration = start_iteration
+    try:
+        while iteration < base.num_iterations:
+            t0 = time.perf_counter()
+            state, metrics = iterate(state)
+            metrics = jax.device_get(metrics)  # each [I, R]
+            elapsed = time.perf_counter() - t0
+            sps = per_call * base.batch_size / elapsed  # per run
+            for i in range(per_call):
+                iteration += 1
+                for r in range(num_runs):
+                    if not math.isfinite(float(metrics["loss"][i, r])):
+                        raise TrainingDiverged(
+                            f"loss became {float(metrics['loss'][i, r])} at iteration {iteration} "
+                            f"of run {configs[r].resolved_run_name}; the last good checkpoint in "
+                            f"{run_dirs[r] / 'checkpoints'} is kept (try a smaller "
+                            "--learning-rate or --attn-coef)"
+                        )
+                    record = {"iteration": iteration,
+                              "global_step": int(metrics["global_step"][i, r])}
+                    for key in ("episodic_return", "episodic_length", *LOSS_METRICS,
+                                "learning_rate"):
+                        record[key] = clean_number(metrics[key][i, r])
+                    if base.network != "attention":
+                        record["attention_entropy"] = None
+                    record["sps"] = round(sps, 2)
+                    logs[r].write(record)
+                    trackers[r].log(record)
+            ret = clean_number(metrics["episodic_return"][-1, 0])
+            ent = clean_number(metrics["attention_entropy"][-1, 0])
+            bar.update(iteration * base.batch_size, sps * num_runs, ret,
+                       ent if base.network == "attention" else None)
+            final = iteration >= base.num_iterations
+            if base.log_images_every and (iteration % base.log_images_every == 0 or final):
+                for r in range(num_runs):
+                    _log_attention(network, _run_slice(state.runs, r), run_dirs[r], trackers[r],
+                                   iteration * base.batch_size, configs[r].resolved_run_name)
+            if iteration % base.checkpoint_every == 0 or final:
+                checkpoint(iteration)
+        bar.update(iteration * base.batch_size, 0.0, None, None, final=True)
+    finally:
+        bar.close()
+        for log in logs:
+            log.close()
+        for tracker in trackers:
+            tracker.finish()
+        for checkpointer in checkpointers:
+            checkpointer.close()
+        env.close()
+    return run_dirs
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The config a run folder was trained with, placed where the folder now is."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise UserError(f"--resume {run_dir}: no config.json there; pass a run folder written "
+                        "by train.py")
+    config = TrainConfig.from_dict(json.loads(path.read_text()))
+    return dataclasses.replace(config, out_dir=str(Path(run_dir).parent),
+                               run_name=Path(run_dir).name)
+
+
+def merge_resume_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """Apply command-line flags to a resumed run's config, refusing those that change its
+    meaning."""
+    changed = [k for k, v in overrides.items()
+               if k in RUN_DEFINING_FIELDS and getattr(config, k) != v]
+    if changed:
+        flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+        raise UserError(f"{flags} would change the meaning of the resumed run; leave "
+                        f"{'it' if len(changed) == 1 else 'them'} out (the run keeps its own "
+                        "config) or start a new run")
+    allowed = {k: v for k, v in overrides.items() if k not in RUN_DEFINING_FIELDS
+               and k not in ("out_dir", "run_name")}
+    return dataclasses.replace(config, **allowed)
