@@ -1,0 +1,77 @@
+"""The attention actor-critic and the Nature-CNN baseline, as DESIGN.md describes them."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attnjax.envs import AtariEnv, env_seeds
+from attnjax.losses import attention_entropy
+from attnjax.networks import init_params, make_network
+
+
+@pytest.fixture(scope="module")
+def breakout_frames():
+    """32 real Breakout observations from random play."""
+    env = AtariEnv("Breakout-v5", env_seeds(0, 8))
+    state, obs = env.reset()
+    step = jax.jit(env.step)
+    frames = []
+    rng = np.random.default_rng(0)
+    for t in range(40):
+        state, out = step(state, jnp.asarray(rng.integers(0, env.num_actions, 8), jnp.int32))
+        if t % 10 == 9:
+            frames.append(np.asarray(out.obs))
+    env.close()
+    return jnp.asarray(np.concatenate(frames))
+
+
+def test_attention_network_outputs(breakout_frames):
+    net = make_network("attention", num_actions=4, num_heads=2)
+    params = init_params(net, jax.random.PRNGKey(0))
+    out = net.apply({"params": params}, breakout_frames)
+    B = breakout_frames.shape[0]
+    assert out.logits.shape == (B, 4) and out.value.shape == (B,)
+    assert out.attention.shape == (B, 7, 7, 2)
+    np.testing.assert_allclose(out.attention.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+    acts = out.activations
+    assert acts["conv1"].shape == (B, 20, 20, 32) and acts["conv2"].shape == (B, 9, 9, 64)
+    assert acts["conv3"].shape == (B, 7, 7, 64) and acts["a1"].shape == (B, 7, 7, 512)
+    assert acts["attention_logits"].shape == (B, 7, 7, 2)
+    norms = jnp.linalg.norm(acts["c3_normalized"], axis=-1)
+    nonzero = jnp.linalg.norm(acts["conv3"], axis=-1) > 1e-6
+    np.testing.assert_allclose(norms[nonzero], 1.0, rtol=1e-4)
+    np.testing.assert_allclose(acts["conv1"], jax.nn.relu(acts["conv1_pre"]))
+    np.testing.assert_allclose(acts["a1"], jax.nn.elu(acts["a1_pre"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        acts["features"], acts["c3_normalized"] * out.attention.sum(-1, keepdims=True), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("heads", [1, 2, 3])
+def test_initial_attention_entropy_is_near_k_ln49(breakout_frames, heads):
+    net = make_network("attention", num_actions=4, num_heads=heads)
+    params = init_params(net, jax.random.PRNGKey(1))
+    entropy = float(attention_entropy(net.apply({"params": params}, breakout_frames).attention))
+    assert entropy == pytest.approx(heads * math.log(49), rel=0.01)
+
+
+def test_nature_network_has_no_attention(breakout_frames):
+    net = make_network("nature", num_actions=4)
+    params = init_params(net, jax.random.PRNGKey(0))
+    out = net.apply({"params": params}, breakout_frames[:4])
+    assert out.attention is None and out.logits.shape == (4, 4)
+    assert "attn_hidden" not in params
+
+
+def test_initialisation_gains():
+    net = make_network("attention", num_actions=4)
+    params = init_params(net, jax.random.PRNGKey(0))
+    assert float(jnp.abs(params["encoder"]["conv1"]["bias"]).max()) == 0.0
+    # orthogonal with gain g: the (flattened) kernel's singular values all equal g
+    policy = np.asarray(params["head"]["policy"]["kernel"])
+    np.testing.assert_allclose(np.linalg.svd(policy, compute_uv=False), 0.01, rtol=1e-4)
+    conv3 = np.asarray(params["encoder"]["conv3"]["kernel"]).reshape(-1, 64)
+    np.testing.assert_allclose(np.linalg.svd(conv3, compute_uv=False), math.sqrt(2), rtol=1e-4)
