@@ -403,9 +403,10 @@ def table_markdown(summary: dict[str, Any]) -> str:
         name = f"{group[1]:g}" if group[0] == "attention" else group_label(group)
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     frac = summary["final_window_frac"]
+    seeds = "seed" if usual == 1 else "seeds"
     lines += ["", f"Final full-game return, mean±std (population std, ddof=0) over {usual} "
-              f"seeds unless marked (n=k). Final = mean of a run's non-null episodic_return over "
-              f"the last {frac:g} of its logged global_step range."]
+              f"{seeds} unless marked (n=k). Final = mean of a run's non-null episodic_return over "
+              f"the last {100 * frac:g}% of its logged global_step range."]
     return "\n".join(lines) + "\n"
 
 
@@ -441,7 +442,7 @@ def group_colours(summary: dict[str, Any]) -> dict[str, Any]:
 def _grid_of_axes(plt, n: int):
     ncols = min(3, max(n, 1))
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows + 0.8),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(4.2 * ncols, 7.0), 3.3 * nrows + 0.8),
                              squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
@@ -516,8 +517,8 @@ def plot_entropy_vs_reward(summary: dict[str, Any]):
         ax.set_ylabel("final full-game return")
         ax.grid(alpha=0.3)
     frac = summary["final_window_frac"]
-    caption = (f"Final = mean over the last {frac:g} of each run's logged steps. Dots: runs; "
-               "crosses: mean over seeds per λ. Attention networks only.")
+    caption = (f"Final = mean over the last {100 * frac:g}% of each run's logged steps. "
+               "Dots: runs; crosses: mean over seeds per λ. Attention networks only.")
     _legend_and_caption(fig, colours, [lab for lab in colours if lab in labels], caption,
                         marker="o")
     return fig
