@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from attnjax.envs import (
-    STATS_WINDOW, AtariEnv, EpisodeStats, QuadrantEnv, StepResult, env_seeds, validate_env_id,
+    STATS_WINDOW,
+    AtariEnv,
+    EpisodeStats,
+    QuadrantEnv,
+    StepResult,
+    env_seeds,
+    validate_env_id,
 )
 from attnjax.errors import UserError
 

@@ -3,10 +3,10 @@
 import json
 
 import numpy as np
+from conftest import QUADRANT_LAMBDA
 
 from attnjax import load_agent
 from attnjax.envs import QuadrantEnv, env_seeds
-from conftest import QUADRANT_LAMBDA
 
 CHANCE_RETURN = 32 / 4  # 32-step episodes, 4 actions
 RF_SIZE, RF_JUMP = 36, 8  # a conv3 cell i sees input rows 8i .. 8i+35

@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 
 from attnjax.losses import (
-    LossCoefficients, Minibatch, attention_entropy, gae, ppo_loss,
+    LossCoefficients,
+    Minibatch,
+    attention_entropy,
+    gae,
+    ppo_loss,
 )
 from attnjax.networks import init_params, make_network
 
