@@ -138,6 +138,13 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
                 if meta["config"]["attn_coef"] != configs[r].attn_coef:
                     raise ValueError("checkpoint of another run")
                 restored.append((params, saved))
+        except ValueError as err:  # shapes differ: another architecture, not corruption
+            raise UserError(
+                f"the checkpoints in {checkpointers[r].run_dir} do not fit the "
+                f"{configs[r].network} network (K={configs[r].attn_heads}) their config.json "
+                "names: they were written by another architecture; resume with the original "
+                "config.json or train a new run"
+            ) from err
         except Exception as err:  # noqa: BLE001 - corrupt checkpoint: use an older one
             import warnings
 

@@ -1,0 +1,152 @@
+"""Bad input answers with one line, exit code 2, no traceback and nothing written; a run
+killed with SIGKILL resumes to its total steps with a gap-free metrics file."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--env-id", "Quadrant-v0", "--num-envs", "4", "--num-steps", "16",
+        "--num-minibatches", "2", "--update-epochs", "1", "--wandb-mode", "disabled",
+        "--log-images-every", "0", "--quiet"]
+
+
+def run_train(*args, timeout=300):
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and lines[0].startswith("error:")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+BAD_INPUTS = [
+    (["--env-id", "Breakout-v4"], ["unknown env id", "Breakout-v5"]),
+    (["--env-id", "Brekout-v5"], ["did you mean", "Breakout-v5"]),
+    (["--attn-coef", "-0.1"], ["--attn-coef", ">= 0"]),
+    (["--attn-coef", "nan"], ["--attn-coef", "finite"]),
+    (["--attn-coef", "inf"], ["--attn-coef", "finite"]),
+    (["--num-envs", "3", "--num-steps", "5", "--num-minibatches", "4"], ["not divisible"]),
+    (["--total-timesteps", "100"], ["smaller than one batch"]),
+    (["--num-envs", "0"], ["--num-envs", "at least 1"]),
+    (["--network", "resnet"], ["--network", "invalid choice"]),
+    (["--num-steps", "many"], ["--num-steps", "invalid int"]),
+]
+
+
+@pytest.mark.parametrize(("args", "needles"), BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, needles):
+    out = tmp_path / "out"
+    proc = run_train("--out-dir", str(out), *args)
+    assert_one_line_error(proc, *needles)
+    assert not out.exists()
+
+
+def test_unwritable_out_dir(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = run_train(*TINY, "--out-dir", str(blocker / "runs"))
+    assert_one_line_error(proc, "--out-dir", "not writable")
+
+
+def test_resume_without_checkpoint(tmp_path):
+    proc = run_train("--resume", str(tmp_path))
+    assert_one_line_error(proc, "--resume")
+    (tmp_path / "config.json").write_text(json.dumps({"env_id": "Quadrant-v0"}))
+    proc = run_train("--resume", str(tmp_path))
+    assert_one_line_error(proc, "no checkpoint")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished")
+    proc = run_train(*TINY, "--total-timesteps", "128", "--checkpoint-every", "1",
+                     "--out-dir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out / "Quadrant__attn0__s0"
+
+
+def test_resume_refuses_flags_that_change_the_run(finished_run):
+    proc = run_train("--resume", str(finished_run), "--attn-coef", "0.5")
+    assert_one_line_error(proc, "--attn-coef", "meaning")
+    proc = run_train(*TINY, "--total-timesteps", "128", "--out-dir", str(finished_run.parent))
+    assert_one_line_error(proc, "already holds checkpoints", "--resume")
+
+
+def test_resume_of_another_architecture(finished_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["network"] = "nature"
+    (run / "config.json").write_text(json.dumps(config))
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    proc = run_train("--resume", str(run))
+    assert_one_line_error(proc, "another architecture")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
+def _global_steps(run):
+    return [json.loads(x)["global_step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_sigkill_after_first_checkpoint_then_resume(tmp_path):
+    from attnjax import load_agent
+    from attnjax.checkpoints import RunCheckpointer
+    from attnjax.config import TrainConfig
+    from attnjax.envs import env_seeds, make_env
+    from attnjax.networks import make_network
+    from attnjax.ppo import init_state
+    from attnjax.train import _restore, load_run_config
+
+    total = 64 * 60  # 60 iterations of 64 steps
+    cmd = [sys.executable, str(ROOT / "train.py"), *TINY, "--total-timesteps", str(total),
+           "--checkpoint-every", "5", "--out-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = tmp_path / "Quadrant__attn0__s0"
+    deadline = time.time() + 240
+    while not (run / "checkpoints" / "5").is_dir():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+    time.sleep(random.uniform(0.0, 3.0))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    steps_before = _global_steps(run)
+    assert steps_before and steps_before[-1] < total
+
+    # the parameters a resume starts from are the newest good checkpoint's
+    agent = load_agent(run)
+    config = load_run_config(run)
+    env = make_env(config.env_id, env_seeds(config.seed, config.num_envs))
+    network = make_network(config.network, env.num_actions, config.attn_heads)
+    state = init_state([config], network, *env.reset())
+    state, iteration = _restore(state, [RunCheckpointer(run)], [config])
+    assert iteration == agent.iteration
+    for a, b in zip(jax.tree_util.tree_leaves(agent.params),
+                    jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x: x[0],
+                                                                     state.runs.params)),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert isinstance(config, TrainConfig)
+
+    proc = run_train("--resume", str(run), timeout=400)
+    assert proc.returncode == 0, proc.stderr
+    steps = _global_steps(run)
+    assert steps == list(range(64, total + 1, 64)), "strictly increasing, no gap, no repeat"
+    assert load_agent(run).step == total
