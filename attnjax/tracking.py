@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import socket
 import sys
 import time
@@ -129,7 +130,9 @@ class WandbRun:
         try:
             import wandb
 
-            run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+            # wandb 0.31 has no public id generator (wandb.util.generate_id is gone); a run id
+            # is any short lowercase alphanumeric string
+            run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
             id_file.write_text(run_id)
             self.run = wandb.init(
                 project=config.wandb_project,
@@ -168,7 +171,11 @@ class WandbRun:
 
     def finish(self) -> None:
         if self.run is not None:
-            self.run.finish(quiet=True)
+            try:  # wandb 0.31's Run.finish has no `quiet`; settings.silent already quiets it
+                self.run.finish()
+            except Exception as err:  # noqa: BLE001 - tracking must not stop training
+                warnings.warn(f"W&B could not finish cleanly ({err})", stacklevel=2)
+            self.run = None
 
 
 class Progress:
