@@ -21,8 +21,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from attnjax.config import TrainConfig
 from attnjax.envs import EpisodeStats, StepResult
@@ -140,9 +142,17 @@ def make_iterate(
     env_step: Callable[[Any, jax.Array], tuple[Any, StepResult]],
     num_runs: int,
     backend: str | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]:
-    """Build the jitted `iterate(state) -> (state, metrics)`; metrics values are [I, R]."""
+    """Build the jitted `iterate(state) -> (state, metrics)`; metrics values are [I, R].
+
+    With a `mesh` of D > 1 devices (axis "runs"), the R runs are split into D blocks, one per
+    device, each block stepping its own env pool: `state.env_state` then carries a leading [D]
+    axis (see `shard_state`) and `num_runs` is still the total R.
+    """
     runs_axis, loops, per_call = resolve_execution(config, backend)
+    num_devices = 1 if mesh is None else mesh.size
+    num_runs //= num_devices  # runs in one device's block
     tx = make_optimizer(config)
     num_envs, num_steps = config.num_envs, config.num_steps
     mb_size = config.minibatch_size
@@ -240,6 +250,42 @@ def make_iterate(
             return state, jax.tree_util.tree_map(lambda x: x[None], metrics)
         return jax.lax.scan(one_iteration, state, None, length=per_call)
 
+    if num_devices > 1:
+        iterate = _shard_over_devices(iterate, mesh)
     iterate_jit = jax.jit(iterate, donate_argnums=0)
     iterate_jit.iterations_per_call = per_call  # type: ignore[attr-defined]
     return iterate_jit
+
+
+RUNS_AXIS = "runs"
+
+
+def device_mesh(num_runs: int, devices: list | None = None) -> Mesh | None:
+    """A 1-D mesh over as many local devices as evenly divide the runs (None for one)."""
+    devices = list(devices if devices is not None else jax.local_devices())
+    count = max(d for d in range(1, min(len(devices), num_runs) + 1) if num_runs % d == 0)
+    return None if count == 1 else Mesh(np.array(devices[:count]), (RUNS_AXIS,))
+
+
+def shard_state(state: TrainState, mesh: Mesh | None) -> TrainState:
+    """Place each device's block of runs (and its env pool state) on that device."""
+    if mesh is None:
+        return state
+    return jax.device_put(state, NamedSharding(mesh, PartitionSpec(RUNS_AXIS)))
+
+
+def _shard_over_devices(iterate: Callable, mesh: Mesh) -> Callable:
+    """Run `iterate` on every device's block of runs: runs split on the leading axis, env
+    state's leading [D] axis gives each device its own env pool; metrics [I, R]."""
+
+    def local(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        env_state = jax.tree_util.tree_map(lambda x: x[0], state.env_state)
+        state, metrics = iterate(state.replace(env_state=env_state))
+        env_state = jax.tree_util.tree_map(lambda x: x[None], state.env_state)
+        return state.replace(env_state=env_state), metrics
+
+    spec = PartitionSpec(RUNS_AXIS)
+    return jax.shard_map(
+        local, mesh=mesh, in_specs=(spec,), out_specs=(spec, PartitionSpec(None, RUNS_AXIS)),
+        check_vma=False,
+    )

@@ -18,10 +18,18 @@ import numpy as np
 
 from attnjax.checkpoints import RunCheckpointer
 from attnjax.config import RUN_DEFINING_FIELDS, TrainConfig, check_out_dir_writable, validate
-from attnjax.envs import EpisodeStats, env_seeds, make_env
+from attnjax.envs import QUADRANT_ENV_ID, EpisodeStats, env_seeds, make_env
 from attnjax.errors import UserError
 from attnjax.networks import make_network
-from attnjax.ppo import LOSS_METRICS, RunState, TrainState, init_state, make_iterate
+from attnjax.ppo import (
+    LOSS_METRICS,
+    RunState,
+    TrainState,
+    device_mesh,
+    init_state,
+    make_iterate,
+    shard_state,
+)
 from attnjax.tracking import (
     MetricsLog,
     Progress,
@@ -123,6 +131,26 @@ def _prepare_run_dirs(configs: list[TrainConfig], resume: bool) -> list[Path]:
     return dirs
 
 
+def make_env_pools(configs: list[TrainConfig], num_pools: int) -> tuple[list, Any, jax.Array]:
+    """One env pool per device, each holding its block of runs' envs (every run keeps its own
+    env seeds). Returns (pools, env state, first observations [R * N, 4, 84, 84]); with several
+    pools the env state gains a leading [pools] axis."""
+    per_pool = len(configs) // num_pools
+    pools, states, observations = [], [], []
+    for block in range(num_pools):
+        members = configs[block * per_pool : (block + 1) * per_pool]
+        seeds = [s for c in members for s in env_seeds(c.seed, c.num_envs)]
+        pool = make_env(configs[0].env_id, seeds)
+        env_state, obs = pool.reset()
+        pools.append(pool)
+        states.append(env_state)
+        observations.append(obs)
+    obs = jnp.concatenate(observations)
+    if num_pools == 1:
+        return pools, states[0], obs
+    return pools, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states), obs
+
+
 def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
              configs: list[TrainConfig]) -> tuple[TrainState, int]:
     """Load every run from the newest iteration all runs have a good checkpoint of."""
@@ -190,10 +218,13 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     run_dirs = _prepare_run_dirs(configs, resume)
     base = configs[0]
     num_runs = len(configs)
-    seeds = [s for c in configs for s in env_seeds(c.seed, c.num_envs)]
-    env = make_env(base.env_id, seeds)
+    # envpool's XLA step misbehaves when several device programs step pools concurrently
+    # (seen with 2 forced host devices: diverging results), so only pure-JAX envs are sharded
+    shardable = base.env_id == QUADRANT_ENV_ID
+    mesh = device_mesh(num_runs) if shardable else None
+    envs, env_state, obs = make_env_pools(configs, 1 if mesh is None else mesh.size)
+    env = envs[0]
     network = make_network(base.network, env.num_actions, base.attn_heads)
-    env_state, obs = env.reset()
     state = init_state(configs, network, env_state, obs)
     checkpointers = [RunCheckpointer(d, base.keep_checkpoints) for d in run_dirs]
     start_iteration = 0
@@ -201,9 +232,10 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
         state, start_iteration = _restore(state, checkpointers, configs)
         for run_dir in run_dirs:
             truncate_metrics(run_dir, start_iteration * base.batch_size)
+    state = shard_state(state, mesh)
     trackers = [WandbRun(c, d) for c, d in zip(configs, run_dirs, strict=True)]
     logs = [MetricsLog(d) for d in run_dirs]
-    iterate = make_iterate(base, network, env.step, num_runs)
+    iterate = make_iterate(base, network, env.step, num_runs, mesh=mesh)
     per_call = iterate.iterations_per_call
     label = base.game if num_runs == 1 else f"{base.game} x{num_runs}"
     bar = Progress(base.num_iterations * base.batch_size, start_iteration * base.batch_size,
@@ -267,7 +299,8 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
             tracker.finish()
         for checkpointer in checkpointers:
             checkpointer.close()
-        env.close()
+        for pool in envs:
+            pool.close()
     return run_dirs
 
 

@@ -70,3 +70,33 @@ def test_same_seed_same_parameters_and_grid_equals_runs_alone(tmp_path):
     # different seeds really differ
     with pytest.raises(AssertionError):
         _params_close(load_agent(grid[3]).params, pa, atol=1e-6)
+
+
+def test_two_devices_give_the_same_results_as_one(tmp_path):
+    """The runs axis sharded over 2 (forced host) devices equals 1 device."""
+    script = (
+        "import sys, json; from attnjax.config import TrainConfig, expand_grid; "
+        "from attnjax.train import train; import jax; "
+        "base = TrainConfig(**json.loads(sys.argv[1]), out_dir=sys.argv[2]); "
+        "dirs = train(expand_grid(base, [0.0, 0.01], [1])); "
+        "print(len(jax.devices()))"
+    )
+    settings = json.dumps(TINY)
+    outputs = {}
+    for devices in (1, 2):
+        env = {**__import__("os").environ,
+               "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        out = tmp_path / f"d{devices}"
+        proc = subprocess.run([sys.executable, "-c", script, settings, str(out)], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().splitlines()[-1] == str(devices)
+        outputs[devices] = out
+    for name in ("Quadrant__attn0__s1", "Quadrant__attn0.01__s1"):
+        _params_close(load_agent(outputs[1] / name).params,
+                      load_agent(outputs[2] / name).params, atol=1e-5)
+        one = [json.loads(x) for x in (outputs[1] / name / "metrics.jsonl").read_text().splitlines()]
+        two = [json.loads(x) for x in (outputs[2] / name / "metrics.jsonl").read_text().splitlines()]
+        assert [x["global_step"] for x in one] == [x["global_step"] for x in two]
+        for a, b in zip(one, two, strict=True):
+            assert a["attention_entropy"] == pytest.approx(b["attention_entropy"], abs=1e-4)
