@@ -237,7 +237,7 @@ def make_iterate(
             "episodic_length": episodic_length,
         }
         run = run.replace(params=params, opt_state=opt_state, key=key, iteration=run.iteration + 1)
-        return run.replace(), {**metrics, "global_step": run.iteration * config.batch_size}
+        return run, {**metrics, "global_step": run.iteration * config.batch_size}
 
     def one_iteration(state: TrainState, _: Any = None) -> tuple[TrainState, dict]:
         runs, env_state, traj = rollout(state.runs, state.env_state)

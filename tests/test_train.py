@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,7 +85,7 @@ def test_two_devices_give_the_same_results_as_one(tmp_path):
     settings = json.dumps(TINY)
     outputs = {}
     for devices in (1, 2):
-        env = {**__import__("os").environ,
+        env = {**os.environ,
                "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
         out = tmp_path / f"d{devices}"
         proc = subprocess.run([sys.executable, "-c", script, settings, str(out)], cwd=ROOT,
@@ -95,8 +96,8 @@ def test_two_devices_give_the_same_results_as_one(tmp_path):
     for name in ("Quadrant__attn0__s1", "Quadrant__attn0.01__s1"):
         _params_close(load_agent(outputs[1] / name).params,
                       load_agent(outputs[2] / name).params, atol=1e-5)
-        one = [json.loads(x) for x in (outputs[1] / name / "metrics.jsonl").read_text().splitlines()]
-        two = [json.loads(x) for x in (outputs[2] / name / "metrics.jsonl").read_text().splitlines()]
+        one, two = ([json.loads(x) for x in (outputs[d] / name / "metrics.jsonl").open()]
+                    for d in (1, 2))
         assert [x["global_step"] for x in one] == [x["global_step"] for x in two]
         for a, b in zip(one, two, strict=True):
             assert a["attention_entropy"] == pytest.approx(b["attention_entropy"], abs=1e-4)
