@@ -1,0 +1,489 @@
+"""Deep relevance trees of a trained agent, in one offline HTML viewer (and PNGs for papers).
+
+Plays --frames steps of the run's environment with the agent, takes the peaks of every attention
+head, follows the strongest activation x weight contributions down through a1, conv3, conv2 to
+conv1 (or the pixels, --leaf input) and writes ONE self-contained HTML file: no network, no CDN,
+data and frames embedded. Open it in any browser: switch between the RGB screen and the 84x84
+observation, toggle the attention heatmap, fold the tree, hover or click a node to see its
+receptive field on the frame and its layer, position, channel, activation and relevance; step
+through frames with the buttons or the arrow keys. --png DIR also draws each frame's tree
+(squares and branches over the frame) with matplotlib; --json FILE saves the raw trees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import html
+import json
+import struct
+import sys
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attnjax.errors import UserError
+from attnjax.relevance import (
+    LAYERS,
+    LEAF_LAYERS,
+    RANK_MODES,
+    SCHEMA_VERSION,
+    RelevanceTree,
+    TreeConfig,
+    layer_table,
+    relevance_trees,
+    tree_to_dict,
+    trees_to_json,
+)
+
+ASSETS = Path(__file__).with_name("viewer_assets")
+IMAGE_MODES = ("screen", "obs", "stack")
+VIEWER_DIGITS = 5  # significant digits of the numbers embedded in the HTML
+LAYER_COLORS = {  # the viewer's palette (viewer.js), for the PNGs
+    "attention": "#ff4fd8",
+    "a1": "#ffd166",
+    "conv3": "#ef476f",
+    "conv2": "#06d6a0",
+    "conv1": "#4cc9f0",
+    "input": "#f1f1f1",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# PNG without dependencies
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 [H, W] (grey) or [H, W, 3] (RGB) -> PNG bytes (zlib + struct, filter 'Up')."""
+    image = np.ascontiguousarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"PNG needs uint8 pixels, got {image.dtype}")
+    if image.ndim == 2:
+        color_type, channels = 0, 1
+    elif image.ndim == 3 and image.shape[2] == 3:
+        color_type, channels = 2, 3
+    else:
+        raise ValueError(f"PNG needs [H, W] or [H, W, 3], got {image.shape}")
+    h, w = image.shape[:2]
+    rows = image.reshape(h, w * channels).astype(np.int16)
+    up = np.diff(rows, axis=0, prepend=0).astype(np.uint8)  # filter 2: difference to the row above
+    raw = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1).tobytes()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode("ascii")
+
+
+# --------------------------------------------------------------------------------------------
+# playing frames
+
+
+@dataclass
+class Recording:
+    """Frames played by an agent, with everything the trees and the viewer need."""
+
+    obs: np.ndarray  # [N, 4, 84, 84] uint8
+    screens: np.ndarray  # [N, H, W, 3] uint8: RGB screen (Atari 210x160, Quadrant 84x84)
+    env_steps: np.ndarray  # [N] step index in the episode stream
+    actions: np.ndarray  # [N] action taken at this frame
+    rewards: np.ndarray  # [N] reward that action earned (unclipped)
+    values: np.ndarray  # [N] value estimate
+    output: Any  # AgentOutput of the N frames, host arrays
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+
+class _Bar:
+    """A rich progress bar on a terminal, nothing otherwise."""
+
+    def __init__(self, label: str, total: int, enabled: bool) -> None:
+        self._bar = None
+        if enabled and sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._bar = Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), transient=False)
+            self._task = self._bar.add_task(label, total=total)
+            self._bar.start()
+
+    def advance(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def record(agent: Any, num_frames: int, seed: int = 0, policy: str = "sample", warmup: int = 0,
+           stride: int = 1, progress: bool = False) -> Recording:
+    """Play one environment with the agent: `warmup` steps unrecorded, then record every
+    `stride`-th step until `num_frames` frames are held."""
+    import jax
+    import jax.numpy as jnp
+
+    from attnjax.envs import QuadrantEnv, env_seeds, make_env
+
+    env = make_env(agent.config.env_id, env_seeds(seed, 1), render=True)
+    step = jax.jit(env.step)
+    state, obs = env.reset()
+    key = jax.random.PRNGKey(seed)
+    kept: dict[str, list] = {k: [] for k in ("obs", "screens", "steps", "actions", "rewards",
+                                             "values", "outputs")}
+    total = warmup + (num_frames - 1) * stride + 1
+    bar = _Bar("playing", total, progress)
+    try:
+        for t in range(total):
+            out = agent.apply(obs)
+            if policy == "greedy":
+                action = jnp.argmax(out.logits, axis=-1)
+            else:
+                key, sub = jax.random.split(key)
+                action = jax.random.categorical(sub, out.logits, axis=-1)
+            action = action.astype(jnp.int32)
+            record_now = t >= warmup and (t - warmup) % stride == 0
+            if record_now:
+                screen = env.render(state) if isinstance(env, QuadrantEnv) else env.render()
+                kept["obs"].append(np.asarray(obs[0]))
+                kept["screens"].append(np.asarray(screen[0]))
+                kept["steps"].append(t)
+                kept["actions"].append(int(action[0]))
+                kept["values"].append(float(out.value[0]))
+                kept["outputs"].append(jax.device_get(out))
+            state, result = step(state, action)
+            if record_now:
+                kept["rewards"].append(float(result.game_reward[0]))
+            obs = result.obs
+            bar.advance()
+    finally:
+        bar.close()
+        env.close()
+    output = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *kept["outputs"])
+    return Recording(
+        obs=np.stack(kept["obs"]).astype(np.uint8),
+        screens=np.stack(kept["screens"]).astype(np.uint8),
+        env_steps=np.asarray(kept["steps"]),
+        actions=np.asarray(kept["actions"]),
+        rewards=np.asarray(kept["rewards"], np.float32),
+        values=np.asarray(kept["values"], np.float32),
+        output=output,
+    )
+
+
+def frame_image(recording: Recording, i: int, mode: str) -> np.ndarray:
+    """The picture of frame i: the RGB screen, the newest observation frame, or the max over the
+    4 stacked observation frames (what the original drew)."""
+    if mode == "screen":
+        return recording.screens[i]
+    if mode == "obs":
+        return recording.obs[i, -1]
+    if mode == "stack":
+        return recording.obs[i].max(axis=0)
+    raise ValueError(f"unknown image mode {mode!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# HTML
+
+
+def safe_json(payload: Any) -> str:
+    """JSON that can sit inside <script type="application/json">: no '<', '>' or '&' (so no
+    '</script>' or '<!--'), and no U+2028/U+2029; each escaped as a \\uXXXX JSON escape."""
+    text = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    for char in ("<", ">", "&", "\u2028", "\u2029"):
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
+def viewer_payload(recording: Recording, trees: list[RelevanceTree], meta: dict[str, Any],
+                   action_names: list[str] | None = None) -> dict[str, Any]:
+    """Everything the viewer shows, as JSON types."""
+    if len(trees) != len(recording):
+        raise ValueError(f"{len(trees)} trees for {len(recording)} frames")
+    frames = []
+    for i, tree in enumerate(trees):
+        images = {mode: frame_image(recording, i, mode) for mode in IMAGE_MODES}
+        tree_doc = tree_to_dict(tree, digits=VIEWER_DIGITS)
+        action = int(recording.actions[i])
+        frames.append({
+            "index": i,
+            "env_step": int(recording.env_steps[i]),
+            "action": action,
+            "action_name": action_names[action] if action_names else None,
+            "reward": float(recording.rewards[i]),
+            "value": float(f"{float(recording.values[i]):.{VIEWER_DIGITS}g}"),
+            "images": {mode: png_data_uri(img) for mode, img in images.items()},
+            "image_sizes": {mode: list(img.shape[:2]) for mode, img in images.items()},
+            "tree": {"attention": tree_doc["attention"], "roots": tree_doc["roots"]},
+        })
+    config = trees[0].config if trees else TreeConfig()
+    return {
+        "schema": SCHEMA_VERSION,
+        "meta": {**meta, "tree_config": {**asdict(config), "branching": list(config.branching)}},
+        "layers": layer_table(),
+        "frames": frames,
+    }
+
+
+def _asset(name: str) -> str:
+    return (ASSETS / name).read_text(encoding="utf-8")
+
+
+def render_html(payload: dict[str, Any]) -> str:
+    """One self-contained HTML document: template + inline CSS + inline JS + embedded JSON."""
+    style, script = _asset("viewer.css"), _asset("viewer.js")
+    for text, end in ((style, "</style"), (script, "</script")):
+        if end in text.lower() or "<!--" in text:
+            raise ValueError(f"viewer asset contains {end!r} or '<!--', which would end it early")
+    title = html.escape(str(payload["meta"].get("title", "attnjax relevance trees")))
+    page = _asset("viewer.html")
+    page = page.replace("{{STYLE}}", style).replace("{{SCRIPT}}", script)
+    page = page.replace("{{TITLE}}", title)
+    return page.replace("{{DATA}}", safe_json(payload))
+
+
+def run_meta(agent: Any, title: str | None = None) -> dict[str, Any]:
+    config = agent.config
+    run = Path(agent.path).parent.parent.name
+    return {
+        "title": title or f"relevance trees \u00b7 {run}",
+        "run": run,
+        "checkpoint": str(agent.path),
+        "env_id": config.env_id,
+        "network": config.network,
+        "attn_coef": config.attn_coef,
+        "heads": config.attn_heads,
+        "seed": config.seed,
+        "global_step": agent.step,
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# static drawing
+
+
+def draw_tree_png(tree: RelevanceTree, image: np.ndarray, path: Path, title: str = "",
+                  heatmap: bool = True, dpi: int = 160) -> Path:
+    """The tree over the frame, as the original drew it: a dot at every node's receptive-field
+    centre in its layer's colour, branches from parent to child (width ~ relevance share among
+    siblings), the leaves' receptive-field squares, each peak's attention cell dashed; the
+    attention heatmap (sum of heads) under it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    h, w = image.shape[:2]
+    fig_w = 6.0
+    fig, ax = plt.subplots(figsize=(fig_w, fig_w * h / w + 0.9))
+    extent = (0, 84, 84, 0)  # draw in 84x84 input coordinates whatever the picture's size
+    ax.imshow(image, extent=extent, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255,
+              interpolation="nearest")
+    if heatmap:  # orange cells, opacity ~ attention (sum of heads) / its maximum
+        att = np.asarray(tree.attention, dtype=np.float64).sum(axis=-1)
+        overlay = np.zeros((*att.shape, 4))
+        overlay[..., :3] = matplotlib.colors.to_rgb("#ffb703")
+        overlay[..., 3] = 0.6 * att / max(att.max(), 1e-12)
+        ax.imshow(overlay, extent=extent, interpolation="nearest")
+    ax.set_aspect(h / w)
+    ax.set_xlim(0, 84)
+    ax.set_ylim(84, 0)
+
+    segments, colors, widths = [], [], []
+    dots: dict[str, list[tuple[float, float]]] = {layer: [] for layer in LAYERS}
+
+    def centre(node) -> tuple[float, float]:
+        top, left, size = node.rf
+        return left + size / 2, top + size / 2
+
+    def visit(node) -> None:
+        c = centre(node)
+        dots[node.layer].append(c)
+        if not node.children:
+            top, left, size = node.rf
+            ax.add_patch(Rectangle((left, top), size, size, fill=False, lw=0.9,
+                                   edgecolor=LAYER_COLORS[node.layer]))
+            return
+        strongest = max(abs(ch.relevance) for ch in node.children) or 1.0
+        for child in node.children:
+            segments.append([c, centre(child)])
+            colors.append(LAYER_COLORS[child.layer])
+            widths.append(0.5 + 2.0 * abs(child.relevance) / strongest)
+            visit(child)
+
+    cell = 84 / np.asarray(tree.attention).shape[0]
+    for root in tree.roots:
+        visit(root)
+        ax.add_patch(Rectangle((root.x * cell, root.y * cell), cell, cell, fill=False, lw=1.4,
+                               ls="--", edgecolor=LAYER_COLORS["attention"], zorder=4))
+    ax.add_collection(LineCollection(segments, colors=colors, linewidths=widths, alpha=0.85))
+    sizes = {"attention": 160, "a1": 60, "conv3": 30, "conv2": 18, "conv1": 10, "input": 4}
+    for depth, layer in enumerate(LAYERS):
+        if dots[layer]:  # upper layers on top: they share centres with the layers below
+            xy = np.asarray(dots[layer])
+            ax.scatter(xy[:, 0], xy[:, 1], s=sizes[layer], c=LAYER_COLORS[layer],
+                       edgecolors="black", linewidths=0.4, zorder=10 - depth,
+                       marker="*" if layer == "attention" else "o")
+    handles = [Line2D([], [], marker="*" if layer == "attention" else "o", ls="", ms=7,
+                      color=LAYER_COLORS[layer], markeredgecolor="black", label=layer)
+               for layer in LAYERS if dots[layer]]
+    handles.append(Rectangle((0, 0), 1, 1, fill=False, ls="--",
+                             edgecolor=LAYER_COLORS["attention"], label="peak cell"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=len(handles),
+              fontsize=8, frameon=False, handletextpad=0.2, columnspacing=1.0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def _branching(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated counts such as 4,3,2,2, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"counts must be positive integers, got {text!r}")
+    return values
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True,
+                        help="run folder written by train.py (newest checkpoint) or one of its "
+                             "checkpoints/<iteration> folders")
+    parser.add_argument("--frames", type=_positive, default=20,
+                        help="frames to record (default 20; 100 stay responsive)")
+    parser.add_argument("--out", default="relevance_trees.html",
+                        help="HTML file to write (default relevance_trees.html)")
+    parser.add_argument("--png", nargs="?", const="relevance_trees_png", default=None,
+                        metavar="DIR",
+                        help="also draw every frame's tree over the frame with matplotlib into "
+                             "DIR/frame_NNN.png (default DIR relevance_trees_png)")
+    parser.add_argument("--png-image", choices=IMAGE_MODES, default="screen",
+                        help="picture under the PNG drawings (default screen)")
+    parser.add_argument("--json", default=None, metavar="FILE",
+                        help="also save the trees with full precision as JSON")
+    parser.add_argument("--peaks", type=_positive, default=TreeConfig.num_peaks,
+                        help=f"attention peaks per head (default {TreeConfig.num_peaks})")
+    parser.add_argument("--branching", type=_branching,
+                        default=",".join(map(str, TreeConfig.branching)),
+                        help="children kept per node at each depth below a peak, last repeats "
+                             f"(default {','.join(map(str, TreeConfig.branching))})")
+    parser.add_argument("--leaf", choices=LEAF_LAYERS, default=TreeConfig.leaf_layer,
+                        help=f"deepest layer of the tree (default {TreeConfig.leaf_layer})")
+    parser.add_argument("--rank", choices=RANK_MODES, default=TreeConfig.rank,
+                        help="signed: keep the most positive relevances; abs: the largest in "
+                             "magnitude, inhibition included (default signed)")
+    parser.add_argument("--min-peak-ratio", type=float, default=TreeConfig.min_peak_ratio,
+                        help="drop peaks weaker than this fraction of their head's maximum "
+                             f"(default {TreeConfig.min_peak_ratio})")
+    parser.add_argument("--seed", type=int, default=0, help="env and action-sampling seed")
+    parser.add_argument("--policy", choices=("sample", "greedy"), default="sample",
+                        help="how the agent picks actions while recording (default sample)")
+    parser.add_argument("--warmup", type=_non_negative, default=0,
+                        help="steps to play before the first recorded frame")
+    parser.add_argument("--stride", type=_positive, default=1,
+                        help="steps between recorded frames (default 1)")
+    parser.add_argument("--title", default=None, help="title of the page")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _action_names(env_id: str) -> list[str] | None:
+    if env_id == "Quadrant-v0":
+        return ["top-left", "top-right", "bottom-left", "bottom-right"]
+    return None
+
+
+def main(args: argparse.Namespace) -> int:
+    from attnjax.checkpoints import load_agent
+
+    config = TreeConfig(num_peaks=args.peaks, branching=args.branching, leaf_layer=args.leaf,
+                        rank=args.rank, min_peak_ratio=args.min_peak_ratio)
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"--out {out} should end in .html; the viewer is one HTML file")
+    if not out.parent.exists():
+        raise UserError(f"folder {out.parent} of --out does not exist; create it first")
+    agent = load_agent(args.run)
+    if agent.config.network != "attention":
+        raise UserError(
+            f"{args.run} is a '{agent.config.network}' network without attention; relevance "
+            "trees start at attention peaks, so pass a run trained with --network attention"
+        )
+    progress = not args.no_progress
+    recording = record(agent, args.frames, seed=args.seed, policy=args.policy,
+                       warmup=args.warmup, stride=args.stride, progress=progress)
+    trees = relevance_trees(recording.output, agent.params, config)
+    meta = run_meta(agent, args.title)
+    payload = viewer_payload(recording, trees, meta, _action_names(agent.config.env_id))
+    page = render_html(payload)
+    out.write_text(page, encoding="utf-8")
+    nodes = sum(t.num_nodes for t in trees)
+    print(f"wrote {out} ({len(page) / 1e6:.1f} MB): {len(trees)} frames, {nodes} tree nodes")
+    if args.json:
+        json_meta = {k: v for k, v in meta.items() if k != "title"}
+        Path(args.json).write_text(trees_to_json(trees, **json_meta), encoding="utf-8")
+        print(f"wrote {args.json}")
+    if args.png:
+        folder = Path(args.png)
+        bar = _Bar("drawing PNGs", len(trees), progress)
+        try:
+            for i, tree in enumerate(trees):
+                title = (f"{meta['run']} \u00b7 frame {i + 1}/{len(trees)} \u00b7 step "
+                         f"{int(recording.env_steps[i])} \u00b7 action {int(recording.actions[i])}")
+                draw_tree_png(tree, frame_image(recording, i, args.png_image),
+                              folder / f"frame_{i:03d}.png", title=title)
+                bar.advance()
+        finally:
+            bar.close()
+        print(f"wrote {len(trees)} PNGs to {folder}/")
+    return 0
