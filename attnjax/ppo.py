@@ -94,7 +94,10 @@ def map_runs(fn: Callable, runs_axis: str, *trees: Any) -> Any:
     if runs_axis == "vmap":
         return jax.vmap(fn)(*trees)
     num_runs = jax.tree_util.tree_leaves(trees[0])[0].shape[0]
-    outs = [fn(*jax.tree_util.tree_map(lambda x, r=r: x[r], trees)) for r in range(num_runs)]
+    outs = []
+    for r in range(num_runs):
+        args = jax.tree_util.tree_map(lambda x, r=r: x[r], trees)
+        outs.append(fn(*args))
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
 
 
@@ -157,26 +160,40 @@ def make_iterate(
     num_envs, num_steps = config.num_envs, config.num_steps
     mb_size = config.minibatch_size
 
-    def policy(run: RunState, key: jax.Array) -> tuple[jax.Array, ...]:
-        out = network.apply({"params": run.params}, run.obs)
+    def policy(params: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, ...]:
+        out = network.apply({"params": params}, obs)
         actions = jax.random.categorical(key, out.logits).astype(jnp.int32)
         return actions, categorical_log_prob(out.logits, actions), out.value
 
-    def env_step_all(runs: RunState, env_state: Any, _: Any) -> tuple[tuple, Rollout]:
-        keys = jax.vmap(jax.random.split)(runs.key)  # [R, 2, 2]
-        runs = runs.replace(key=keys[:, 0])
-        actions, log_probs, values = map_runs(policy, runs_axis, runs, keys[:, 1])  # [R, N]
-        env_state, step = env_step(env_state, actions.reshape(num_runs * num_envs))
-        step = jax.tree_util.tree_map(lambda x: x.reshape(num_runs, num_envs, *x.shape[1:]), step)
-        record = Rollout(runs.obs, actions, log_probs, values, step.reward, runs.done)
-        stats = jax.vmap(EpisodeStats.update)(runs.stats, step)
-        runs = runs.replace(obs=step.obs, done=step.done, stats=stats)
-        return (runs, env_state), record
-
     def rollout(runs: RunState, env_state: Any) -> tuple[RunState, Any, Rollout]:
-        (runs, env_state), traj = jax.lax.scan(
-            lambda carry, x: env_step_all(*carry, x), (runs, env_state), None, length=num_steps
-        )
+        """num_steps env steps of every run; parameters are loop invariants of the scan (in
+        "map" mode sliced per run once, outside it: slicing inside would copy them each step)."""
+        if runs_axis == "vmap":
+            act = lambda obs, keys: jax.vmap(policy)(runs.params, obs, keys)
+        else:
+            per_run = [jax.tree_util.tree_map(lambda x, r=r: x[r], runs.params)
+                       for r in range(num_runs)]
+            act = lambda obs, keys: jax.tree_util.tree_map(
+                lambda *xs: jnp.stack(xs),
+                *(policy(per_run[r], obs[r], keys[r]) for r in range(num_runs)),
+            )
+
+        def env_step_all(carry: tuple, _: Any) -> tuple[tuple, Rollout]:
+            obs, done, stats, key, env_state = carry  # obs [R, N, 4, 84, 84]
+            keys = jax.vmap(jax.random.split)(key)  # [R, 2, 2]
+            actions, log_probs, values = act(obs, keys[:, 1])  # [R, N]
+            env_state, step = env_step(env_state, actions.reshape(num_runs * num_envs))
+            step = jax.tree_util.tree_map(
+                lambda x: x.reshape(num_runs, num_envs, *x.shape[1:]), step
+            )
+            record = Rollout(obs, actions, log_probs, values, step.reward, done)
+            stats = jax.vmap(EpisodeStats.update)(stats, step)
+            return (step.obs, step.done, stats, keys[:, 0], env_state), record
+
+        carry = (runs.obs, runs.done, runs.stats, runs.key, env_state)
+        carry, traj = jax.lax.scan(env_step_all, carry, None, length=num_steps)
+        obs, done, stats, key, env_state = carry
+        runs = runs.replace(obs=obs, done=done, stats=stats, key=key)
         traj = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), traj)  # [R, T, N, ...]
         return runs, env_state, traj
 
