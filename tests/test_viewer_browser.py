@@ -1,0 +1,261 @@
+"""The relevance-tree viewer in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+Skipped (with the reason) only when /usr/bin/chromium is missing or cannot start; Playwright
+never downloads a browser here. A screenshot goes to test-artifacts/viewer.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from attnjax import relevance as R
+from attnjax import viewer as V
+from attnjax.cli import OneLineArgumentParser
+from attnjax.networks import init_params, make_network
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("ATTNJAX_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (.ci/install-browser.sh)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as err:
+        pytest.skip(f"playwright is not installed ({err})")
+    manager = sync_playwright().start()
+    try:
+        chromium = manager.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                           args=CHROMIUM_ARGS)
+    except Exception as err:  # noqa: BLE001 - any launch failure is a reason to skip
+        manager.stop()
+        pytest.skip(f"{CHROMIUM} failed to launch: {str(err).splitlines()[0]}")
+    yield chromium
+    chromium.close()
+    manager.stop()
+
+
+class Page:
+    """A page that records console errors, page errors and every request it makes."""
+
+    def __init__(self, browser, path: Path, width: int = 1500, height: int = 950) -> None:
+        self.page = browser.new_page(viewport={"width": width, "height": height})
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: m.type in ("error", "warning")
+                     and self.errors.append(f"console {m.type}: {m.text}"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.page.on("requestfailed", lambda r: self.errors.append(f"request failed: {r.url}"))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(path.resolve().as_uri())
+        self.page.wait_for_selector("body[data-ready=true]", timeout=15_000)
+
+    def close(self) -> None:
+        self.page.close()
+
+    def check_clean(self) -> None:
+        assert self.errors == []
+        foreign = [u for u in self.requests if not u.startswith(("file:", "data:"))]
+        assert foreign == [], "the viewer must not touch the network"
+
+
+def _walk(nodes, depth=0, parent=None):
+    for node in nodes:
+        yield node, depth, parent
+        yield from _walk(node["children"], depth + 1, node)
+
+
+def _embedded(path: Path) -> dict:
+    page = path.read_text(encoding="utf-8")
+    match = re.search(r'id="tree-data">(.*?)</script>', page, re.S)
+    return json.loads(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def viewer_file(quadrant_run, tmp_path_factory) -> Path:
+    """`visualize.py tree` on the trained Quadrant run: 5 frames, trees down to conv1."""
+    out = tmp_path_factory.mktemp("browser") / "viewer.html"
+    parser = OneLineArgumentParser(prog="visualize.py tree")
+    V.add_arguments(parser)
+    args = parser.parse_args(["--run", str(quadrant_run), "--frames", "5", "--out", str(out),
+                              "--no-progress", "--min-peak-ratio", "0"])
+    assert V.main(args) == 0
+    return out
+
+
+def _rf_on_screen(page, rf):
+    """Where a receptive field (top, left, size in 84x84 input pixels) lies on the screen."""
+    img = page.locator("#frame-img").bounding_box()
+    top, left, size = rf
+    sx, sy = img["width"] / 84, img["height"] / 84
+    return {"x": img["x"] + left * sx, "y": img["y"] + top * sy,
+            "width": size * sx, "height": size * sy}
+
+
+def test_viewer_in_chromium(browser, viewer_file):
+    doc = _embedded(viewer_file)
+    frames = doc["frames"]
+    page = Page(browser, viewer_file)
+    p = page.page
+    try:
+        # every node of the frame's trees is drawn, once, with its id
+        nodes = list(_walk(frames[0]["tree"]["roots"]))
+        drawn = p.locator("#tree-svg .node[data-node-id]")
+        assert drawn.count() == len(nodes) > 0
+        drawn_ids = p.eval_on_selector_all("#tree-svg .node[data-node-id]",
+                                           "els => els.map(e => e.dataset.nodeId)")
+        assert sorted(drawn_ids) == sorted(n["id"] for n, _, _ in nodes)
+        assert p.locator("#frame-label").text_content() == f"frame 1 / {len(frames)}"
+        assert p.locator("#heatmap rect").count() == 49
+
+        # clicking a node of every layer highlights exactly its receptive field
+        by_layer = {}
+        for node, _, parent in nodes:
+            by_layer.setdefault(node["layer"], (node, parent))
+        assert set(by_layer) == {"attention", "a1", "conv3", "conv2", "conv1"}
+        for layer, (node, parent) in by_layer.items():
+            p.locator(f'#tree-svg .node[data-node-id="{node["id"]}"] circle').click()
+            hl = p.locator("#rf-highlight")
+            assert hl.get_attribute("data-node-id") == node["id"]
+            top, left, size = node["rf"]
+            got = [float(hl.get_attribute(a)) for a in ("y", "x", "height", "width")]
+            assert got == [top, left, size, size], layer
+            # on screen: the square over the picture, grown by half the stroke on every side
+            box = hl.bounding_box()
+            want = _rf_on_screen(p, node["rf"])
+            half = float(hl.get_attribute("stroke-width")) / 2
+            grown = {"x": want["x"] - half, "y": want["y"] - half,
+                     "width": want["width"] + 2 * half, "height": want["height"] + 2 * half}
+            for key in ("x", "y", "width", "height"):
+                assert abs(box[key] - grown[key]) <= 1.0, (layer, key, box, grown)
+            assert p.locator(f'#tree-svg .node.selected[data-node-id="{node["id"]}"]').count()
+            info = p.locator("#node-info")
+            assert f"({node['y']}, {node['x']})" in info.locator("#info-position").text_content()
+            assert info.locator("#info-channel").text_content() == str(node["channel"])
+            shown = float(info.locator("#info-activation").text_content())
+            assert shown == pytest.approx(node["activation"], rel=1e-3, abs=1e-3)
+            if parent is not None:
+                shown = float(info.locator("#info-relevance").text_content().split()[0])
+                assert shown == pytest.approx(node["relevance"], rel=1e-2, abs=1e-3)
+            # the ancestors' fields are drawn dashed, the children's thin
+            depth = next(d for n, d, _ in nodes if n["id"] == node["id"])
+            assert p.locator("#selection-overlay rect.ancestor").count() == depth
+            assert p.locator("#selection-overlay rect.child").count() == len(node["children"])
+
+        # folding a peak hides its subtree; unfolding brings it back
+        root = frames[0]["tree"]["roots"][0]
+        below = sum(1 for _ in _walk(root["children"]))
+        p.locator(f'#tree-svg .toggle[data-toggle-for="{root["id"]}"]').click()
+        assert drawn.count() == len(nodes) - below
+        p.locator(f'#tree-svg .toggle[data-toggle-for="{root["id"]}"]').click()
+        assert drawn.count() == len(nodes)
+
+        # image modes and the heatmap toggle
+        screen_src = p.locator("#frame-img").get_attribute("src")
+        p.select_option("#image-mode", "obs")
+        assert p.locator("#frame-img").get_attribute("src") == frames[0]["images"]["obs"]
+        assert p.locator("#frame-img").get_attribute("src") != screen_src
+        p.select_option("#image-mode", "screen")
+        p.locator("#heatmap-toggle").uncheck()
+        assert p.locator("#heatmap rect").count() == 0
+        p.locator("#heatmap-toggle").check()
+
+        # a pinned node with the tree, for the record
+        conv2 = by_layer["conv2"][0]
+        p.locator(f'#tree-svg .node[data-node-id="{conv2["id"]}"] circle').click()
+        p.mouse.move(5, 5)
+        ARTIFACTS.mkdir(exist_ok=True)
+        p.screenshot(path=str(ARTIFACTS / "viewer.png"))
+        assert (ARTIFACTS / "viewer.png").stat().st_size > 10_000
+
+        # next frame: another tree; arrow keys step both ways
+        assert frames[0]["tree"] != frames[1]["tree"]
+        labels0 = p.eval_on_selector_all("#tree-svg .node", "els => els.map(e => e.ariaLabel)")
+        p.locator("#next").click()
+        assert p.locator("#frame-label").text_content() == f"frame 2 / {len(frames)}"
+        assert p.locator("#tree-svg").get_attribute("data-frame") == "1"
+        assert p.locator("#rf-highlight").count() == 0  # the pin does not carry over
+        labels1 = p.eval_on_selector_all("#tree-svg .node", "els => els.map(e => e.ariaLabel)")
+        assert labels1 != labels0
+        assert drawn.count() == sum(1 for _ in _walk(frames[1]["tree"]["roots"]))
+        assert p.locator("#frame-img").get_attribute("src") == frames[1]["images"]["screen"]
+        p.keyboard.press("ArrowRight")
+        assert p.locator("#frame-label").text_content() == f"frame 3 / {len(frames)}"
+        p.keyboard.press("ArrowLeft")
+        p.keyboard.press("ArrowLeft")
+        p.keyboard.press("ArrowLeft")  # stops at the first frame
+        assert p.locator("#frame-label").text_content() == f"frame 1 / {len(frames)}"
+        assert p.locator("#prev").is_disabled()
+        page.check_clean()
+    finally:
+        page.close()
+
+
+def _synthetic_recording(num_frames: int) -> tuple[V.Recording, list]:
+    """Many frames without an environment: random observations through a random network."""
+    network = make_network("attention", 4, 2)
+    params = init_params(network, jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    obs = np.zeros((num_frames, 4, 84, 84), np.uint8)
+    for i in range(num_frames):  # a bright square wandering over noise, like Quadrant
+        obs[i] = rng.integers(0, 40, size=(4, 84, 84))
+        y, x = rng.integers(0, 72, size=2)
+        obs[i, :, y:y + 12, x:x + 12] = 255
+    output = jax.device_get(jax.jit(lambda o: network.apply({"params": params}, o))(obs))
+    rec = V.Recording(obs=obs, screens=np.repeat(obs[:, -1, :, :, None], 3, axis=-1),
+                      env_steps=np.arange(num_frames), actions=np.zeros(num_frames, int),
+                      rewards=np.zeros(num_frames), values=np.asarray(output.value),
+                      output=output)
+    return rec, R.relevance_trees(output, params, R.TreeConfig(min_peak_ratio=0.0))
+
+
+def test_hundred_frames_stay_responsive(browser, tmp_path):
+    rec, trees = _synthetic_recording(100)
+    meta = {"title": "100 frames", "run": "synthetic", "env_id": "Quadrant-v0",
+            "network": "attention", "attn_coef": 0.0, "heads": 2, "global_step": 0}
+    path = tmp_path / "many.html"
+    path.write_text(V.render_html(V.viewer_payload(rec, trees, meta)), encoding="utf-8")
+    t0 = time.monotonic()
+    page = Page(browser, path, width=1100, height=800)
+    p = page.page
+    try:
+        load_s = time.monotonic() - t0
+        assert load_s < 10, f"loading 100 frames took {load_s:.1f} s"
+        slowest = 0.0
+        t0 = time.monotonic()
+        for i in range(1, 100):
+            p.keyboard.press("ArrowRight")
+            p.wait_for_selector(f'body[data-frame="{i}"]', timeout=5_000)
+            slowest = max(slowest, float(p.get_attribute("body", "data-render-ms")))
+        stepping_s = time.monotonic() - t0
+        assert p.locator("#frame-label").text_content() == "frame 100 / 100"
+        assert p.locator("#tree-svg .node").count() == trees[-1].num_nodes
+        # only the current frame's tree is in the page
+        assert p.locator("#tree-svg .node").count() < 2 * max(t.num_nodes for t in trees)
+        assert slowest < 500, f"slowest frame took {slowest:.0f} ms to draw"
+        assert stepping_s < 60
+        page.check_clean()
+    finally:
+        page.close()
