@@ -8,12 +8,13 @@ import itertools
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from attnjax import relevance as R
 from attnjax.errors import UserError
-from attnjax.networks import init_params, make_network
+from attnjax.networks import make_network
 
 HEADS = 2
 # layer -> key of the activation whose units we watch for a change (pre-activations, so a ReLU
@@ -27,23 +28,27 @@ WATCHED = {
 }
 
 
-def _with_random_biases(params, key):
-    """Init biases are zero, which would let a missing bias term pass unnoticed."""
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-    keys = jax.random.split(key, len(leaves))
-    out = []
-    for (path, leaf), k in zip(leaves, keys, strict=True):
+def fast_params(network, seed: int = 0) -> dict:
+    """Random parameters of the network's shapes: He-scaled normal kernels, small random biases
+    (so a missing bias term cannot pass). Orthogonal init (init_params) costs seconds of QR on
+    this CPU and the tests need no orthogonality."""
+    shapes = jax.eval_shape(network.init, jax.random.PRNGKey(0),
+                            jnp.zeros((1, 4, 84, 84), jnp.uint8))["params"]
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
         if path[-1].key == "bias":
-            leaf = 0.1 * jax.random.normal(k, leaf.shape)
-        out.append(leaf)
-    return jax.tree_util.tree_unflatten(treedef, out)
+            return (0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
+        fan_in = int(np.prod(leaf.shape[:-1]))
+        return (rng.standard_normal(leaf.shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 @pytest.fixture(scope="module")
 def net():
     network = make_network("attention", num_actions=4, num_heads=HEADS)
-    params = init_params(network, jax.random.PRNGKey(0))
-    params = _with_random_biases(params, jax.random.PRNGKey(1))
+    params = fast_params(network)
     apply = jax.jit(lambda p, o: network.apply({"params": p}, o))
     return network, params, apply
 
@@ -332,7 +337,7 @@ def test_bad_configs_are_user_errors():
 
 def test_nature_network_has_no_tree():
     network = make_network("nature", num_actions=4)
-    params = init_params(network, jax.random.PRNGKey(0))
+    params = fast_params(network)
     out = network.apply({"params": params}, np.zeros((1, 4, 84, 84), np.uint8))
     with pytest.raises(UserError, match="no attention"):
         R.relevance_trees(out, params)

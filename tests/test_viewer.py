@@ -9,7 +9,6 @@ import json
 import re
 from pathlib import Path
 
-import jax
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
@@ -20,7 +19,8 @@ from attnjax.checkpoints import Agent
 from attnjax.cli import OneLineArgumentParser
 from attnjax.config import TrainConfig
 from attnjax.errors import UserError
-from attnjax.networks import init_params, make_network
+from attnjax.networks import make_network
+from tests.test_relevance import fast_params
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -47,7 +47,7 @@ def _count(nodes: list[dict]) -> int:
 def _random_agent(env_id: str) -> Agent:
     network = make_network("attention", 4, 2)
     return Agent(config=TrainConfig(env_id=env_id, wandb_mode="disabled"), network=network,
-                 params=init_params(network, jax.random.PRNGKey(0)), step=0, iteration=0,
+                 params=fast_params(network), step=0, iteration=0,
                  num_actions=4, path=Path("runs/random/checkpoints/0"))
 
 
