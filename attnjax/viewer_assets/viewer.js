@@ -388,8 +388,9 @@
     row("position (y, x)", "(" + node.y + ", " + node.x + ") of " + layer.grid + "\u00d7" + layer.grid,
       "info-position");
     row(channelName, String(node.channel), "info-channel");
-    row(node.layer === "attention" ? "attention weight" : "activation", fmt(node.activation, 4),
-      "info-activation");
+    var actName = node.layer === "attention" ? "attention weight" :
+      node.layer === "conv3" ? "activation (L2-normalised)" : "activation";
+    row(actName, fmt(node.activation, 4), "info-activation");
     if (node.pre_activation !== null) {
       row(node.layer === "attention" ? "logit" : "pre-activation", fmt(node.pre_activation, 4),
         "info-pre");
