@@ -145,5 +145,7 @@ def make_network(name: str, num_actions: int, num_heads: int = 2) -> nn.Module:
 
 
 def init_params(network: nn.Module, key: jax.Array) -> dict:
-    """Parameters for one network, initialised from a dummy observation."""
-    return network.init(key, jnp.zeros((1, 4, 84, 84), jnp.uint8))["params"]
+    """Parameters for one network, initialised from a dummy observation. Jitted: the orthogonal
+    initialisers' QR decompositions take ~4 s op by op on CPU, ~1 s compiled (same values)."""
+    dummy = jnp.zeros((1, 4, 84, 84), jnp.uint8)
+    return jax.jit(lambda k: network.init(k, dummy)["params"])(key)
