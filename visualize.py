@@ -7,7 +7,9 @@ Each subcommand lives in its own module of the package, which provides
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import sys
 
 from attnjax.cli import OneLineArgumentParser, run_cli
 
@@ -20,19 +22,25 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser() -> OneLineArgumentParser:
+def build_parser(selected: str | None) -> OneLineArgumentParser:
+    """The parser; only the selected subcommand's module is imported (each pulls in JAX)."""
     parser = OneLineArgumentParser(prog="visualize.py", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
+        if name != selected:
+            sub.add_parser(name, help=help_text)
+            continue
         module = importlib.import_module(module_name)
-        sub_parser = sub.add_parser(name, help=help_text, description=module.__doc__)
+        sub_parser = sub.add_parser(name, help=help_text, description=module.__doc__,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub_parser)
         sub_parser.set_defaults(_main=module.main)
     return parser
 
 
 def main() -> int:
-    args = build_parser().parse_args()
+    selected = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    args = build_parser(selected if selected in SUBCOMMANDS else None).parse_args()
     return args._main(args)
 
 
