@@ -1,0 +1,401 @@
+"""Input saliency of the attention layer (and of the policy and value) for many frames at once.
+
+Methods, as Nikulin et al. (2019) compared them:
+
+- `gradient` (Simonyan et al. 2014): the squared gradient of a scalar target with respect to the
+  input observation (`magnitude="abs"`: its absolute value).
+- `smoothgrad` (Smilkov et al. 2017): the mean of the squared gradients over N noisy copies
+  x + e, e ~ Normal(0, sigma^2), with sigma = spread x (max - min) of the input.
+- `vargrad` (Adebayo et al. 2018): the variance (population, ddof = 0) of the same squared
+  gradients; SmoothGrad and VarGrad come out of ONE set of N gradient evaluations.
+
+Input space. The gradient is taken with respect to the float observation the network computes
+on: `x = obs / 255` in [0, 1], layout [4, 84, 84] (envpool's: 4 stacked frames, newest last).
+Noise is added in that space and never clipped, so sigma = spread x (max(x) - min(x)) is in
+[0, 1] units too (0.15 x 1.0 for a frame that spans black to white). Gradients with respect to
+the raw 0..255 pixels are these divided by 255 (squared maps: by 255^2). The network is always
+run through its own `apply`: it receives `x * 255` as float32, which `preprocess` divides by 255
+again, so nothing of the network is re-implemented here.
+
+Targets, scalars per frame, from the attention tensor `[7, 7, K]` (`layer="attention"`, the
+softmax weights, as the original; `layer="attention_logits"`, the pre-softmax logits):
+`max` (max over cells and heads), `sum_max` (max over cells of the sum over heads), `max_sum`
+(sum over heads of each head's max over cells; the default, as the original), `sum` (sum of
+everything). Note: the softmax weights of each head sum to 1, so `sum` of `attention` is the
+constant K and its gradient is zero up to rounding; use it with `attention_logits`. Besides:
+`action` (the logit of the greedy action, the argmax of the logits of the un-noised frame, kept
+fixed across the noisy copies) and `value`.
+
+Execution. One compiled function maps a chunk of frames x samples: `jax.vmap` over frames of a
+per-frame function that `jax.vmap`s the input gradient over its samples (the clean frame rides
+along as sample 0 when `gradient` is asked for), so XLA sees single convolutions over
+frames x (samples + 1) images. Each frame gets its own PRNG key from `jax.random.split` of the
+one key, so results do not depend on how frames are chunked or batched. Chunks hold as many
+frames as `memory_budget_mb` allows (estimated from the activation sizes of one forward pass);
+the last chunk is padded to the same size so there is one compilation. The loop over chunks is
+in Python on purpose: on XLA:CPU convolution gradients inside `lax.map`/`scan` run ~13x slower
+(DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from attnjax.errors import UserError
+
+METHODS = ("gradient", "smoothgrad", "vargrad")
+ATTENTION_TARGETS = ("max", "sum_max", "max_sum", "sum")
+TARGETS = (*ATTENTION_TARGETS, "action", "value")
+LAYERS = ("attention", "attention_logits")
+MAGNITUDES = ("square", "abs")
+SIGMA_SCOPES = ("batch", "frame")
+OBS_SHAPE = (4, 84, 84)
+FLOAT_BYTES = 4
+# XLA:CPU computes convolution gradients fastest over a few dozen images per call: on the 2-core
+# dev machine ~1,300 gradients/s at 8-51 images, ~650/s at 408 (activations no longer fit in
+# cache). On CPU a chunk therefore holds at most this many frame-samples; accelerators take as
+# many as the memory budget allows. See BENCHMARKS.md.
+CPU_ROWS_PER_CALL = 64
+
+
+@dataclass(frozen=True)
+class SaliencyConfig:
+    """What to compute.
+
+    methods: any of gradient, smoothgrad, vargrad. target: see the module docstring. layer:
+    attention (softmax weights) or attention_logits. samples: N noisy copies. spread: sigma as
+    a fraction of the input's range. magnitude: square (as the paper) or abs of the gradient.
+    sigma_scope: batch (one sigma from the range over all frames given, as the original) or
+    frame (each frame's own range). clean_first: make the first of the N copies noise-free,
+    as the original code did. memory_budget_mb: device memory one chunk may use.
+    """
+
+    methods: tuple[str, ...] = METHODS
+    target: str = "max_sum"
+    layer: str = "attention"
+    samples: int = 50
+    spread: float = 0.15
+    magnitude: str = "square"
+    sigma_scope: str = "batch"
+    clean_first: bool = False
+    memory_budget_mb: float = 2048.0
+
+    def __post_init__(self) -> None:
+        methods = tuple(dict.fromkeys(self.methods))  # de-duplicated, order kept
+        object.__setattr__(self, "methods", methods)
+        if not methods:
+            raise UserError(f"--methods needs at least one of {', '.join(METHODS)}")
+        for method in methods:
+            if method not in METHODS:
+                raise UserError(
+                    f"unknown saliency method {method!r}; choose from {', '.join(METHODS)}"
+                )
+        _check_choice("--target", self.target, TARGETS)
+        _check_choice("--layer", self.layer, LAYERS)
+        _check_choice("--magnitude", self.magnitude, MAGNITUDES)
+        _check_choice("--sigma-scope", self.sigma_scope, SIGMA_SCOPES)
+        if self.samples < 1:
+            raise UserError(f"--samples must be at least 1, got {self.samples}")
+        if not (math.isfinite(self.spread) and self.spread >= 0):
+            raise UserError(f"--spread must be a finite number >= 0, got {self.spread}")
+        if not (math.isfinite(self.memory_budget_mb) and self.memory_budget_mb > 0):
+            raise UserError(
+                f"--memory-budget-mb must be a positive number, got {self.memory_budget_mb}"
+            )
+
+    @property
+    def noisy(self) -> bool:
+        """Whether any method needs the N noisy copies."""
+        return "smoothgrad" in self.methods or "vargrad" in self.methods
+
+    @property
+    def gradients_per_frame(self) -> int:
+        """Input gradients evaluated per frame: the clean one and/or the N noisy ones."""
+        return ("gradient" in self.methods) + (self.samples if self.noisy else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["methods"] = list(self.methods)
+        d["input_space"] = "obs / 255 in [0, 1], [4, 84, 84]"
+        return d
+
+
+def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_network(network: Any, config: SaliencyConfig) -> None:
+    """Attention targets need a network with attention; raise UserError naming the fix."""
+    has_attention = getattr(network, "num_heads", None) is not None
+    if config.target in ATTENTION_TARGETS and not has_attention:
+        raise UserError(
+            f"target {config.target!r} reads the attention layer, but this network has none "
+            f"({type(network).__name__}); use --target action or --target value"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# targets
+
+
+def attention_target(attention: jax.Array, target: str) -> jax.Array:
+    """[B, 7, 7, K] -> [B]: the scalar each frame's gradient is taken of."""
+    b = attention.shape[0]
+    cells = attention.reshape(b, -1, attention.shape[-1])  # [B, 49, K]
+    if target == "max":
+        return jnp.max(cells, axis=(1, 2))
+    if target == "sum_max":
+        return jnp.max(jnp.sum(cells, axis=2), axis=1)
+    if target == "max_sum":
+        return jnp.sum(jnp.max(cells, axis=1), axis=1)
+    if target == "sum":
+        return jnp.sum(cells, axis=(1, 2))
+    raise ValueError(f"not an attention target: {target!r}")
+
+
+def target_value(output: Any, target: str, layer: str = "attention",
+                 action: jax.Array | None = None) -> jax.Array:
+    """The target of an `AgentOutput` of B frames -> [B]. `action` [B] picks the logit for
+    the `action` target (default: the argmax of these logits)."""
+    if target == "value":
+        return output.value
+    if target == "action":
+        if action is None:
+            action = jnp.argmax(output.logits, axis=-1)
+        return jnp.take_along_axis(output.logits, action[:, None], axis=-1)[:, 0]
+    tensor = output.attention if layer == "attention" else output.activations[layer]
+    return attention_target(tensor, target)
+
+
+# --------------------------------------------------------------------------------------------
+# the compiled per-frame function and its batched form
+
+
+def _frame_fn(network: Any, config: SaliencyConfig) -> Callable:
+    """(params, x [4,84,84] in [0,1], key, sigma []) -> dict of this frame's maps and outputs."""
+
+    def forward(params: Any, x: jax.Array) -> Any:
+        return network.apply({"params": params}, (x * 255.0)[None])
+
+    def scalar(params: Any, x: jax.Array, action: jax.Array) -> jax.Array:
+        return target_value(forward(params, x), config.target, config.layer, action[None])[0]
+
+    grad = jax.grad(scalar, argnums=1)
+    magnitude = jnp.square if config.magnitude == "square" else jnp.abs
+
+    def frame(params: Any, x: jax.Array, key: jax.Array, sigma: jax.Array) -> dict[str, Any]:
+        clean = forward(params, x)
+        action = jnp.argmax(clean.logits[0]).astype(jnp.int32)
+        out: dict[str, Any] = {
+            "target": target_value(clean, config.target, config.layer, action[None])[0],
+            "logits": clean.logits[0],
+            "value": clean.value[0],
+            "action": action,
+        }
+        if clean.attention is not None:
+            out["attention"] = clean.attention[0]
+        inputs = []
+        if "gradient" in config.methods:
+            inputs.append(x[None])
+        if config.noisy:
+            noise = sigma * jax.random.normal(key, (config.samples, *x.shape), x.dtype)
+            if config.clean_first:
+                noise = noise.at[0].set(0.0)
+            inputs.append(x[None] + noise)
+        batch = jnp.concatenate(inputs) if len(inputs) > 1 else inputs[0]
+        maps = magnitude(jax.vmap(grad, in_axes=(None, 0, None))(params, batch, action))
+        if "gradient" in config.methods:
+            out["gradient"] = maps[0]
+            maps = maps[1:]
+        if config.noisy:
+            mean = jnp.mean(maps, axis=0)
+            if "smoothgrad" in config.methods:
+                out["smoothgrad"] = mean
+            if "vargrad" in config.methods:
+                out["vargrad"] = jnp.mean(jnp.square(maps - mean), axis=0)
+        return out
+
+    return frame
+
+
+def make_frame_saliency(network: Any, config: SaliencyConfig) -> Callable:
+    """Jitted saliency of ONE frame: (params, x [4,84,84] float in [0,1], key, sigma) -> dict
+    with the requested methods' maps [4,84,84], `target`, `logits`, `value`, `action` and
+    (attention networks) `attention` [7,7,K]. The per-frame loop of the benchmark and tests."""
+    return jax.jit(_frame_fn(network, config))
+
+
+def make_batch_saliency(network: Any, config: SaliencyConfig) -> Callable:
+    """Jitted saliency of F frames: (params, x [F,4,84,84], keys [F, key], sigma [F]) -> dict
+    of [F, ...] arrays; `jax.vmap` of the per-frame function over frames."""
+    return jax.jit(jax.vmap(_frame_fn(network, config), in_axes=(None, 0, 0, 0)))
+
+
+# --------------------------------------------------------------------------------------------
+# memory and chunks
+
+
+def activation_bytes(network: Any) -> int:
+    """Bytes of everything one forward pass of one frame produces (activations and outputs),
+    from the shapes `network.apply` returns (no computation)."""
+    params = jax.eval_shape(
+        lambda: network.init(jax.random.PRNGKey(0), jnp.zeros((1, *OBS_SHAPE), jnp.float32))
+    )["params"]
+    out = jax.eval_shape(
+        lambda p, o: network.apply({"params": p}, o),
+        params,
+        jax.ShapeDtypeStruct((1, *OBS_SHAPE), jnp.float32),
+    )
+    leaves = jax.tree_util.tree_leaves(out)
+    return sum(math.prod(leaf.shape) * leaf.dtype.itemsize for leaf in leaves)
+
+
+def bytes_per_gradient(network: Any) -> int:
+    """Estimated peak bytes of one frame-sample's input gradient: one forward pass's outputs
+    and activations (what the backward pass keeps; its cotangents reuse the buffers of the
+    activations already consumed) plus the noisy input and its gradient. XLA:CPU's own memory
+    analysis of the compiled function reports ~70% of this (checked in the tests)."""
+    input_bytes = math.prod(OBS_SHAPE) * FLOAT_BYTES
+    return activation_bytes(network) + 2 * input_bytes
+
+
+def frames_per_chunk(network: Any, config: SaliencyConfig, num_frames: int,
+                     backend: str | None = None) -> int:
+    """How many frames one compiled call takes: as many as `config.memory_budget_mb` holds; on
+    XLA:CPU also at most CPU_ROWS_PER_CALL gradients per call (at least 1 frame, at most
+    `num_frames`)."""
+    per_frame = config.gradients_per_frame
+    fit = int(config.memory_budget_mb * 2**20 // (bytes_per_gradient(network) * per_frame))
+    if (backend or jax.default_backend()) == "cpu":
+        fit = min(fit, max(1, CPU_ROWS_PER_CALL // per_frame))
+    fit = max(1, min(num_frames, fit))
+    return -(-num_frames // -(-num_frames // fit))  # equal chunks: no more padding than needed
+
+
+# --------------------------------------------------------------------------------------------
+# the public entry point
+
+
+@dataclass
+class SaliencyResult:
+    """Saliency of B frames, host arrays.
+
+    maps: method -> [B, 4, 84, 84] (per stacked frame, newest last); `aggregate(method)` ->
+    [B, 84, 84], the max over the 4 stacked frames. target: [B] the target at the clean frame.
+    attention: [B, 7, 7, K] (None without attention); logits [B, A]; values [B];
+    greedy_actions [B] (argmax of the logits: the `action` target's action); sigma [B] (noise
+    std per frame, [0, 1] input units); chunk_frames: frames per compiled call.
+    """
+
+    maps: dict[str, np.ndarray]
+    target: np.ndarray
+    attention: np.ndarray | None
+    logits: np.ndarray
+    values: np.ndarray
+    greedy_actions: np.ndarray
+    sigma: np.ndarray
+    config: SaliencyConfig
+    chunk_frames: int
+
+    def aggregate(self, method: str) -> np.ndarray:
+        return self.maps[method].max(axis=1)
+
+
+def to_unit(obs: Any) -> np.ndarray:
+    """uint8 (or 0..255 float) observations [B, 4, 84, 84] -> float32 in [0, 1]."""
+    obs = np.asarray(obs)
+    if obs.ndim != 4 or obs.shape[1:] != OBS_SHAPE:
+        raise UserError(
+            f"observations must have shape [N, 4, 84, 84] (envpool's stacked frames), got "
+            f"{list(obs.shape)}"
+        )
+    return obs.astype(np.float32) / 255.0
+
+
+def noise_sigma(x: np.ndarray, spread: float, scope: str) -> np.ndarray:
+    """[B] noise std: spread x (max - min) of the [0, 1] input, over the whole batch or per
+    frame."""
+    x = np.asarray(x, np.float32)
+    if scope == "batch":
+        value = spread * (float(x.max()) - float(x.min())) if x.size else 0.0
+        return np.full(len(x), value, np.float32)
+    if scope == "frame":
+        flat = x.reshape(len(x), -1)
+        return (spread * (flat.max(axis=1) - flat.min(axis=1))).astype(np.float32)
+    raise ValueError(f"unknown sigma scope {scope!r}")
+
+
+def frame_keys(key: jax.Array, num_frames: int) -> jax.Array:
+    """One PRNG key per frame, independent of chunking."""
+    return jax.random.split(key, num_frames)
+
+
+def compute_saliency(
+    network: Any,
+    params: Any,
+    obs: Any,
+    config: SaliencyConfig,
+    key: jax.Array | int = 0,
+    *,
+    chunk_frames: int | None = None,
+    sigma: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+    fn: Callable | None = None,
+) -> SaliencyResult:
+    """Saliency maps of the frames `obs` (uint8 [B, 4, 84, 84]) for every method of `config`.
+
+    key: PRNG key or int seed; frame i uses `jax.random.split(key, B)[i]`. chunk_frames:
+    frames per compiled call (default: from the memory budget). sigma: [B] noise std to use
+    instead of `spread` x range. progress: called with the number of frames finished after
+    each chunk. fn: a `make_batch_saliency` function to reuse (saves a compilation).
+    """
+    check_network(network, config)
+    x = to_unit(obs)
+    num = len(x)
+    if num == 0:
+        raise UserError("no frames to compute saliency for")
+    if isinstance(key, int):
+        key = jax.random.PRNGKey(key)
+    keys = frame_keys(key, num)
+    sigma = noise_sigma(x, config.spread, config.sigma_scope) if sigma is None else sigma
+    sigma = np.broadcast_to(np.asarray(sigma, np.float32), (num,))
+    # an explicit chunk size is kept even above `num` (padded), so repeated calls with the same
+    # chunk_frames and fn never recompile
+    chunk = max(1, int(chunk_frames)) if chunk_frames else frames_per_chunk(network, config, num)
+    fn = fn or make_batch_saliency(network, config)
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, num, chunk):
+        stop = min(start + chunk, num)
+        idx = np.arange(start, start + chunk).clip(max=num - 1)  # pad with the last frame
+        out = fn(params, jnp.asarray(x[idx]), keys[idx], jnp.asarray(sigma[idx]))
+        parts.append({k: np.asarray(v)[: stop - start] for k, v in out.items()})
+        if progress is not None:
+            progress(stop - start)
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return SaliencyResult(
+        maps={m: merged[m] for m in config.methods},
+        target=merged["target"],
+        attention=merged.get("attention"),
+        logits=merged["logits"],
+        values=merged["value"],
+        greedy_actions=merged["action"],
+        sigma=np.asarray(sigma, np.float32).copy(),
+        config=config,
+        chunk_frames=chunk,
+    )
+
+
+def agent_saliency(agent: Any, obs: Any, config: SaliencyConfig, seed: int = 0,
+                   **kwargs: Any) -> SaliencyResult:
+    """`compute_saliency` for a loaded agent (`attnjax.load_agent`)."""
+    return compute_saliency(agent.network, agent.params, obs, config, jax.random.PRNGKey(seed),
+                            **kwargs)

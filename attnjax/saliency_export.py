@@ -1,0 +1,309 @@
+"""Export gradient, SmoothGrad and VarGrad saliency of a trained agent to one .npz file.
+
+Plays the run's environment with the agent for --frames steps (or takes the observations of an
+existing .npz with --obs), computes every requested method for all frames at once (jitted,
+vmapped over frames x samples, chunked by --memory-budget-mb) and writes one compressed .npz
+with the observations, RGB screens, actions, attention maps, each method's maps and a JSON
+metadata string (config, method parameters, checkpoint step, seed). No pickle: load it with
+numpy.load(path) (allow_pickle=False is the default). Keys: docs/saliency_and_videos.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import time
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attnjax.errors import UserError
+from attnjax.saliency import LAYERS, MAGNITUDES, METHODS, SIGMA_SCOPES, TARGETS, SaliencyConfig
+
+FORMAT = "attnjax-saliency"
+FORMAT_VERSION = 1
+
+# key -> (description, shape); `<method>` and `<method>_max` are added per method
+KEYS = {
+    "obs": ("uint8 observations the network received (4 stacked 84x84 frames, newest last)",
+            "[N, 4, 84, 84]"),
+    "screens": ("uint8 RGB screens of the same env steps (Atari 210x160; Quadrant-v0 84x84; "
+                "grey copies of obs[:, -1] when --obs had none)", "[N, H, W, 3]"),
+    "actions": ("int32 action taken at each frame (the played policy, or --obs file's)", "[N]"),
+    "greedy_actions": ("int32 argmax of the logits (the `action` target's action)", "[N]"),
+    "rewards": ("float32 unclipped game reward of each frame's action (0 for --obs without)",
+                "[N]"),
+    "episode": ("int32 index of the game each frame belongs to", "[N]"),
+    "env_step": ("int32 env step of each frame since reset (warm-up included)", "[N]"),
+    "logits": ("float32 policy logits", "[N, A]"),
+    "values": ("float32 value estimates", "[N]"),
+    "attention": ("float32 attention weights, each head sums to 1 (attention networks only)",
+                  "[N, 7, 7, K]"),
+    "target": ("float32 the gradient target at the un-noised frame", "[N]"),
+    "sigma": ("float32 noise std per frame in [0, 1] input units", "[N]"),
+    "metadata": ("JSON string: run, checkpoint, config, saliency parameters, seed, keys",
+                 "[] (str)"),
+}
+METHOD_KEYS = {
+    "{m}": ("float32 {m} map per stacked frame, w.r.t. obs / 255", "[N, 4, 84, 84]"),
+    "{m}_max": ("float32 {m} map, max over the 4 stacked frames", "[N, 84, 84]"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True,
+                        help="run folder written by train.py, or one of its checkpoints/<iter>")
+    parser.add_argument("--out", required=True, help="output file, ending in .npz")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames to play and explain (default 64; with --obs: all of them)")
+    parser.add_argument("--obs", default=None,
+                        help="take the frames from this .npz (key `obs`, uint8 [N, 4, 84, 84]; "
+                             "optional `screens`, `actions`, `rewards`) instead of playing")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated: {', '.join(METHODS)} (default: all)")
+    parser.add_argument("--target", default="max_sum", choices=TARGETS,
+                        help="scalar to differentiate (default max_sum, as the original)")
+    parser.add_argument("--layer", default="attention", choices=LAYERS,
+                        help="attention (softmax weights, default) or attention_logits")
+    parser.add_argument("--samples", type=int, default=50,
+                        help="noisy copies per frame for smoothgrad/vargrad (default 50)")
+    parser.add_argument("--spread", type=float, default=0.15,
+                        help="noise std as a fraction of the input range (default 0.15)")
+    parser.add_argument("--sigma-scope", default="batch", choices=SIGMA_SCOPES,
+                        help="input range over all frames (batch, default) or each frame's own")
+    parser.add_argument("--magnitude", default="square", choices=MAGNITUDES,
+                        help="square (default, as the paper) or abs of the gradient")
+    parser.add_argument("--clean-first", action="store_true",
+                        help="first noisy copy without noise, as the original code")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="env seed, action sampling and noise (default 0)")
+    parser.add_argument("--policy", default="sample", choices=("sample", "greedy"),
+                        help="how the agent acts while playing (default sample)")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="env steps played before the first recorded frame")
+    parser.add_argument("--stride", type=int, default=1, help="record every n-th step")
+    parser.add_argument("--memory-budget-mb", type=float, default=2048.0,
+                        help="device memory one compiled chunk may use (default 2048)")
+    parser.add_argument("--chunk-frames", type=int, default=None,
+                        help="frames per compiled call (default: from the memory budget)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def config_from_args(args: argparse.Namespace) -> SaliencyConfig:
+    return SaliencyConfig(
+        methods=parse_methods(args.methods), target=args.target, layer=args.layer,
+        samples=args.samples, spread=args.spread, magnitude=args.magnitude,
+        sigma_scope=args.sigma_scope, clean_first=args.clean_first,
+        memory_budget_mb=args.memory_budget_mb,
+    )
+
+
+def check_out_path(out: str | Path) -> Path:
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise UserError(f"--out must end in .npz, got {out}")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name ending in .npz")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the folder of --out {out}: {err.strerror}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise UserError(f"cannot write to {out.parent}; choose another --out")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# frames
+
+
+def load_obs_file(path: str | Path, frames: int | None) -> dict[str, np.ndarray]:
+    """Frames from an .npz: `obs` uint8 [N, 4, 84, 84] required; `screens`, `actions`,
+    `rewards`, `episode`, `env_step` used when present."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--obs {path} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--obs {path} is not a readable .npz ({err})") from None
+    with data:
+        if "obs" not in data:
+            raise UserError(f"--obs {path} has no `obs` key (keys: {', '.join(data.files)})")
+        obs = data["obs"]
+        if obs.dtype != np.uint8 or obs.ndim != 4 or obs.shape[1:] != (4, 84, 84):
+            raise UserError(f"`obs` in {path} must be uint8 [N, 4, 84, 84], got {obs.dtype} "
+                            f"{list(obs.shape)}")
+        n = len(obs) if frames is None else min(frames, len(obs))
+        if n < 1:
+            raise UserError(f"--obs {path} holds no frames")
+        out = {"obs": obs[:n]}
+        for key in ("screens", "actions", "rewards", "episode", "env_step"):
+            if key in data and len(data[key]) >= n:
+                out[key] = data[key][:n]
+    return out
+
+
+def play_frames(agent: Any, frames: int, seed: int, policy: str, warmup: int, stride: int,
+                progress: bool) -> dict[str, np.ndarray]:
+    from attnjax.render import ProgressBar, play
+
+    kept: dict[str, list] = {k: [] for k in ("obs", "screens", "actions", "rewards", "episode",
+                                             "env_step")}
+    with ProgressBar("playing", frames, progress) as bar:
+        for frame in play([agent], frames, seed=seed, policy=policy, warmup=warmup,
+                          stride=stride):
+            kept["obs"].append(frame.obs[0])
+            kept["screens"].append(frame.screens[0])
+            kept["actions"].append(frame.actions[0])
+            kept["rewards"].append(frame.rewards[0])
+            kept["episode"].append(frame.episode[0])
+            kept["env_step"].append(frame.t)
+            bar.advance()
+    return {k: np.stack(v) for k, v in kept.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in ("attnjax", "jax", "flax"):
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def key_table(methods: tuple[str, ...], has_attention: bool = True) -> dict[str, str]:
+    """Every key an export holds -> "description, shape"."""
+    table = {k: f"{d} {s}" for k, (d, s) in KEYS.items()
+             if has_attention or k != "attention"}
+    for m in methods:
+        for pattern, (d, s) in METHOD_KEYS.items():
+            table[pattern.format(m=m)] = f"{d.format(m=m)} {s}"
+    return table
+
+
+def build_arrays(frames: dict[str, np.ndarray], result: Any) -> dict[str, np.ndarray]:
+    """The .npz's arrays (metadata excluded) from the frames and a SaliencyResult."""
+    n = len(frames["obs"])
+    obs = frames["obs"].astype(np.uint8)
+    screens = frames.get("screens")
+    if screens is None:
+        screens = np.repeat(obs[:, -1, :, :, None], 3, axis=-1)
+    arrays = {
+        "obs": obs,
+        "screens": np.asarray(screens, np.uint8),
+        "actions": np.asarray(frames.get("actions", result.greedy_actions), np.int32),
+        "greedy_actions": np.asarray(result.greedy_actions, np.int32),
+        "rewards": np.asarray(frames.get("rewards", np.zeros(n)), np.float32),
+        "episode": np.asarray(frames.get("episode", np.zeros(n)), np.int32),
+        "env_step": np.asarray(frames.get("env_step", np.arange(n)), np.int32),
+        "logits": np.asarray(result.logits, np.float32),
+        "values": np.asarray(result.values, np.float32),
+        "target": np.asarray(result.target, np.float32),
+        "sigma": np.asarray(result.sigma, np.float32),
+    }
+    if result.attention is not None:
+        arrays["attention"] = np.asarray(result.attention, np.float32)
+    for method, maps in result.maps.items():
+        arrays[method] = np.asarray(maps, np.float32)
+        arrays[f"{method}_max"] = np.asarray(maps, np.float32).max(axis=1)
+    return arrays
+
+
+def write_npz(out: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Compressed .npz, written to a temporary name and renamed (no half-written files)."""
+    arrays = dict(arrays)
+    arrays["metadata"] = np.array(json.dumps(meta, sort_keys=True, default=str))
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export(agent: Any, config: SaliencyConfig, out: str | Path, *, frames: int | None = None,
+           obs_file: str | Path | None = None, seed: int = 0, policy: str = "sample",
+           warmup: int = 0, stride: int = 1, chunk_frames: int | None = None,
+           progress: bool = False) -> dict[str, Any]:
+    """Play (or load) frames, compute the saliency of all of them and write the .npz.
+    Returns the metadata written."""
+    import jax
+
+    from attnjax.render import ProgressBar
+    from attnjax.saliency import check_network, compute_saliency, frames_per_chunk
+
+    out = check_out_path(out)
+    check_network(agent.network, config)
+    if frames is not None and frames < 1:
+        raise UserError(f"--frames must be at least 1, got {frames}")
+    if chunk_frames is not None and chunk_frames < 1:
+        raise UserError(f"--chunk-frames must be at least 1, got {chunk_frames}")
+    t0 = time.monotonic()
+    if obs_file is not None:
+        data = load_obs_file(obs_file, frames)
+        source = str(obs_file)
+    else:
+        data = play_frames(agent, 64 if frames is None else frames, seed, policy, warmup,
+                           stride, progress)
+        source = "played"
+    n = len(data["obs"])
+    chunk = chunk_frames or frames_per_chunk(agent.network, config, n)
+    with ProgressBar("saliency", n, progress) as bar:
+        result = compute_saliency(agent.network, agent.params, data["obs"], config,
+                                  jax.random.PRNGKey(seed), chunk_frames=chunk,
+                                  progress=bar.advance)
+    arrays = build_arrays(data, result)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "run": str(Path(agent.path).parent.parent),
+        "checkpoint": str(agent.path),
+        "checkpoint_step": int(agent.step),
+        "checkpoint_iteration": int(getattr(agent, "iteration", -1)),
+        "config": agent.config.to_dict(),
+        "network": agent.config.network,
+        "saliency": {**config.to_dict(), "chunk_frames": chunk,
+                     "gradients_per_frame": config.gradients_per_frame},
+        "seed": seed,
+        "frames": n,
+        "source": source,
+        "policy": policy if obs_file is None else None,
+        "warmup": warmup if obs_file is None else None,
+        "stride": stride if obs_file is None else None,
+        "screens": "env" if "screens" in data else "grey copies of obs[:, -1]",
+        "keys": key_table(config.methods, result.attention is not None),
+        "seconds": round(time.monotonic() - t0, 2),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "versions": _versions(),
+    }
+    write_npz(out, arrays, meta)
+    return meta
+
+
+def main(args: argparse.Namespace) -> int:
+    from attnjax.checkpoints import load_agent
+
+    config = config_from_args(args)
+    out = check_out_path(args.out)
+    agent = load_agent(args.run)
+    meta = export(agent, config, out, frames=args.frames, obs_file=args.obs, seed=args.seed,
+                  policy=args.policy, warmup=args.warmup, stride=args.stride,
+                  chunk_frames=args.chunk_frames, progress=not args.no_progress)
+    size_mb = out.stat().st_size / 2**20
+    print(f"wrote {out} ({meta['frames']} frames, {', '.join(config.methods)}, target "
+          f"{config.target}, {size_mb:.1f} MB, {meta['seconds']:.1f} s)")
+    return 0

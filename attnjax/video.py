@@ -1,0 +1,361 @@
+"""Gameplay videos with the attention overlaid, one or several runs side by side (MP4, PNG stills).
+
+The paper's layout, one column per --run: the top row is the original RGB game screen with one
+rectangle per attention cell on the screen region that cell's receptive field sees, its colour
+intensity proportional to the cell's attention (relative to the head's maximum in that frame),
+one colour per head; the bottom row is the 84x84 observation the network received (newest of
+the 4 stacked frames). All runs play in lockstep from the same env seed, so they start the same
+game; by default each plays one full game (all lives) and a finished run shows its last frame
+until every run has finished or --frames is reached. --saliency smoothgrad (or gradient,
+vargrad) draws that saliency map over both rows instead of the rectangles. MP4 through
+imageio-ffmpeg (H.264, yuv420p); --stills DIR also writes PNG frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attnjax.errors import UserError
+from attnjax.render import (
+    OVERLAY_SCALES,
+    Frame,
+    ProgressBar,
+    draw_attention,
+    draw_heatmap,
+    draw_text,
+    grey_to_rgb,
+    head_color,
+    pad_to_multiple,
+    play,
+    upscale,
+)
+from attnjax.saliency import LAYERS, METHODS, TARGETS
+
+SALIENCY_CHOICES = ("none", *METHODS)
+BACKGROUND = (18, 18, 22)
+GAP = 6  # pixels between panels and between rows
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Sizes of one run's column; all frames of a video share them."""
+
+    screen_hw: tuple[int, int]
+    scale: int
+    overlay_scale: str = "absolute"
+    overlay_gain: float = 3.0
+
+    @property
+    def width(self) -> int:
+        return self.screen_hw[1] * self.scale
+
+    @property
+    def font(self) -> int:
+        return 6 + 3 * self.scale
+
+    @property
+    def title_h(self) -> int:
+        return self.font + 8
+
+    @property
+    def obs_scale(self) -> int:
+        return max(1, self.width // 84)
+
+    @property
+    def top(self) -> tuple[int, int, int, int]:
+        """(y0, x0, y1, x1) of the screen inside the panel."""
+        return self.title_h, 0, self.title_h + self.screen_hw[0] * self.scale, self.width
+
+    @property
+    def bottom(self) -> tuple[int, int, int, int]:
+        """(y0, x0, y1, x1) of the observation inside the panel (centred)."""
+        size = 84 * self.obs_scale
+        y0 = self.top[2] + GAP
+        x0 = (self.width - size) // 2
+        return y0, x0, y0 + size, x0 + size
+
+    @property
+    def height(self) -> int:
+        return self.bottom[2] + self.title_h
+
+
+def run_label(agent: Any) -> str:
+    config = agent.config
+    what = f"λ={config.attn_coef:g}" if config.network == "attention" else "nature CNN"
+    return f"{what} · seed {config.seed} · {agent.step / 1e6:.2f}M steps"
+
+
+def render_panel(layout: Layout, screen: np.ndarray, obs: np.ndarray,
+                 attention: np.ndarray | None, saliency: np.ndarray | None, label: str,
+                 info: str, heads: int = 0) -> np.ndarray:
+    """One run's column: title, screen with overlay, observation, status line. uint8 RGB."""
+    panel = np.empty((layout.height, layout.width, 3), np.uint8)
+    panel[:] = BACKGROUND
+    top = upscale(np.asarray(screen, np.uint8), layout.scale)
+    bottom = upscale(grey_to_rgb(obs), layout.obs_scale)
+    if saliency is not None:
+        top = draw_heatmap(top, saliency)
+        bottom = draw_heatmap(bottom, saliency)
+    elif attention is not None:
+        att = attention[..., : heads or attention.shape[-1]]
+        att = att[..., ~np.isnan(att).any(axis=(0, 1))]  # heads padded for other runs
+        top = draw_attention(top, att, scale=layout.overlay_scale, gain=layout.overlay_gain,
+                             line=layout.scale)
+    y0, x0, y1, x1 = layout.top
+    panel[y0:y1, x0:x1] = top
+    y0, x0, y1, x1 = layout.bottom
+    panel[y0:y1, x0:x1] = bottom
+    panel = draw_text(panel, (4, 3), label, size=layout.font)
+    for k in range(heads if saliency is None else 0):  # head legend, right-aligned
+        x = layout.width - (heads - k) * (layout.font + 4) - 2
+        color = head_color(k).astype(np.uint8)
+        panel[5 : 5 + layout.font - 2, x : x + layout.font - 2] = color
+    return draw_text(panel, (4, layout.bottom[2] + 3), info, size=layout.font)
+
+
+def compose(panels: Sequence[np.ndarray]) -> np.ndarray:
+    """Panels side by side with gaps, padded to sizes an H.264 encoder takes as they are."""
+    h = max(p.shape[0] for p in panels)
+    parts = []
+    for i, p in enumerate(panels):
+        if i:
+            parts.append(np.full((h, GAP, 3), BACKGROUND, np.uint8))
+        parts.append(p)
+    frame = np.concatenate(parts, axis=1)
+    return pad_to_multiple(frame, 16)
+
+
+def frame_info(frame: Frame, r: int) -> str:
+    text = (f"t {frame.t}  return {frame.returns[r]:g}  action {frame.actions[r]}  "
+            f"V {frame.values[r]:.2f}")
+    if frame.attention is not None:
+        peaks = frame.attention[r].reshape(-1, frame.attention.shape[-1]).max(axis=0)
+        text += "  max att " + "/".join(f"{p:.2f}" for p in peaks if np.isfinite(p))
+    if not frame.active[r]:
+        text += "  GAME OVER"
+    return text
+
+
+def render_frame(layout: Layout, frame: Frame, labels: Sequence[str], heads: Sequence[int],
+                 saliency: np.ndarray | None = None) -> np.ndarray:
+    """The full video frame of one recorded step. saliency: [R, 84, 84] or None."""
+    panels = []
+    for r, label in enumerate(labels):
+        att = None if frame.attention is None else frame.attention[r]
+        sal = None if saliency is None else saliency[r]
+        panels.append(render_panel(layout, frame.screens[r], frame.obs[r, -1], att, sal, label,
+                                   frame_info(frame, r), heads[r]))
+    return compose(panels)
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", action="append", required=True,
+                        help="run folder or checkpoint; repeat for runs side by side")
+    parser.add_argument("--out", required=True, help="output video, ending in .mp4")
+    parser.add_argument("--frames", type=int, default=1000,
+                        help="most frames to record (default 1000)")
+    parser.add_argument("--until", default="game-over", choices=("game-over", "frames"),
+                        help="game-over (default): each run plays one full game, the video "
+                             "ends when all are over; frames: play on through new games")
+    parser.add_argument("--seed", type=int, default=0, help="env seed shared by all runs")
+    parser.add_argument("--policy", default="sample", choices=("sample", "greedy"),
+                        help="how the agents act (default sample, as in training)")
+    parser.add_argument("--warmup", type=int, default=0, help="steps played before recording")
+    parser.add_argument("--label", action="append", default=None,
+                        help="title of each run's column, in --run order (default: λ, seed, "
+                             "steps)")
+    parser.add_argument("--fps", type=float, default=15.0,
+                        help="frames per second (default 15: real time at frame skip 4)")
+    parser.add_argument("--scale", type=int, default=2, help="screen upscale factor (default 2)")
+    parser.add_argument("--overlay-scale", default="absolute", choices=OVERLAY_SCALES,
+                        help="rectangle opacity: absolute (gain x attention, comparable across "
+                             "runs; default) or frame (relative to the head's max)")
+    parser.add_argument("--overlay-gain", type=float, default=3.0,
+                        help="absolute scale: attention value drawn fully opaque is 1/gain "
+                             "(default 3)")
+    parser.add_argument("--saliency", default="none", choices=SALIENCY_CHOICES,
+                        help="draw this saliency map instead of the attention rectangles")
+    parser.add_argument("--samples", type=int, default=50,
+                        help="noisy copies for smoothgrad/vargrad (default 50)")
+    parser.add_argument("--spread", type=float, default=0.15,
+                        help="noise std as a fraction of each frame's range (default 0.15)")
+    parser.add_argument("--target", default="max_sum", choices=TARGETS,
+                        help="saliency target (default max_sum)")
+    parser.add_argument("--layer", default="attention", choices=LAYERS,
+                        help="saliency of the attention weights or attention_logits")
+    parser.add_argument("--memory-budget-mb", type=float, default=2048.0,
+                        help="device memory a saliency chunk may use (default 2048)")
+    parser.add_argument("--stills", default=None, help="also write PNG frames to this folder")
+    parser.add_argument("--stills-every", type=int, default=50,
+                        help="write every n-th frame as a still (default 50; the last always)")
+    parser.add_argument("--block", type=int, default=32,
+                        help="frames played before saliency and encoding catch up (default 32)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _check_args(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise UserError(f"--out must end in .mp4, got {out}")
+    if args.label is not None and len(args.label) != len(args.run):
+        raise UserError(f"give one --label per --run ({len(args.run)} runs, "
+                        f"{len(args.label)} labels)")
+    for name in ("frames", "scale", "stills_every", "block"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.overlay_gain > 0:
+        raise UserError(f"--overlay-gain must be positive, got {args.overlay_gain}")
+    if not args.fps > 0:
+        raise UserError(f"--fps must be positive, got {args.fps}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if args.stills:
+            Path(args.stills).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create output folder: {err}") from None
+    return out
+
+
+def _saliency_setup(args: argparse.Namespace, agents: Sequence[Any]) -> Any:
+    """(config, per-run compiled functions, chunk) or None without --saliency."""
+    if args.saliency == "none":
+        return None
+    from attnjax.saliency import (
+        SaliencyConfig,
+        check_network,
+        frames_per_chunk,
+        make_batch_saliency,
+    )
+
+    config = SaliencyConfig(methods=(args.saliency,), target=args.target, layer=args.layer,
+                            samples=args.samples, spread=args.spread, sigma_scope="frame",
+                            memory_budget_mb=args.memory_budget_mb)
+    for agent in agents:
+        check_network(agent.network, config)
+    chunk = min(args.block, frames_per_chunk(agents[0].network, config, args.block))
+    fns = [make_batch_saliency(agent.network, config) for agent in agents]
+    return config, fns, chunk
+
+
+def write_video(agents: Sequence[Any], out: Path, **kwargs: Any) -> dict[str, Any]:
+    """Play the agents, render and encode to `out` (keywords: see `_write_video`). Returns a
+    summary (frames, frame shape, final returns, labels, seconds)."""
+    with warnings.catch_warnings():  # ffmpeg is started by fork+exec; JAX's warning is moot
+        warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+        return _write_video(agents, Path(out), **kwargs)
+
+
+def _write_video(agents: Sequence[Any], out: Path, *, frames: int = 1000,
+                until: str = "game-over", seed: int = 0, policy: str = "sample",
+                warmup: int = 0, labels: Sequence[str] | None = None, fps: float = 15.0,
+                scale: int = 2, overlay_scale: str = "absolute", overlay_gain: float = 3.0,
+                saliency_setup: Any = None, stills: str | None = None,
+                stills_every: int = 50, block: int = 32,
+                progress: bool = False) -> dict[str, Any]:
+    import imageio.v2 as imageio
+
+    labels = list(labels) if labels else [run_label(a) for a in agents]
+    heads = [int(getattr(a.network, "num_heads", 0) or 0) if a.config.network == "attention"
+             else 0 for a in agents]
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
+    writer = imageio.get_writer(str(tmp), format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                                pixelformat="yuv420p", quality=8, macro_block_size=16,
+                                ffmpeg_log_level="error")
+    written, shape, last_rgb, last = 0, None, None, None
+    stills_dir = Path(stills) if stills else None
+    layout = None
+    t0 = time.monotonic()
+    try:
+        with ProgressBar("video", frames, progress) as bar:
+            buffer: list[Frame] = []
+            stream = play(agents, frames, seed=seed, policy=policy, warmup=warmup,
+                          stop_at_game_over=until == "game-over")
+            done = False
+            while not done:
+                try:
+                    buffer.append(next(stream))
+                except StopIteration:
+                    done = True
+                if buffer and (done or len(buffer) == block):
+                    if layout is None:
+                        layout = Layout(buffer[0].screens.shape[1:3], scale, overlay_scale,
+                                        overlay_gain)
+                    maps = _block_saliency(agents, buffer, saliency_setup, seed, written)
+                    for i, frame in enumerate(buffer):
+                        rgb = render_frame(layout, frame, labels, heads,
+                                           None if maps is None else maps[:, i])
+                        writer.append_data(rgb)
+                        if stills_dir is not None and written % stills_every == 0:
+                            imageio.imwrite(stills_dir / f"{out.stem}_{written:05d}.png", rgb)
+                        shape, last_rgb, last = rgb.shape, rgb, frame
+                        written += 1
+                        bar.advance()
+                    buffer = []
+        writer.close()
+        writer = None
+        if written == 0:
+            raise UserError("no frames were recorded; raise --frames")
+        os.replace(tmp, out)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    if stills_dir is not None and (written - 1) % stills_every != 0:
+        imageio.imwrite(stills_dir / f"{out.stem}_{written - 1:05d}.png", last_rgb)
+    return {"frames": written, "shape": shape, "returns": last.returns.tolist(),
+            "labels": labels, "seconds": time.monotonic() - t0}
+
+
+def _block_saliency(agents: Sequence[Any], buffer: list[Frame], setup: Any, seed: int,
+                    offset: int) -> np.ndarray | None:
+    """[R, n, 84, 84] saliency (max over stacked frames) of a block of frames, or None."""
+    if setup is None:
+        return None
+    import jax
+
+    from attnjax.saliency import compute_saliency
+
+    config, fns, chunk = setup
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), offset)
+    maps = []
+    for r, agent in enumerate(agents):
+        obs = np.stack([f.obs[r] for f in buffer])
+        result = compute_saliency(agent.network, agent.params, obs, config,
+                                  jax.random.fold_in(key, r), chunk_frames=chunk, fn=fns[r])
+        maps.append(result.aggregate(config.methods[0]))
+    return np.stack(maps)
+
+
+def main(args: argparse.Namespace) -> int:
+    from attnjax.checkpoints import load_agent
+    from attnjax.render import check_same_env
+
+    out = _check_args(args)
+    agents = [load_agent(run) for run in args.run]
+    check_same_env(agents)
+    setup = _saliency_setup(args, agents)
+    summary = write_video(
+        agents, out, frames=args.frames, until=args.until, seed=args.seed, policy=args.policy,
+        warmup=args.warmup, labels=args.label, fps=args.fps, scale=args.scale,
+        overlay_scale=args.overlay_scale, overlay_gain=args.overlay_gain,
+        saliency_setup=setup, stills=args.stills, stills_every=args.stills_every,
+        block=args.block, progress=not args.no_progress,
+    )
+    h, w = summary["shape"][:2]
+    returns = ", ".join(f"{r:g}" for r in summary["returns"])
+    print(f"wrote {out} ({summary['frames']} frames, {w}x{h}, {len(agents)} runs, returns "
+          f"{returns}, {summary['seconds']:.1f} s)")
+    return 0
