@@ -33,7 +33,8 @@ class TrainConfig:
     attn_coef: float = _f(0.0, "lambda: weight of the attention-entropy penalty", grid=True)
     seed: int = _f(0, "random seed (network init, actions, env seeds)", grid=True)
     # PPO2 as the paper ran it
-    total_timesteps: int = _f(10_000_000, "agent steps to train for (frames = 4x)")
+    total_timesteps: int = _f(10_000_000, "agent steps to train for, rounded down to whole "
+                              "batches (frames = 4x)")
     num_envs: int = _f(8, "parallel environments per run")
     num_steps: int = _f(128, "steps per env per iteration (batch = num_envs * num_steps)")
     num_minibatches: int = _f(4, "minibatches per epoch")
