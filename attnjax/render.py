@@ -144,19 +144,23 @@ def attention_opacity(attention: np.ndarray, scale: str = "absolute",
     raise ValueError(f"unknown overlay scale {scale!r}; choose from {', '.join(OVERLAY_SCALES)}")
 
 
-def draw_attention(image: np.ndarray, attention: np.ndarray, *, scale: str = "absolute",
-                   gain: float = 3.0, fill: float = 0.35, line: int = 2,
-                   min_opacity: float = 0.02) -> np.ndarray:
-    """Overlay one rectangle per attention cell and head on an RGB image of any size.
+def draw_attention(image: np.ndarray, attention: np.ndarray, *, upscaled: int = 1,
+                   scale: str = "absolute", gain: float = 3.0, fill: float = 0.35,
+                   line: int = 2, min_opacity: float = 0.02) -> np.ndarray:
+    """Overlay one rectangle per attention cell and head on an RGB screen (or observation).
 
-    Each cell's rectangle covers the image region its receptive field sees (`cell_boxes` for
-    this image size), in its head's colour (`HEAD_COLORS`) with opacity proportional to its
-    attention value (`attention_opacity`): the outline (`line` pixels) at that opacity, the
-    fill at `fill` x that. Cells under `min_opacity` are skipped; weaker cells are drawn first
-    so the strongest lie on top.
+    Each cell's rectangle covers the screen region its receptive field sees (`cell_boxes` of
+    the screen size; `upscaled`: the image is the screen upscaled by this integer factor, and
+    the boxes are scaled with it), in its head's colour (`HEAD_COLORS`) with opacity
+    proportional to its attention value (`attention_opacity`): the outline (`line` pixels) at
+    that opacity, the fill at `fill` x that. Cells under `min_opacity` are skipped; weaker
+    cells are drawn first so the strongest lie on top.
     """
     canvas = np.asarray(image, np.float32).copy()
-    boxes = cell_boxes(canvas.shape[:2])
+    h, w = canvas.shape[:2]
+    if h % upscaled or w % upscaled:
+        raise ValueError(f"image {h}x{w} is not a screen upscaled by {upscaled}")
+    boxes = cell_boxes((h // upscaled, w // upscaled)) * upscaled
     opacity = attention_opacity(attention, scale, gain)
     order = np.argsort(opacity, axis=None, kind="stable")
     for flat in order:

@@ -108,8 +108,8 @@ def render_panel(layout: Layout, screen: np.ndarray, obs: np.ndarray,
     elif attention is not None:
         att = attention[..., : heads or attention.shape[-1]]
         att = att[..., ~np.isnan(att).any(axis=(0, 1))]  # heads padded for other runs
-        top = draw_attention(top, att, scale=layout.overlay_scale, gain=layout.overlay_gain,
-                             line=layout.scale)
+        top = draw_attention(top, att, upscaled=layout.scale, scale=layout.overlay_scale,
+                             gain=layout.overlay_gain, line=layout.scale)
     y0, x0, y1, x1 = layout.top
     panel[y0:y1, x0:x1] = top
     y0, x0, y1, x1 = layout.bottom
