@@ -60,7 +60,7 @@ class Layout:
 
     @property
     def font(self) -> int:
-        return 6 + 3 * self.scale
+        return max(11, self.width // 28)
 
     @property
     def title_h(self) -> int:
@@ -85,7 +85,13 @@ class Layout:
 
     @property
     def height(self) -> int:
-        return self.bottom[2] + self.title_h
+        return self.bottom[2] + 2 * self.title_h  # two status lines
+
+
+def auto_scale(screen_hw: tuple[int, int], min_width: int = 320) -> int:
+    """The smallest integer upscale that makes a column at least `min_width` pixels wide (2 for
+    Atari's 160, 4 for Quadrant's 84), so titles and status lines fit."""
+    return max(1, -(-min_width // screen_hw[1]))
 
 
 def run_label(agent: Any) -> str:
@@ -119,7 +125,10 @@ def render_panel(layout: Layout, screen: np.ndarray, obs: np.ndarray,
         x = layout.width - (heads - k) * (layout.font + 4) - 2
         color = head_color(k).astype(np.uint8)
         panel[5 : 5 + layout.font - 2, x : x + layout.font - 2] = color
-    return draw_text(panel, (4, layout.bottom[2] + 3), info, size=layout.font)
+    for n, line in enumerate(info.split("\n")[:2]):
+        panel = draw_text(panel, (4, layout.bottom[2] + 3 + n * layout.title_h), line,
+                          size=layout.font)
+    return panel
 
 
 def compose(panels: Sequence[np.ndarray]) -> np.ndarray:
@@ -137,11 +146,12 @@ def compose(panels: Sequence[np.ndarray]) -> np.ndarray:
 def frame_info(frame: Frame, r: int) -> str:
     text = (f"t {frame.t}  return {frame.returns[r]:g}  action {frame.actions[r]}  "
             f"V {frame.values[r]:.2f}")
+    text += "\n"
     if frame.attention is not None:
         peaks = frame.attention[r].reshape(-1, frame.attention.shape[-1]).max(axis=0)
-        text += "  max att " + "/".join(f"{p:.2f}" for p in peaks if np.isfinite(p))
+        text += "max attention " + " / ".join(f"{p:.2f}" for p in peaks if np.isfinite(p))
     if not frame.active[r]:
-        text += "  GAME OVER"
+        text += "   GAME OVER"
     return text
 
 
@@ -179,7 +189,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "steps)")
     parser.add_argument("--fps", type=float, default=15.0,
                         help="frames per second (default 15: real time at frame skip 4)")
-    parser.add_argument("--scale", type=int, default=2, help="screen upscale factor (default 2)")
+    parser.add_argument("--scale", type=int, default=0,
+                        help="screen upscale factor (default 0: auto, columns >= 320 px wide)")
     parser.add_argument("--overlay-scale", default="absolute", choices=OVERLAY_SCALES,
                         help="rectangle opacity: absolute (gain x attention, comparable across "
                              "runs; default) or frame (relative to the head's max)")
@@ -213,7 +224,9 @@ def _check_args(args: argparse.Namespace) -> Path:
     if args.label is not None and len(args.label) != len(args.run):
         raise UserError(f"give one --label per --run ({len(args.run)} runs, "
                         f"{len(args.label)} labels)")
-    for name in ("frames", "scale", "stills_every", "block"):
+    if args.scale < 0:
+        raise UserError(f"--scale must be 0 (auto) or a positive integer, got {args.scale}")
+    for name in ("frames", "stills_every", "block"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if not args.overlay_gain > 0:
@@ -261,7 +274,7 @@ def write_video(agents: Sequence[Any], out: Path, **kwargs: Any) -> dict[str, An
 def _write_video(agents: Sequence[Any], out: Path, *, frames: int = 1000,
                 until: str = "game-over", seed: int = 0, policy: str = "sample",
                 warmup: int = 0, labels: Sequence[str] | None = None, fps: float = 15.0,
-                scale: int = 2, overlay_scale: str = "absolute", overlay_gain: float = 3.0,
+                scale: int = 0, overlay_scale: str = "absolute", overlay_gain: float = 3.0,
                 saliency_setup: Any = None, stills: str | None = None,
                 stills_every: int = 50, block: int = 32,
                 progress: bool = False) -> dict[str, Any]:
@@ -276,6 +289,8 @@ def _write_video(agents: Sequence[Any], out: Path, *, frames: int = 1000,
                                 ffmpeg_log_level="error")
     written, shape, last_rgb, last = 0, None, None, None
     stills_dir = Path(stills) if stills else None
+    if stills_dir is not None:
+        stills_dir.mkdir(parents=True, exist_ok=True)
     layout = None
     t0 = time.monotonic()
     try:
@@ -291,7 +306,8 @@ def _write_video(agents: Sequence[Any], out: Path, *, frames: int = 1000,
                     done = True
                 if buffer and (done or len(buffer) == block):
                     if layout is None:
-                        layout = Layout(buffer[0].screens.shape[1:3], scale, overlay_scale,
+                        hw = buffer[0].screens.shape[1:3]
+                        layout = Layout(hw, scale or auto_scale(hw), overlay_scale,
                                         overlay_gain)
                     maps = _block_saliency(agents, buffer, saliency_setup, seed, written)
                     for i, frame in enumerate(buffer):

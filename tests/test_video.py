@@ -1,0 +1,314 @@
+"""Attention videos: receptive-field geometry against brute-force perturbation and the screen
+resize, overlay rectangles on the right screen pixels, screen and observation of the same env
+step (Atari and Quadrant), synchronized runs, the two-row layout, MP4/PNG output, bad input."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from attnjax import render as R
+from attnjax import video as V
+from attnjax.checkpoints import Agent
+from attnjax.config import TrainConfig
+from attnjax.errors import UserError
+from attnjax.networks import CONV_LAYERS, init_params, make_network
+
+ATARI = "Breakout-v5"
+
+
+def _agent(env_id: str = "Quadrant-v0", seed: int = 0, attn_coef: float = 0.0,
+           num_actions: int = 4, network: str = "attention") -> Agent:
+    config = TrainConfig(env_id=env_id, network=network, attn_coef=attn_coef, seed=seed)
+    net = make_network(network, num_actions=num_actions)
+    params = init_params(net, jax.random.PRNGKey(seed))
+    return Agent(config=config, network=net, params=params, step=5000, iteration=1,
+                 num_actions=num_actions, path=Path(f"/nowhere/run{seed}/checkpoints/1"))
+
+
+# --------------------------------------------------------------------------------------------
+# geometry
+
+
+def test_cell_receptive_fields_match_brute_force_perturbation():
+    """Flip one input row (or column) at a time and see which attention-logit rows change: the
+    rows each cell reacts to are exactly the box `cell_box_obs` gives (rf 36, jump 8)."""
+    net = make_network("attention", num_actions=4)
+    params = init_params(net, jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    base = rng.integers(40, 216, size=(4, 84, 84), dtype=np.uint8)
+    batch = [base]
+    for r in range(84):
+        rows = base.copy()
+        rows[:, r, :] = 255 - rows[:, r, :]
+        batch.append(rows)
+    for c in range(84):
+        cols = base.copy()
+        cols[:, :, c] = 255 - cols[:, :, c]
+        batch.append(cols)
+    out = net.apply({"params": params}, np.stack(batch))
+    logits = np.asarray(out.activations["attention_logits"])  # [169, 7, 7, K]
+    changed = np.abs(logits[1:] - logits[:1]).max(axis=-1) > 1e-6  # [168, 7, 7]
+    assert R.conv_geometry()[-1] == (8, 36)
+    for i in range(7):
+        for j in range(7):
+            rows = np.nonzero(changed[:84, i, j])[0]
+            cols = np.nonzero(changed[84:, i, j])[0]
+            top, left, bottom, right = R.cell_box_obs(i, j)
+            assert (rows.min(), rows.max() + 1) == (top, bottom), (i, j)
+            assert (cols.min(), cols.max() + 1) == (left, right), (i, j)
+            assert len(rows) == bottom - top and len(cols) == right - left
+    # the same numbers by hand from CONV_LAYERS: rf = k1 + (k2-1) s1 + (k3-1) s1 s2
+    (_, k1, s1), (_, k2, s2), (_, k3, s3) = CONV_LAYERS
+    assert R.cell_box_obs(6, 6) == (6 * s1 * s2 * s3, 6 * s1 * s2 * s3,
+                                    6 * s1 * s2 * s3 + k1 + (k2 - 1) * s1 + (k3 - 1) * s1 * s2,
+                                    84)
+
+
+def _screen_span(start: int, stop: int, n_screen: int) -> tuple[int, int]:
+    """Screen pixels [a, b) that overlap observation pixels [start, stop) when n_screen pixels
+    are box-filtered into 84: screen pixel p covers [p, p+1) x 84/n_screen in obs units."""
+    hits = [p for p in range(n_screen)
+            if p * 84 / n_screen < stop and (p + 1) * 84 / n_screen > start]
+    return hits[0], hits[-1] + 1
+
+
+@pytest.mark.parametrize("screen_hw", [(210, 160), (84, 84)])
+def test_overlay_rectangle_covers_the_cells_screen_region(screen_hw):
+    """A one-hot attention map lights exactly the screen pixels of that cell's receptive field,
+    computed here independently from the conv strides and the resize ratio; at any upscale
+    factor too. Outline-only drawing touches just the border."""
+    h, w = screen_hw
+    jump, size = 1, 1
+    for _, kernel, stride in CONV_LAYERS:
+        size += (kernel - 1) * jump
+        jump *= stride
+    black = np.zeros((h, w, 3), np.uint8)
+    for (i, j) in [(0, 0), (3, 5), (6, 6), (6, 1)]:
+        att = np.zeros((7, 7, 2))
+        att[i, j, 1] = 1.0
+        y0, y1 = _screen_span(i * jump, i * jump + size, h)
+        x0, x1 = _screen_span(j * jump, j * jump + size, w)
+        assert tuple(R.cell_boxes(screen_hw)[i, j]) == (y0, x0, y1, x1)
+        for factor in (1, 2, 3):
+            big = R.upscale(black, factor)
+            drawn = R.draw_attention(big, att, upscaled=factor, fill=0.5, line=1)
+            lit = drawn.max(axis=-1) > 0
+            want = np.zeros(lit.shape, bool)
+            want[y0 * factor : y1 * factor, x0 * factor : x1 * factor] = True
+            np.testing.assert_array_equal(lit, want)
+            # colour of head 1 in the box, nothing of head 0
+            color = drawn[y0 * factor + 2, x0 * factor + 2].astype(float)
+            assert np.argmax(color) == np.argmax(R.HEAD_COLORS[1])
+        outline = R.draw_attention(black, att, fill=0.0, line=1)
+        lit = outline.max(axis=-1) > 0
+        assert lit.sum() == 2 * (y1 - y0) + 2 * (x1 - x0) - 4
+
+
+def test_overlay_opacity_is_proportional_to_attention():
+    att = np.zeros((7, 7, 1))
+    att[1, 1, 0], att[5, 5, 0] = 0.1, 0.3
+    white = np.full((84, 84, 3), 255, np.uint8)
+    drawn = R.draw_attention(white, att, fill=1.0, line=0, gain=2.0)
+    red = np.asarray(R.HEAD_COLORS[0], float)
+    # pixel inside only cell (1,1)'s box / only cell (5,5)'s box: opacity 0.2 and 0.6
+    for (y, x), alpha in (((9, 9), 0.2), ((70, 70), 0.6)):
+        want = 255 + (red - 255) * alpha
+        np.testing.assert_allclose(drawn[y, x], want, atol=1.0)
+    frame_scaled = R.attention_opacity(att, "frame")
+    assert frame_scaled[5, 5, 0] == 1.0 and frame_scaled[1, 1, 0] == pytest.approx(1 / 3)
+
+
+def test_screen_and_observation_come_from_the_same_step_atari():
+    """envpool box-filters the whole 210x160 screen to 84x84 (no crop; what the geometry
+    assumes) and its newest stacked frame is the max over the last two emulator frames, so it
+    holds every bright pixel of the screen rendered at that step: the grey resize of the screen
+    exceeds the observation of the same step nowhere by more than rounding, while against the
+    observation one step off, moving objects stick out by tens of grey levels."""
+    agent = _agent(ATARI, num_actions=4)
+    frames = list(R.play([agent], 40, seed=3))
+
+    def excess(screen_frame, obs_frame):
+        return (R.screen_to_obs(screen_frame.screens[0]) - obs_frame.obs[0, -1]).max()
+
+    for frame in frames:
+        assert excess(frame, frame) < 2.0
+        assert np.abs(R.screen_to_obs(frame.screens[0]) - frame.obs[0, -1]).mean() < 1.0
+    off_by_one = [max(excess(frames[t], frames[t - 1]), excess(frames[t - 1], frames[t]))
+                  for t in range(1, len(frames))]
+    assert np.mean(np.array(off_by_one) > 10.0) > 0.75, np.round(off_by_one, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# playing
+
+
+def test_screen_and_observation_come_from_the_same_step_quadrant():
+    frames = list(R.play([_agent(), _agent(seed=1)], 40, seed=7))
+    assert len(frames) == 40
+    for frame in frames:
+        for r in range(2):
+            np.testing.assert_array_equal(frame.screens[r, ..., 0], frame.obs[r, -1])
+    # both agents' first screens are the same game (same env seed)
+    np.testing.assert_array_equal(frames[0].screens[0], frames[0].screens[1])
+    # Quadrant games last 32 steps: the episode counter moves on at t = 32
+    assert frames[31].game_over.all() and frames[32].episode.tolist() == [1, 1]
+
+
+def test_runs_play_synchronized_from_one_seed_atari():
+    """Identical agents see identical games; different agents start the same game; the runs
+    stay in lockstep (one env step per video frame for all)."""
+    same = list(R.play([_agent(ATARI), _agent(ATARI)], 12, seed=5, policy="greedy"))
+    for frame in same:
+        np.testing.assert_array_equal(frame.screens[0], frame.screens[1])
+        np.testing.assert_array_equal(frame.obs[0], frame.obs[1])
+    other = list(R.play([_agent(ATARI), _agent(ATARI, seed=9)], 12, seed=5))
+    np.testing.assert_array_equal(other[0].screens[0], other[0].screens[1])
+    np.testing.assert_array_equal(other[0].screens[0], same[0].screens[0])
+    assert [f.t for f in other] == list(range(12))
+
+
+def test_stop_at_game_over_freezes_finished_runs():
+    frames = list(R.play([_agent(), _agent(seed=1)], 100, seed=0, stop_at_game_over=True))
+    assert len(frames) == 32  # one Quadrant game each, then playing stops
+    assert frames[-1].game_over.all() and frames[-1].active.all()
+    warm = list(R.play([_agent()], 5, seed=0, warmup=3, stride=2))
+    assert [f.t for f in warm] == [3, 5, 7, 9, 11]
+
+
+def test_different_envs_are_refused():
+    with pytest.raises(UserError, match="different envs"):
+        R.check_same_env([_agent(), _agent(ATARI)])
+    with pytest.raises(UserError, match="--policy"):
+        next(R.play([_agent()], 3, policy="random"))
+
+
+# --------------------------------------------------------------------------------------------
+# layout and files
+
+
+def test_video_frame_layout_two_rows_from_the_same_step():
+    """Top row: the screen (upscaled) with the overlay; bottom row: the observation of the same
+    step; one column per run. With zero attention the top row is the bare screen."""
+    agents = [_agent(), _agent(seed=1)]
+    frame = next(R.play(agents, 1, seed=2))
+    layout = V.Layout(frame.screens.shape[1:3], scale=2)
+    frame.attention[:] = 0.0
+    rgb = V.render_frame(layout, frame, ["a", "b"], [2, 2])
+    assert rgb.shape[0] % 16 == 0 and rgb.shape[1] % 16 == 0
+    for r in range(2):
+        x = r * (layout.width + V.GAP)
+        y0, x0, y1, x1 = layout.top
+        np.testing.assert_array_equal(rgb[y0:y1, x + x0 : x + x1],
+                                      R.upscale(frame.screens[r], 2))
+        y0, x0, y1, x1 = layout.bottom
+        np.testing.assert_array_equal(rgb[y0:y1, x + x0 : x + x1, 0],
+                                      R.upscale(frame.obs[r, -1], layout.obs_scale))
+    # real attention changes only the top row
+    attended = next(R.play(agents, 1, seed=2))
+    attended.attention[:] = 0.0
+    attended.attention[0, 3, 3, 0] = 1.0
+    rgb2 = V.render_frame(layout, attended, ["a", "b"], [2, 2])
+    diff = np.abs(rgb2.astype(int) - rgb).max(axis=-1) > 0
+    y0, x0, y1, x1 = layout.top
+    assert diff[y0:y1, x0:x1].any()
+    assert not diff[layout.bottom[0] : layout.bottom[2]].any()
+    assert not diff[:, layout.width :].any()
+
+
+def test_atari_layout_sizes():
+    layout = V.Layout((210, 160), 2)
+    assert layout.width == 320 and layout.obs_scale == 3
+    assert layout.top[2] - layout.top[0] == 420
+    assert layout.bottom[3] - layout.bottom[1] == 252
+
+
+def _read_video(path: Path) -> list[np.ndarray]:
+    import imageio.v2 as imageio
+
+    with warnings.catch_warnings():  # ffmpeg is started by fork+exec
+        warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+        reader = imageio.get_reader(str(path), format="FFMPEG")
+        try:
+            return [np.asarray(f) for f in reader]
+        finally:
+            reader.close()
+
+
+def test_write_video_mp4_and_stills(tmp_path):
+    agents = [_agent(attn_coef=0.0), _agent(seed=1, attn_coef=0.005)]
+    out = tmp_path / "v.mp4"
+    summary = V.write_video(agents, out, frames=12, until="frames", seed=1, stills=tmp_path / "s",
+                            stills_every=5, fps=10)
+    frames = _read_video(out)
+    assert len(frames) == summary["frames"] == 12
+    assert frames[0].shape == summary["shape"]
+    stills = sorted(p.name for p in (tmp_path / "s").iterdir())
+    assert stills == ["v_00000.png", "v_00005.png", "v_00010.png", "v_00011.png"]
+    import imageio.v2 as imageio
+
+    first = imageio.imread(tmp_path / "s" / "v_00000.png")
+    assert first.shape == frames[0].shape
+    assert np.abs(first.astype(int) - frames[0]).mean() < 6  # H.264 is lossy
+    assert summary["labels"][1].startswith("λ=0.005")
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_saliency_video_draws_heatmaps(tmp_path):
+    import argparse
+
+    agents = [_agent()]
+    args = argparse.Namespace(saliency="smoothgrad", target="max_sum", layer="attention",
+                              samples=2, spread=0.15, memory_budget_mb=256.0, block=4)
+    setup = V._saliency_setup(args, agents)
+    out = tmp_path / "s.mp4"
+    V.write_video(agents, out, frames=6, until="frames", saliency_setup=setup, block=4,
+                  stills=tmp_path / "st", stills_every=100)
+    plain = tmp_path / "p.mp4"
+    V.write_video(agents, plain, frames=6, until="frames", block=4)
+    a, b = _read_video(out), _read_video(plain)
+    assert len(a) == len(b) == 6
+    assert np.abs(a[0].astype(int) - b[0]).mean() > 1.0
+    nature = [_agent(network="nature")]
+    with pytest.raises(UserError, match="--target action"):
+        V._saliency_setup(args, nature)
+
+
+def test_cli_video_two_trained_runs(quadrant_grid, tmp_path, capsys):
+    import visualize
+
+    runs = [str(path) for path in quadrant_grid.values()]
+    out = tmp_path / "two.mp4"
+    args = visualize.build_parser("video").parse_args(
+        ["video", "--run", runs[0], "--run", runs[1], "--out", str(out), "--frames", "40",
+         "--stills", str(tmp_path / "stills"), "--no-progress"])
+    assert args._main(args) == 0
+    assert "2 runs" in capsys.readouterr().out
+    frames = _read_video(out)
+    assert len(frames) == 32  # one full Quadrant game
+    layout = V.Layout((84, 84), 2)
+    assert frames[0].shape[1] >= 2 * layout.width + V.GAP
+    for bad, message in (
+        (["--out", str(tmp_path / "x.gif")], ".mp4"),
+        (["--out", str(out), "--label", "only-one"], "one --label per --run"),
+        (["--out", str(out), "--fps", "0"], "--fps"),
+    ):
+        args = visualize.build_parser("video").parse_args(
+            ["video", "--run", runs[0], "--run", runs[1], *bad])
+        with pytest.raises(UserError, match=message):
+            args._main(args)
+
+
+def test_pad_and_resize_helpers():
+    img = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+    padded = R.pad_to_multiple(img, 4)
+    assert padded.shape == (8, 8, 3) and np.array_equal(padded[:5, :7], img)
+    assert R.resize_nearest(img, 10, 14).shape == (10, 14, 3)
+    m = R.area_resize_matrix(210, 84)
+    np.testing.assert_allclose(m.sum(axis=1), 1.0)
+    assert math.isclose(m[0, :3].sum(), 1.0) and m[0, 2] == pytest.approx(0.2)
