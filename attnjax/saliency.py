@@ -26,15 +26,19 @@ constant K and its gradient is zero up to rounding; use it with `attention_logit
 `action` (the logit of the greedy action, the argmax of the logits of the un-noised frame, kept
 fixed across the noisy copies) and `value`.
 
-Execution. One compiled function maps a chunk of frames x samples: `jax.vmap` over frames of a
-per-frame function that `jax.vmap`s the input gradient over its samples (the clean frame rides
-along as sample 0 when `gradient` is asked for), so XLA sees single convolutions over
-frames x (samples + 1) images. Each frame gets its own PRNG key from `jax.random.split` of the
-one key, so results do not depend on how frames are chunked or batched. Chunks hold as many
-frames as `memory_budget_mb` allows (estimated from the activation sizes of one forward pass);
-the last chunk is padded to the same size so there is one compilation. The loop over chunks is
-in Python on purpose: on XLA:CPU convolution gradients inside `lax.map`/`scan` run ~13x slower
-(DESIGN.md).
+Execution. One compiled function takes a chunk of F frames: `jax.vmap` over frames draws each
+frame's noisy copies (its own PRNG key from `jax.random.split` of the one key, so results do not
+depend on chunking or batching) and runs the clean forward pass; the F x G frame-sample inputs
+(G = N, plus the clean frame when `gradient` is asked for) go through one `jax.vmap`ped input
+gradient; `jax.vmap` over frames reduces each frame's G gradients to its maps. On accelerators
+the F x G gradients are one call. On XLA:CPU they are walked in micro-batches of 16 dealt to 2
+chains ordered by `lax.optimization_barrier` (`Schedule`): convolution gradients are ~1.4x
+faster per image in cache-sized batches than over hundreds of images, and independent chains
+use both cores. Chunks hold as many frames as `memory_budget_mb` allows (estimated from the
+activation sizes of one forward pass; on CPU also at most 512 frame-samples, which keeps
+compilation short); the last chunk is padded to the same size, so there is one compilation.
+The loop over chunks is in Python on purpose: on XLA:CPU convolution gradients inside
+`lax.map`/`scan` run many times slower (DESIGN.md).
 """
 
 from __future__ import annotations
@@ -59,11 +63,15 @@ MAGNITUDES = ("square", "abs")
 SIGMA_SCOPES = ("batch", "frame")
 OBS_SHAPE = (4, 84, 84)
 FLOAT_BYTES = 4
-# XLA:CPU computes convolution gradients fastest over a few dozen images per call: on the 2-core
-# dev machine ~1,300 gradients/s at 8-51 images, ~650/s at 408 (activations no longer fit in
-# cache). On CPU a chunk therefore holds at most this many frame-samples; accelerators take as
-# many as the memory budget allows. See BENCHMARKS.md.
-CPU_ROWS_PER_CALL = 64
+# XLA:CPU computes convolution gradients fastest over small batches: on the 2-core dev machine
+# (idle) ~1,400 input gradients/s in calls of 8 images, ~1,150/s at 51, ~800/s at 408 (the
+# activations no longer fit in cache). Inside one compiled call, micro-batches of 16 dealt to 2
+# barrier-ordered chains reach ~1,900/s. So on CPU a chunk holds at most CPU_ROWS_PER_CALL
+# frame-samples, walked in micro-batches; accelerators take one vmapped call per chunk, as
+# large as the memory budget allows. Numbers: BENCHMARKS.md.
+CPU_ROWS_PER_CALL = 512
+CPU_MICRO_BATCH = 16
+CPU_CHAINS = 2
 
 
 @dataclass(frozen=True)
@@ -180,39 +188,111 @@ def target_value(output: Any, target: str, layer: str = "attention",
 # the compiled per-frame function and its batched form
 
 
-def _frame_fn(network: Any, config: SaliencyConfig) -> Callable:
-    """(params, x [4,84,84] in [0,1], key, sigma []) -> dict of this frame's maps and outputs."""
+NOISE_IMPL = "fast"
 
-    def forward(params: Any, x: jax.Array) -> Any:
-        return network.apply({"params": params}, (x * 255.0)[None])
 
-    def scalar(params: Any, x: jax.Array, action: jax.Array) -> jax.Array:
-        return target_value(forward(params, x), config.target, config.layer, action[None])[0]
+def standard_normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """float32 N(0, 1) noise of `shape` from one PRNG key, at a third of the cost of
+    `jax.random.normal` on CPU (where drawing 50 noisy copies otherwise takes ~40% of
+    SmoothGrad's time): threefry bits in JAX's non-partitionable counter layout (the same
+    hash, fewer operations), each 32-bit word split into two 16-bit uniforms u (cell centres
+    (i + 0.5) / 65536), mapped through sqrt(2) erfinv(2u - 1). The 16-bit grid truncates the
+    tails at 4.3 sigma, which Gaussian smoothing noise does not miss."""
+    if NOISE_IMPL == "jax":
+        return jax.random.normal(key, shape, jnp.float32)
+    size = math.prod(shape)
+    with jax.threefry_partitionable(NOISE_IMPL != "fast"):
+        bits = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
+    halves = jnp.concatenate([bits & 0xFFFF, bits >> 16])[:size].astype(jnp.float32)
+    u = (halves + 0.5) * (2.0 / 65536.0) - 1.0
+    return (math.sqrt(2.0) * jax.scipy.special.erfinv(u)).reshape(shape)
 
-    grad = jax.grad(scalar, argnums=1)
-    magnitude = jnp.square if config.magnitude == "square" else jnp.abs
 
-    def frame(params: Any, x: jax.Array, key: jax.Array, sigma: jax.Array) -> dict[str, Any]:
-        clean = forward(params, x)
-        action = jnp.argmax(clean.logits[0]).astype(jnp.int32)
-        out: dict[str, Any] = {
-            "target": target_value(clean, config.target, config.layer, action[None])[0],
-            "logits": clean.logits[0],
-            "value": clean.value[0],
+@dataclass(frozen=True)
+class Schedule:
+    """How a compiled call walks its frame-sample gradients (execution only, same results).
+
+    micro_batch: gradients per convolution call; 0 = all rows of the chunk in one call (right
+    for accelerators). chains: independent sequences the micro-batches are dealt to; inside a
+    chain `lax.optimization_barrier` orders them, so each micro-batch's activations are used
+    while they are still in cache and XLA:CPU can run the chains on different cores.
+    """
+
+    micro_batch: int = 0
+    chains: int = 1
+
+    @classmethod
+    def default(cls, backend: str | None = None) -> Schedule:
+        if (backend or jax.default_backend()) == "cpu":
+            return cls(micro_batch=CPU_MICRO_BATCH, chains=CPU_CHAINS)
+        return cls()
+
+
+class _Parts:
+    """The per-frame pieces shared by the single-frame and the batched function.
+
+    A frame's G gradient inputs ("rows") are the clean frame (when `gradient` is asked for) and
+    N noisy copies; copy s of a frame uses noise `normal(split(frame_key, N)[s])`, drawn inside
+    the row's own gradient computation. So the noise of a row never depends on how rows are
+    batched, and on CPU each micro-batch draws its noise right before using it (no F x N x
+    input-sized tensor in memory, and the random numbers of one chain are drawn while the
+    other chain computes gradients)."""
+
+    def __init__(self, network: Any, config: SaliencyConfig) -> None:
+        self.network, self.config = network, config
+
+        def scalar(params: Any, x: jax.Array, action: jax.Array) -> jax.Array:
+            out = self.forward(params, x)
+            return target_value(out, config.target, config.layer, action[None])[0]
+
+        grad = jax.grad(scalar, argnums=1)
+
+        def row(params: Any, x: jax.Array, key: jax.Array, scale: jax.Array,
+                action: jax.Array) -> jax.Array:
+            return grad(params, x + scale * standard_normal(key, x.shape), action)
+
+        self.grad_rows = jax.vmap(row, in_axes=(None, 0, 0, 0, 0))
+
+    def forward(self, params: Any, x: jax.Array) -> Any:
+        """One frame [4, 84, 84] in [0, 1] through the network's own apply."""
+        return self.network.apply({"params": params}, (x * 255.0)[None])
+
+    def clean(self, params: Any, x: jax.Array) -> dict[str, Any]:
+        """Outputs of the un-noised frame: target, logits, value, greedy action, attention."""
+        config = self.config
+        out = self.forward(params, x)
+        action = jnp.argmax(out.logits[0]).astype(jnp.int32)
+        result: dict[str, Any] = {
+            "target": target_value(out, config.target, config.layer, action[None])[0],
+            "logits": out.logits[0],
+            "value": out.value[0],
             "action": action,
         }
-        if clean.attention is not None:
-            out["attention"] = clean.attention[0]
-        inputs = []
+        if out.attention is not None:
+            result["attention"] = out.attention[0]
+        return result
+
+    def rows(self, key: jax.Array, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """One frame's G row keys [G, key] and noise scales [G] (0: the clean frame)."""
+        config = self.config
+        keys, scales = [], []
         if "gradient" in config.methods:
-            inputs.append(x[None])
+            keys.append(key[None])
+            scales.append(jnp.zeros(1))
         if config.noisy:
-            noise = sigma * jax.random.normal(key, (config.samples, *x.shape), x.dtype)
+            keys.append(jax.random.split(key, config.samples))
+            noise = jnp.full(config.samples, 1.0)
             if config.clean_first:
                 noise = noise.at[0].set(0.0)
-            inputs.append(x[None] + noise)
-        batch = jnp.concatenate(inputs) if len(inputs) > 1 else inputs[0]
-        maps = magnitude(jax.vmap(grad, in_axes=(None, 0, None))(params, batch, action))
+            scales.append(sigma * noise)
+        return jnp.concatenate(keys), jnp.concatenate(scales).astype(jnp.float32)
+
+    def reduce(self, grads: jax.Array) -> dict[str, jax.Array]:
+        """One frame's G gradients -> its maps: gradient, and SmoothGrad (mean) and VarGrad
+        (population variance) of the N noisy ones, from the same evaluations."""
+        config = self.config
+        maps = jnp.square(grads) if config.magnitude == "square" else jnp.abs(grads)
+        out = {}
         if "gradient" in config.methods:
             out["gradient"] = maps[0]
             maps = maps[1:]
@@ -224,20 +304,68 @@ def _frame_fn(network: Any, config: SaliencyConfig) -> Callable:
                 out["vargrad"] = jnp.mean(jnp.square(maps - mean), axis=0)
         return out
 
-    return frame
+    def gradients(self, params: Any, x: jax.Array, frame: jax.Array, keys: jax.Array,
+                  scales: jax.Array, actions: jax.Array, schedule: Schedule) -> jax.Array:
+        """Input gradients [R, 4, 84, 84] of R rows (row r: frame x[frame[r]], noise key
+        keys[r] times scales[r], action actions[r]), walked as `schedule` says."""
+        total = frame.shape[0]
+        micro = schedule.micro_batch
+        if micro <= 0 or micro >= total:
+            return self.grad_rows(params, x[frame], keys, scales, actions)
+        outs: list[jax.Array] = []
+        last: list[int | None] = [None] * max(1, schedule.chains)
+        for b, start in enumerate(range(0, total, micro)):
+            chain = b % len(last)
+            sl = slice(start, start + micro)
+            args = (frame[sl], keys[sl], scales[sl], actions[sl])
+            if last[chain] is not None:  # run after the chain's previous micro-batch
+                done, args = jax.lax.optimization_barrier((outs[last[chain]], args))
+                outs[last[chain]] = done
+            rows_frame, rows_key, rows_scale, rows_action = args
+            outs.append(self.grad_rows(params, x[rows_frame], rows_key, rows_scale, rows_action))
+            last[chain] = b
+        return jnp.concatenate(outs)
 
 
 def make_frame_saliency(network: Any, config: SaliencyConfig) -> Callable:
     """Jitted saliency of ONE frame: (params, x [4,84,84] float in [0,1], key, sigma) -> dict
     with the requested methods' maps [4,84,84], `target`, `logits`, `value`, `action` and
-    (attention networks) `attention` [7,7,K]. The per-frame loop of the benchmark and tests."""
-    return jax.jit(_frame_fn(network, config))
+    (attention networks) `attention` [7,7,K]. Its G gradients are one vmapped call. The
+    per-frame reference of the tests and the loop of the benchmark."""
+    parts = _Parts(network, config)
+
+    def frame(params: Any, x: jax.Array, key: jax.Array, sigma: jax.Array) -> dict[str, Any]:
+        out = parts.clean(params, x)
+        keys, scales = parts.rows(key, sigma)
+        g = keys.shape[0]
+        grads = parts.grad_rows(params, jnp.broadcast_to(x, (g, *x.shape)), keys, scales,
+                                jnp.broadcast_to(out["action"], (g,)))
+        return {**out, **parts.reduce(grads)}
+
+    return jax.jit(frame)
 
 
-def make_batch_saliency(network: Any, config: SaliencyConfig) -> Callable:
+def make_batch_saliency(network: Any, config: SaliencyConfig,
+                        schedule: Schedule | None = None) -> Callable:
     """Jitted saliency of F frames: (params, x [F,4,84,84], keys [F, key], sigma [F]) -> dict
-    of [F, ...] arrays; `jax.vmap` of the per-frame function over frames."""
-    return jax.jit(jax.vmap(_frame_fn(network, config), in_axes=(None, 0, 0, 0)))
+    of [F, ...] arrays. `jax.vmap` over frames for the clean pass, the rows and the
+    reductions; the F x G frame-sample gradients are one vmapped set of rows, computed as
+    `schedule` says (default: `Schedule.default()` for the backend)."""
+    parts = _Parts(network, config)
+    schedule = schedule or Schedule.default()
+
+    def batch(params: Any, x: jax.Array, keys: jax.Array, sigma: jax.Array) -> dict[str, Any]:
+        out = jax.vmap(parts.clean, in_axes=(None, 0))(params, x)
+        row_keys, scales = jax.vmap(parts.rows)(keys, sigma)  # [F, G, key], [F, G]
+        frames, per_frame = scales.shape
+        frame = jnp.repeat(jnp.arange(frames), per_frame)
+        row_keys = row_keys.reshape(frames * per_frame, *row_keys.shape[2:])
+        grads = parts.gradients(params, x, frame, row_keys, scales.reshape(-1),
+                                out["action"][frame], schedule)
+        maps = jax.vmap(parts.reduce)(grads.reshape(frames, per_frame, *x.shape[1:]))
+        return {**out, **maps}
+
+    return jax.jit(batch)
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,6 +478,7 @@ def compute_saliency(
     sigma: np.ndarray | None = None,
     progress: Callable[[int], None] | None = None,
     fn: Callable | None = None,
+    schedule: Schedule | None = None,
 ) -> SaliencyResult:
     """Saliency maps of the frames `obs` (uint8 [B, 4, 84, 84]) for every method of `config`.
 
@@ -357,6 +486,7 @@ def compute_saliency(
     frames per compiled call (default: from the memory budget). sigma: [B] noise std to use
     instead of `spread` x range. progress: called with the number of frames finished after
     each chunk. fn: a `make_batch_saliency` function to reuse (saves a compilation).
+    schedule: how each chunk walks its gradients (default: `Schedule.default()`).
     """
     check_network(network, config)
     x = to_unit(obs)
@@ -371,7 +501,7 @@ def compute_saliency(
     # an explicit chunk size is kept even above `num` (padded), so repeated calls with the same
     # chunk_frames and fn never recompile
     chunk = max(1, int(chunk_frames)) if chunk_frames else frames_per_chunk(network, config, num)
-    fn = fn or make_batch_saliency(network, config)
+    fn = fn or make_batch_saliency(network, config, schedule)
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, num, chunk):
         stop = min(start + chunk, num)

@@ -249,8 +249,10 @@ def test_batched_equals_per_frame_loop_and_chunking(real):
         np.testing.assert_allclose(batched.attention[i], np.asarray(single["attention"]),
                                    rtol=1e-5, atol=1e-7)
         assert batched.greedy_actions[i] == int(single["action"])
-    for chunk in (1, 2, 3):
-        chunked = S.compute_saliency(net, params, obs, config, key, chunk_frames=chunk)
+    for chunk, schedule in ((1, None), (2, None), (3, S.Schedule(0, 1)), (5, S.Schedule(3, 1)),
+                            (4, S.Schedule(4, 3)), (5, S.Schedule(7, 2))):
+        chunked = S.compute_saliency(net, params, obs, config, key, chunk_frames=chunk,
+                                     schedule=schedule)
         for method in S.METHODS:
             np.testing.assert_allclose(chunked.maps[method], batched.maps[method], rtol=1e-5,
                                        atol=1e-5 * np.abs(batched.maps[method]).max())
@@ -306,7 +308,9 @@ def test_memory_estimate_bounds_xla_and_chunks_respect_budget(real):
     assert S.frames_per_chunk(net, S.SaliencyConfig(memory_budget_mb=1e-3), 9) == 1
     cpu = S.frames_per_chunk(net, S.SaliencyConfig(samples=4), 1000, backend="cpu")
     assert cpu * 5 <= S.CPU_ROWS_PER_CALL
-    assert S.frames_per_chunk(net, S.SaliencyConfig(samples=4), 14, backend="cpu") == 7
+    assert S.frames_per_chunk(net, S.SaliencyConfig(samples=4), 14, backend="cpu") == 14
+    big = S.frames_per_chunk(net, S.SaliencyConfig(samples=50), 64, backend="cpu")
+    assert 1 <= big and big * 51 <= S.CPU_ROWS_PER_CALL
 
 
 # --------------------------------------------------------------------------------------------
