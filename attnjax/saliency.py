@@ -44,6 +44,7 @@ The loop over chunks is in Python on purpose: on XLA:CPU convolution gradients i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -327,6 +328,7 @@ class _Parts:
         return jnp.concatenate(outs)
 
 
+@functools.lru_cache(maxsize=16)
 def make_frame_saliency(network: Any, config: SaliencyConfig) -> Callable:
     """Jitted saliency of ONE frame: (params, x [4,84,84] float in [0,1], key, sigma) -> dict
     with the requested methods' maps [4,84,84], `target`, `logits`, `value`, `action` and
@@ -350,9 +352,15 @@ def make_batch_saliency(network: Any, config: SaliencyConfig,
     """Jitted saliency of F frames: (params, x [F,4,84,84], keys [F, key], sigma [F]) -> dict
     of [F, ...] arrays. `jax.vmap` over frames for the clean pass, the rows and the
     reductions; the F x G frame-sample gradients are one vmapped set of rows, computed as
-    `schedule` says (default: `Schedule.default()` for the backend)."""
+    `schedule` says (default: `Schedule.default()` for the backend). Functions are cached by
+    (network, config, schedule): flax modules compare by their fields, so repeated exports or
+    videos of the same architecture in one process compile once per frame count."""
+    return _batch_saliency(network, config, schedule or Schedule.default())
+
+
+@functools.lru_cache(maxsize=16)
+def _batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule) -> Callable:
     parts = _Parts(network, config)
-    schedule = schedule or Schedule.default()
 
     def batch(params: Any, x: jax.Array, keys: jax.Array, sigma: jax.Array) -> dict[str, Any]:
         out = jax.vmap(parts.clean, in_axes=(None, 0))(params, x)

@@ -165,24 +165,30 @@ def test_targets_match_numpy(real):
     for target in S.ATTENTION_TARGETS:
         np.testing.assert_allclose(np.asarray(S.attention_target(jnp.asarray(att), target)),
                                    _np_attention_target(att, target), rtol=1e-6)
-    # targets reported by compute_saliency, from the real network's own outputs
+    # every target and layer of the real network's own outputs
     obs = _frames(3, seed=4)
-    out = net.apply({"params": params}, obs)
-    attention = np.asarray(out.attention)
-    logits_layer = np.asarray(out.activations["attention_logits"])
+    out = jax.jit(lambda p, o: net.apply({"params": p}, o))(params, obs)
+    logits = np.asarray(out.logits)
     for target in S.TARGETS:
         for layer in S.LAYERS:
-            config = S.SaliencyConfig(methods=("gradient",), target=target, layer=layer)
-            got = S.compute_saliency(net, params, obs, config).target
+            got = np.asarray(S.target_value(out, target, layer))
             if target == "value":
                 want = np.asarray(out.value)
             elif target == "action":
-                logits = np.asarray(out.logits)
                 want = logits[np.arange(3), logits.argmax(axis=1)]
             else:
-                want = _np_attention_target(attention if layer == "attention" else logits_layer,
-                                            target)
+                tensor = out.attention if layer == "attention" else \
+                    out.activations["attention_logits"]
+                want = _np_attention_target(np.asarray(tensor), target)
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=target)
+    # ... and what compute_saliency reports for the un-noised frames
+    for target, layer in (("max_sum", "attention"), ("sum", "attention_logits")):
+        config = S.SaliencyConfig(methods=("gradient",), target=target, layer=layer)
+        result = S.compute_saliency(net, params, obs, config)
+        np.testing.assert_allclose(result.target, S.target_value(out, target, layer),
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(result.greedy_actions, logits.argmax(axis=1))
+        np.testing.assert_allclose(result.attention, out.attention, rtol=1e-5, atol=1e-7)
 
 
 def test_smoothgrad_at_spread_zero_is_gradient_and_vargrad_nonnegative(real):
@@ -249,8 +255,7 @@ def test_batched_equals_per_frame_loop_and_chunking(real):
         np.testing.assert_allclose(batched.attention[i], np.asarray(single["attention"]),
                                    rtol=1e-5, atol=1e-7)
         assert batched.greedy_actions[i] == int(single["action"])
-    for chunk, schedule in ((1, None), (2, None), (3, S.Schedule(0, 1)), (5, S.Schedule(3, 1)),
-                            (4, S.Schedule(4, 3)), (5, S.Schedule(7, 2))):
+    for chunk, schedule in ((2, None), (3, S.Schedule(0, 1)), (5, S.Schedule(7, 3))):
         chunked = S.compute_saliency(net, params, obs, config, key, chunk_frames=chunk,
                                      schedule=schedule)
         for method in S.METHODS:
@@ -310,7 +315,7 @@ def test_memory_estimate_bounds_xla_and_chunks_respect_budget(real):
     assert cpu * 5 <= S.CPU_ROWS_PER_CALL
     assert S.frames_per_chunk(net, S.SaliencyConfig(samples=4), 14, backend="cpu") == 14
     big = S.frames_per_chunk(net, S.SaliencyConfig(samples=50), 64, backend="cpu")
-    assert 1 <= big and big * 51 <= S.CPU_ROWS_PER_CALL
+    assert big >= 1 and big * 51 <= S.CPU_ROWS_PER_CALL
 
 
 # --------------------------------------------------------------------------------------------
