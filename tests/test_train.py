@@ -55,11 +55,10 @@ def test_same_seed_same_parameters_and_grid_equals_runs_alone(tmp_path):
     grid_base = TrainConfig(**TINY, out_dir=str(tmp_path / "grid"))
     from attnjax.config import expand_grid
 
-    grid = train(expand_grid(grid_base, [0.0, 0.01], [1, 2]))
-    assert [d.name for d in grid] == ["Quadrant__attn0__s1", "Quadrant__attn0__s2",
-                                      "Quadrant__attn0.01__s1", "Quadrant__attn0.01__s2"]
-    _params_close(load_agent(grid[2]).params, pa, atol=1e-6)
-    metrics_grid = (grid[2] / "metrics.jsonl").read_text().splitlines()
+    grid = train(expand_grid(grid_base, [0.01], [1, 2]))
+    assert [d.name for d in grid] == ["Quadrant__attn0.01__s1", "Quadrant__attn0.01__s2"]
+    _params_close(load_agent(grid[0]).params, pa, atol=1e-6)
+    metrics_grid = (grid[0] / "metrics.jsonl").read_text().splitlines()
     metrics_alone = (alone_a[0] / "metrics.jsonl").read_text().splitlines()
     for g, a in zip(metrics_grid, metrics_alone, strict=True):
         g, a = json.loads(g), json.loads(a)
@@ -70,7 +69,7 @@ def test_same_seed_same_parameters_and_grid_equals_runs_alone(tmp_path):
                 assert g[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
     # different seeds really differ
     with pytest.raises(AssertionError):
-        _params_close(load_agent(grid[3]).params, pa, atol=1e-6)
+        _params_close(load_agent(grid[1]).params, pa, atol=1e-6)
 
 
 def test_two_devices_give_the_same_results_as_one(tmp_path):
