@@ -89,7 +89,8 @@ def main() -> int:
 
     device = jax.devices()[0]
     print(f"device: {device.platform} {device.device_kind} | jax {jax.__version__} | "
-          f"{os.cpu_count()} CPUs | {platform.processor() or platform.machine()}", flush=True)
+          f"{os.cpu_count()} CPUs | {platform.processor() or platform.machine()} | "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
     t0 = time.perf_counter()
     obs = breakout_frames(args.frames)
     print(f"frames: {len(obs)} Breakout-v5 observations (random actions) in "
@@ -174,6 +175,8 @@ def main() -> int:
         t = best_time(lambda: jax.block_until_ready(loop_micro()), args.repeats)
         print(f"  {'loop over 1-frame calls with the CPU schedule':58s} {n / t:8.2f}",
               flush=True)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes share the "
+          "CPU; the ratio is what counts)")
     print(f"speedup={t_loop / t_batch:.2f}")
     return 0
 

@@ -236,6 +236,19 @@ def test_noise_scale_matches_closed_form_of_quadratic_network():
     assert ratio_var[0] == pytest.approx(1.0, rel=0.6)
 
 
+def test_noise_is_standard_normal_and_deterministic():
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    z = np.asarray(jax.vmap(lambda k: S.standard_normal(k, (4, 84, 84)))(keys))
+    assert z.shape == (4, 4, 84, 84) and z.dtype == np.float32
+    flat = z.reshape(-1)
+    assert abs(flat.mean()) < 0.01 and abs(flat.std() - 1.0) < 0.01
+    assert abs(np.mean(np.abs(flat) > 1.96) - 0.05) < 0.005  # two-sided 5% tail
+    assert abs(np.mean(flat**4) - 3.0) < 0.1  # Gaussian kurtosis
+    assert 4.0 < np.abs(flat).max() < 4.5
+    np.testing.assert_array_equal(z[1], np.asarray(S.standard_normal(keys[1], (4, 84, 84))))
+    assert np.abs(np.corrcoef(z[0].ravel(), z[1].ravel())[0, 1]) < 0.02
+
+
 def test_batched_equals_per_frame_loop_and_chunking(real):
     net, params = real
     obs = _frames(5, seed=6)
