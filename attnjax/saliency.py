@@ -506,13 +506,22 @@ def compute_saliency(
     chunk = max(1, int(chunk_frames)) if chunk_frames else frames_per_chunk(network, config, num)
     fn = fn or make_batch_saliency(network, config, schedule)
     parts: list[dict[str, np.ndarray]] = []
+    pending: tuple[dict[str, jax.Array], int] | None = None
+
+    def collect(done: tuple[dict[str, jax.Array], int]) -> None:
+        out, count = done
+        parts.append({k: np.asarray(v)[:count] for k, v in out.items()})
+        if progress is not None:
+            progress(count)
+
     for start in range(0, num, chunk):
         stop = min(start + chunk, num)
         idx = np.arange(start, start + chunk).clip(max=num - 1)  # pad with the last frame
         out = fn(params, jnp.asarray(x[idx]), keys[idx], jnp.asarray(sigma[idx]))
-        parts.append({k: np.asarray(v)[: stop - start] for k, v in out.items()})
-        if progress is not None:
-            progress(stop - start)
+        if pending is not None:  # fetch the previous chunk while this one computes
+            collect(pending)
+        pending = (out, stop - start)
+    collect(pending)
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return SaliencyResult(
         maps={m: merged[m] for m in config.methods},
