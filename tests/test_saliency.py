@@ -5,6 +5,7 @@ export (keys, shapes, no pickle, --obs round trip, bad input)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -377,6 +378,7 @@ def test_saliency_peak_lies_on_the_attended_quadrant_object(quadrant_run):
 # export
 
 
+@functools.cache  # one Agent per setting: its jitted apply compiles once per test module
 def _agent(network: str = "attention", env_id: str = "Quadrant-v0") -> Agent:
     config = TrainConfig(env_id=env_id, network=network, attn_coef=0.001, seed=3)
     net = make_network(network, num_actions=4, num_heads=HEADS)

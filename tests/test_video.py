@@ -4,6 +4,7 @@ step (Atari and Quadrant), synchronized runs, the two-row layout, MP4/PNG output
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from pathlib import Path
@@ -22,6 +23,7 @@ from attnjax.networks import CONV_LAYERS, init_params, make_network
 ATARI = "Breakout-v5"
 
 
+@functools.cache  # one Agent per setting: its jitted apply compiles once per test module
 def _agent(env_id: str = "Quadrant-v0", seed: int = 0, attn_coef: float = 0.0,
            num_actions: int = 4, network: str = "attention") -> Agent:
     config = TrainConfig(env_id=env_id, network=network, attn_coef=attn_coef, seed=seed)
