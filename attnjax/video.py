@@ -2,8 +2,9 @@
 
 The paper's layout, one column per --run: the top row is the original RGB game screen with one
 rectangle per attention cell on the screen region that cell's receptive field sees, its colour
-intensity proportional to the cell's attention (relative to the head's maximum in that frame),
-one colour per head; the bottom row is the 84x84 observation the network received (newest of
+intensity proportional to the cell's attention (--overlay-gain x value, the same scale for all
+frames and runs; --overlay-scale frame: relative to the head's maximum), one colour per head;
+the bottom row is the 84x84 observation the network received (newest of
 the 4 stacked frames). All runs play in lockstep from the same env seed, so they start the same
 game; by default each plays one full game (all lives) and a finished run shows its last frame
 until every run has finished or --frames is reached. --saliency smoothgrad (or gradient,
