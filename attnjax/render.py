@@ -384,12 +384,12 @@ def play(agents: Sequence[Any], num_frames: int, seed: int = 0, policy: str = "s
             returns = returns + reward * active
             if record:
                 att = [o.attention for o in outs]
-                frame = Frame(
+                frame = Frame(  # own, writable copies (host views of JAX arrays are not)
                     t=t,
-                    obs=obs_host,
-                    screens=np.asarray(screens, np.uint8),
-                    actions=np.asarray(action),
-                    rewards=reward,
+                    obs=np.array(obs_host),
+                    screens=np.array(screens, np.uint8),
+                    actions=np.array(action),
+                    rewards=reward.copy(),
                     returns=returns.copy(),
                     game_over=over & active,
                     episode=episode.copy(),

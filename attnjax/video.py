@@ -151,7 +151,7 @@ def frame_info(frame: Frame, r: int) -> str:
     if frame.attention is not None:
         peaks = frame.attention[r].reshape(-1, frame.attention.shape[-1]).max(axis=0)
         text += "max attention " + " / ".join(f"{p:.2f}" for p in peaks if np.isfinite(p))
-    if not frame.active[r]:
+    if not frame.active[r] or frame.game_over[r]:
         text += "   GAME OVER"
     return text
 

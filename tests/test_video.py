@@ -183,6 +183,25 @@ def test_stop_at_game_over_freezes_finished_runs():
     assert [f.t for f in warm] == [3, 5, 7, 9, 11]
 
 
+def test_finished_runs_keep_their_last_frame():
+    """A run whose game is over shows its last frame while the others play on (the frames'
+    arrays are writable copies, also where they came from JAX)."""
+    frames = list(R.play([_agent(), _agent(seed=1)], 3, seed=0))
+    for name in ("obs", "screens", "actions", "rewards", "returns", "logits", "values",
+                 "attention"):
+        assert getattr(frames[0], name).flags.writeable, name
+    last, new = frames[1], frames[2]
+    for name in ("obs", "screens", "actions", "logits"):  # as play() hands them out
+        getattr(last, name).flags.writeable = False
+    active = np.array([False, True])
+    before = new.obs[1].copy()
+    frozen = R._freeze(new, last, active)
+    np.testing.assert_array_equal(frozen.obs[0], last.obs[0])
+    np.testing.assert_array_equal(frozen.screens[0], last.screens[0])
+    np.testing.assert_array_equal(frozen.obs[1], before)
+    assert not frozen.game_over[0]
+
+
 def test_different_envs_are_refused():
     with pytest.raises(UserError, match="different envs"):
         R.check_same_env([_agent(), _agent(ATARI)])
