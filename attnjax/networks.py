@@ -8,6 +8,7 @@ Layouts: observations arrive as envpool's uint8 `[B, 4, 84, 84]`; activations ar
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
@@ -51,6 +52,89 @@ def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
     return x * jax.lax.rsqrt(jnp.maximum(sq, eps))
 
 
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _space_to_depth(x: jax.Array, s: int) -> jax.Array:
+    """[B, H, W, C] -> [B, H/s, W/s, s*s*C]: each s x s block of pixels becomes one cell."""
+    b, h, w, c = x.shape
+    x = x.reshape(b, h // s, s, w // s, s, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h // s, w // s, s * s * c)
+
+
+def _depth_to_space(x: jax.Array, s: int) -> jax.Array:
+    """The inverse of `_space_to_depth`."""
+    b, h, w, _ = x.shape
+    x = x.reshape(b, h, w, s, s, -1).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h * s, w * s, -1)
+
+
+def _kernel_to_depth(kernel: jax.Array, s: int) -> jax.Array:
+    """[k, k, C, F] -> [k/s, k/s, s*s*C, F], matching `_space_to_depth`'s channel order."""
+    kh, kw, c, f = kernel.shape
+    kernel = kernel.reshape(kh // s, s, kw // s, s, c, f).transpose(0, 2, 1, 3, 4, 5)
+    return kernel.reshape(kh // s, kw // s, s * s * c, f)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _strided_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), "VALID",
+                                        dimension_numbers=NHWC)
+
+
+def _strided_conv_fwd(x: jax.Array, kernel: jax.Array, stride: int):
+    return _strided_conv(x, kernel, stride), (x, kernel)
+
+
+def _strided_conv_bwd(stride: int, residuals: tuple[jax.Array, jax.Array], g: jax.Array):
+    x, kernel = residuals
+    _, kernel_vjp = jax.vjp(
+        lambda k: jax.lax.conv_general_dilated(x, k, (stride, stride), "VALID",
+                                               dimension_numbers=NHWC),
+        kernel,
+    )
+    (d_kernel,) = kernel_vjp(g)
+    # the same convolution as a stride-1 one over s x s blocks: its transpose needs no
+    # input dilation, where XLA:CPU's transposed strided convolution multiplies through s*s
+    # times more zeros (conv1's input gradient: 180 -> 40 us per image)
+    b, h, w, c = x.shape
+    blocks_kernel = _kernel_to_depth(kernel, stride)
+    (d_blocks,) = jax.linear_transpose(
+        lambda blocks: jax.lax.conv_general_dilated(blocks, blocks_kernel, (1, 1), "VALID",
+                                                    dimension_numbers=NHWC),
+        jax.ShapeDtypeStruct((b, h // stride, w // stride, stride * stride * c), x.dtype),
+    )(g)
+    return _depth_to_space(d_blocks, stride), d_kernel
+
+
+_strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+
+
+def conv_with_fast_input_gradient(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                                  rhs_dilation=None, dimension_numbers=None,
+                                  feature_group_count=1, precision=None):
+    """`lax.conv_general_dilated` for `nn.Conv`, same forward pass and kernel gradient; for a
+    VALID NHWC convolution whose stride divides its kernel and input size, the input
+    gradient is computed as a stride-1 convolution over s x s pixel blocks (2-4x faster on
+    XLA:CPU; saliency is input gradients). Anything else goes to lax unchanged."""
+    stride = window_strides[0]
+    kernel_size, size = rhs.shape[0], lhs.shape[1]
+    fast = (
+        lhs.ndim == 4 and padding == "VALID" and len(set(window_strides)) == 1 and stride > 1
+        and lhs.shape[1] == lhs.shape[2] and rhs.shape[0] == rhs.shape[1]
+        and kernel_size % stride == 0 and size % stride == 0
+        and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+        and feature_group_count == 1 and precision is None
+        and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC)
+    )
+    if fast:
+        return _strided_conv(lhs, rhs, stride)
+    return jax.lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+        precision=precision)
+
+
 class ConvEncoder(nn.Module):
     """Three Nature-CNN convolutions, recording pre- and post-ReLU activations."""
 
@@ -64,6 +148,7 @@ class ConvEncoder(nn.Module):
                 padding="VALID",
                 kernel_init=orthogonal(math.sqrt(2)),
                 bias_init=nn.initializers.zeros,
+                conv_general_dilated=conv_with_fast_input_gradient,
                 name=f"conv{i}",
             )(x)
             acts[f"conv{i}_pre"] = x

@@ -75,3 +75,32 @@ def test_initialisation_gains():
     np.testing.assert_allclose(np.linalg.svd(policy, compute_uv=False), 0.01, rtol=1e-4)
     conv3 = np.asarray(params["encoder"]["conv3"]["kernel"]).reshape(-1, 64)
     np.testing.assert_allclose(np.linalg.svd(conv3, compute_uv=False), math.sqrt(2), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, stride",
+    [((3, 84, 84, 4), (8, 8, 4, 32), 4), ((3, 20, 20, 32), (4, 4, 32, 64), 2),
+     ((2, 9, 9, 64), (3, 3, 64, 64), 1), ((2, 21, 21, 4), (8, 8, 4, 8), 4)],
+    ids=["conv1", "conv2", "conv3-stride1", "indivisible-size"],
+)
+def test_fast_input_gradient_conv_matches_lax(shape, kernel, stride):
+    """The encoder's convolution: forward and kernel gradient are lax's own; the input
+    gradient (space-to-depth form where the stride divides kernel and size, lax elsewhere)
+    equals lax's to float rounding."""
+    from attnjax.networks import NHWC, conv_with_fast_input_gradient
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.random(shape, np.float32))
+    w = jnp.asarray(rng.standard_normal(kernel, np.float32))
+    dims = jax.lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (stride, stride), "VALID",
+                                                 dimension_numbers=dims)))
+
+    ours = jax.grad(loss(conv_with_fast_input_gradient), (0, 1))(x, w)
+    lax_ = jax.grad(loss(jax.lax.conv_general_dilated), (0, 1))(x, w)
+    for got, want in zip(ours, lax_, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
+    uses_blocks = "custom_vjp" in str(jax.make_jaxpr(loss(conv_with_fast_input_gradient))(x, w))
+    assert uses_blocks == (stride > 1 and shape[1] % stride == 0)
