@@ -31,10 +31,11 @@ frame's noisy copies (its own PRNG key from `jax.random.split` of the one key, s
 depend on chunking or batching) and runs the clean forward pass; the F x G frame-sample inputs
 (G = N, plus the clean frame when `gradient` is asked for) go through one `jax.vmap`ped input
 gradient; `jax.vmap` over frames reduces each frame's G gradients to its maps. On accelerators
-the F x G gradients are one call. On XLA:CPU they are walked in micro-batches of 16 dealt to 2
-chains ordered by `lax.optimization_barrier` (`Schedule`): convolution gradients are ~1.4x
-faster per image in cache-sized batches than over hundreds of images, and independent chains
-use both cores. Chunks hold as many frames as `memory_budget_mb` allows (estimated from the
+the F x G gradients are one call. On XLA:CPU the frames go one after another inside the call,
+each frame's G gradients in micro-batches of 8 ordered by `lax.optimization_barrier`
+(`Schedule`) and reduced at once: network gradients are ~1.35x faster per image in
+cache-sized batches, and a frame's gradients are still in cache when they are reduced. Chunks
+hold as many frames as `memory_budget_mb` allows (estimated from the
 activation sizes of one forward pass; on CPU also at most 512 frame-samples, which keeps
 compilation short); the last chunk is padded to the same size, so there is one compilation.
 The loop over chunks is in Python on purpose: on XLA:CPU convolution gradients inside
@@ -64,12 +65,12 @@ MAGNITUDES = ("square", "abs")
 SIGMA_SCOPES = ("batch", "frame")
 OBS_SHAPE = (4, 84, 84)
 FLOAT_BYTES = 4
-# XLA:CPU computes convolution gradients fastest over small batches: on the 2-core dev machine
-# (idle) ~1,400 input gradients/s in calls of 8 images, ~1,150/s at 51, ~800/s at 408 (the
-# activations no longer fit in cache). Inside one compiled call, micro-batches of 16 dealt to 2
-# barrier-ordered chains reach ~1,900/s. So on CPU a chunk holds at most CPU_ROWS_PER_CALL
-# frame-samples, walked in micro-batches; accelerators take one vmapped call per chunk, as
-# large as the memory budget allows. Numbers: BENCHMARKS.md.
+# XLA:CPU computes network gradients fastest over small batches: one frame's 50 gradients
+# cost ~35% more per image in one call than in micro-batches of 8-17 (the activations of 50
+# images leave the cache between layers). So on CPU a chunk holds at most CPU_ROWS_PER_CALL
+# frame-samples and each frame's gradients are walked in micro-batches of CPU_MICRO_BATCH;
+# accelerators take one vmapped call per chunk, as large as the memory budget allows.
+# Numbers: BENCHMARKS.md.
 CPU_ROWS_PER_CALL = 512
 CPU_MICRO_BATCH = 8
 CPU_CHAINS = 1
@@ -208,10 +209,11 @@ def standard_normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 class Schedule:
     """How a compiled call walks its frame-sample gradients (execution only, same results).
 
-    micro_batch: gradients per convolution call; 0 = all rows of the chunk in one call (right
-    for accelerators). chains: independent sequences the micro-batches are dealt to; inside a
-    chain `lax.optimization_barrier` orders them, so each micro-batch's activations are used
-    while they are still in cache and XLA:CPU can run the chains on different cores.
+    micro_batch: gradients per network call; 0 = all F x G rows of the chunk in one call (right
+    for accelerators); otherwise frame after frame, each frame's rows in micro-batches.
+    chains: independent sequences a frame's micro-batches are dealt to; inside a chain
+    `lax.optimization_barrier` orders them, so each micro-batch's activations are used while
+    they are still in cache (on the 2-core CPU 1 and 2 chains are equally fast).
     """
 
     micro_batch: int = 0

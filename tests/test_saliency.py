@@ -278,6 +278,15 @@ def test_batched_equals_per_frame_loop_and_chunking(real):
         assert chunked.chunk_frames == chunk
 
 
+@pytest.mark.parametrize("total, size", [(50, 8), (51, 8), (8, 8), (5, 8), (49, 7), (3, 1)])
+def test_micro_batches_cover_the_rows_in_near_equal_slices(total, size):
+    slices = S.micro_batches(total, size)
+    assert [i for sl in slices for i in range(total)[sl]] == list(range(total))
+    lengths = [sl.stop - sl.start for sl in slices]
+    assert len(slices) == -(-total // size) and max(lengths) <= size
+    assert max(lengths) - min(lengths) <= 1
+
+
 def test_sigma_scopes_and_config_errors(real):
     x = np.zeros((2, 4, 84, 84), np.float32)
     x[0, 0, 0, 0] = 0.5
