@@ -349,7 +349,8 @@ def test_saliency_peak_lies_on_the_attended_quadrant_object(quadrant_run):
     """On Quadrant-v0 the agent trained with lambda > 0 attends to a cell whose receptive field
     holds (part of) the bright square. The gradient of its attention (`max` target, max over
     stacked frames) peaks inside that receptive field in every frame, SmoothGrad's (noise of 15%
-    of the input range blurs it) in about three quarters of the frames, and both are several times stronger on the square's pixels than elsewhere.
+    of the input range blurs it) in about three quarters of the frames, and both are several
+    times stronger on the square's pixels than elsewhere.
 
     (The peak pixel itself is on the square in only about half of the frames: this agent's
     attended cell usually holds the square at its edge, and the attention is most sensitive to
