@@ -76,6 +76,22 @@ CPU_MICRO_BATCH = 8
 CPU_CHAINS = 1
 
 
+def add_saliency_arguments(parser: Any, spread_of: str) -> None:
+    """The command-line flags every saliency-computing tool shares (`visualize.py saliency`,
+    `visualize.py video --saliency`): target, layer, samples, spread, memory budget.
+    spread_of: what the noise range is measured over, for --spread's help."""
+    parser.add_argument("--target", default="max_sum", choices=TARGETS,
+                        help="scalar to differentiate (default max_sum, as the original)")
+    parser.add_argument("--layer", default="attention", choices=LAYERS,
+                        help="attention (softmax weights, default) or attention_logits")
+    parser.add_argument("--samples", type=int, default=50,
+                        help="noisy copies per frame for smoothgrad/vargrad (default 50)")
+    parser.add_argument("--spread", type=float, default=0.15,
+                        help=f"noise std as a fraction of {spread_of} (default 0.15)")
+    parser.add_argument("--memory-budget-mb", type=float, default=2048.0,
+                        help="device memory one compiled chunk may use (default 2048)")
+
+
 @dataclass(frozen=True)
 class SaliencyConfig:
     """What to compute.

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from attnjax.errors import UserError
-from attnjax.saliency import LAYERS, MAGNITUDES, METHODS, SIGMA_SCOPES, TARGETS, SaliencyConfig
+from attnjax.saliency import (
+    MAGNITUDES,
+    METHODS,
+    SIGMA_SCOPES,
+    SaliencyConfig,
+    add_saliency_arguments,
+)
 
 FORMAT = "attnjax-saliency"
 FORMAT_VERSION = 1
@@ -65,14 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "optional `screens`, `actions`, `rewards`) instead of playing")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated: {', '.join(METHODS)} (default: all)")
-    parser.add_argument("--target", default="max_sum", choices=TARGETS,
-                        help="scalar to differentiate (default max_sum, as the original)")
-    parser.add_argument("--layer", default="attention", choices=LAYERS,
-                        help="attention (softmax weights, default) or attention_logits")
-    parser.add_argument("--samples", type=int, default=50,
-                        help="noisy copies per frame for smoothgrad/vargrad (default 50)")
-    parser.add_argument("--spread", type=float, default=0.15,
-                        help="noise std as a fraction of the input range (default 0.15)")
+    add_saliency_arguments(parser, "the input range (see --sigma-scope)")
     parser.add_argument("--sigma-scope", default="batch", choices=SIGMA_SCOPES,
                         help="input range over all frames (batch, default) or each frame's own")
     parser.add_argument("--magnitude", default="square", choices=MAGNITUDES,
@@ -86,8 +85,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=0,
                         help="env steps played before the first recorded frame")
     parser.add_argument("--stride", type=int, default=1, help="record every n-th step")
-    parser.add_argument("--memory-budget-mb", type=float, default=2048.0,
-                        help="device memory one compiled chunk may use (default 2048)")
     parser.add_argument("--chunk-frames", type=int, default=None,
                         help="frames per compiled call (default: from the memory budget)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -39,7 +39,7 @@ from attnjax.render import (
     play,
     upscale,
 )
-from attnjax.saliency import LAYERS, METHODS, TARGETS
+from attnjax.saliency import METHODS, add_saliency_arguments
 
 SALIENCY_CHOICES = ("none", *METHODS)
 BACKGROUND = (18, 18, 22)
@@ -200,16 +200,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 3)")
     parser.add_argument("--saliency", default="none", choices=SALIENCY_CHOICES,
                         help="draw this saliency map instead of the attention rectangles")
-    parser.add_argument("--samples", type=int, default=50,
-                        help="noisy copies for smoothgrad/vargrad (default 50)")
-    parser.add_argument("--spread", type=float, default=0.15,
-                        help="noise std as a fraction of each frame's range (default 0.15)")
-    parser.add_argument("--target", default="max_sum", choices=TARGETS,
-                        help="saliency target (default max_sum)")
-    parser.add_argument("--layer", default="attention", choices=LAYERS,
-                        help="saliency of the attention weights or attention_logits")
-    parser.add_argument("--memory-budget-mb", type=float, default=2048.0,
-                        help="device memory a saliency chunk may use (default 2048)")
+    add_saliency_arguments(parser, "each frame's range")
     parser.add_argument("--stills", default=None, help="also write PNG frames to this folder")
     parser.add_argument("--stills-every", type=int, default=50,
                         help="write every n-th frame as a still (default 50; the last always)")
