@@ -134,10 +134,13 @@ class QuadrantEnv:
     centre; reward 1 for the right one, else 0. The square jumps to a fresh uniform position every
     step, and the 4 "stacked" frames are the current screen repeated (there is no motion to see).
     An episode (a "game") lasts `episode_length` steps, so chance scores episode_length / 4.
+    The square (8 px) is smaller than a cell of the 7x7 attention grid (12 px of the screen), so
+    "the object's cell" is well defined; with a 12 px square, agents attended cells that hold it
+    near a corner of their 36 px receptive field, one or two cells away.
     """
 
     size = 84
-    object_size = 12
+    object_size = 8  # px; a cell of the 7x7 attention grid spans 12 px of the screen
 
     def __init__(self, seeds: list[int], episode_length: int = 32) -> None:
         self.env_id = QUADRANT_ENV_ID

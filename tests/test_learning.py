@@ -10,6 +10,7 @@ from attnjax.envs import QuadrantEnv, env_seeds
 
 CHANCE_RETURN = 32 / 4  # 32-step episodes, 4 actions
 RF_SIZE, RF_JUMP = 36, 8  # a conv3 cell i sees input rows 8i .. 8i+35
+GRID_PX = 12  # the 7x7 attention grid laid over the 84x84 screen
 
 
 def _final(run, key):
@@ -27,18 +28,23 @@ def cells_seeing_object(position: np.ndarray, size: int) -> np.ndarray:
     return (axis(position[:, 0])[:, :, None] & axis(position[:, 1])[:, None, :]).reshape(-1, 49)
 
 
+def object_cell(position: np.ndarray, size: int) -> np.ndarray:
+    """[B, 2] (row, column) of the 7x7 screen-grid cell (12 px) holding the object's centre."""
+    return ((position + size / 2) // GRID_PX).astype(int)
+
+
 def test_agent_learns_and_lambda_focuses_attention_on_the_object(quadrant_grid):
-    """Measured on the 2-core CPU machine (8192 steps, lr 3e-3, both runs ~75 s together):
-    the lambda = 0.01 agent's final full-game return is ~15 (chance 8) and it names the
-    square's quadrant in ~66% of 512 fresh frames (chance 25%); its attention entropy ends
-    ~3.8, against ~5.5 for lambda = 0. Its attention (mean of the heads) is sharp, ~0.42 of
-    the mass on the attended cell against ~0.18 at lambda = 0, and the attended cell sees the
-    square in every frame: its receptive field shows part of it in 100% of the frames, where
-    a random cell does in ~35% (lambda = 0's attended cell also sees it, less sharply).
-    A receptive field is 36 px wide, so "sees" is what "the object's cell" can mean here: the
-    agent prefers cells that hold the square near a corner of their field, so the attended
-    cell's 12 px square of the 7x7 screen grid is within one cell of the square's in only ~25%
-    of frames; that reading of the issue is not asserted (see its closing note)."""
+    """Measured on the 2-core CPU machine (8192 steps, lr 3e-3, both runs ~65 s together),
+    seed 0 (seeds 1, 2 in brackets): the lambda = 0.01 agent's final full-game return is 19.1
+    (18.1, 16.6; chance 8) and it names the square's quadrant in 81% of 512 fresh frames (77%,
+    84%; chance 25%). Its attention entropy ends at 0.58 (0.35, 3.69) against 4.34 (4.62, 6.29)
+    for lambda = 0. Its attention argmax lies in the object's cell or a neighbour in 63% of the
+    frames (62%, 79%; chance at most 18%), in the cell itself in 10%, and the attended cell
+    sees the square in 100% (a random cell: 22%).
+
+    "The object's cell" is the cell of the 7x7 grid laid over the screen (12 px each, as the
+    viewer's heatmap) that holds the square's centre; "sees" means the cell's 36 px receptive
+    field shows part of the square."""
     focused, plain = quadrant_grid[QUADRANT_LAMBDA], quadrant_grid[0.0]
     final_return = _final(focused, "episodic_return")
     assert final_return > CHANCE_RETURN + 3, final_return
@@ -46,17 +52,15 @@ def test_agent_learns_and_lambda_focuses_attention_on_the_object(quadrant_grid):
 
     env = QuadrantEnv(env_seeds(12345, 512))
     state, obs = env.reset()
-    sees = cells_seeing_object(np.asarray(state.position), env.object_size)  # [512, 49]
-    peak = {}
-    for lam, run in quadrant_grid.items():
-        out = load_agent(run).apply(obs)
-        attention = np.asarray(out.attention).sum(-1).reshape(512, 49) / out.attention.shape[-1]
-        peak[lam] = attention.max(-1).mean()
-        if lam == QUADRANT_LAMBDA:
-            attended = attention.argmax(-1)
-            on_object = sees[np.arange(512), attended].mean()
-            chance = sees.mean()
-            assert on_object > 0.9 and on_object > chance + 0.2, (on_object, chance)
-            quadrant = np.asarray(env.quadrant(state.position))
-            assert np.mean(np.asarray(out.logits).argmax(-1) == quadrant) > 0.4  # chance 0.25
-    assert peak[QUADRANT_LAMBDA] > 1.5 * peak[0.0], peak
+    position = np.asarray(state.position)
+    sees = cells_seeing_object(position, env.object_size)  # [512, 49]
+    cell = object_cell(position, env.object_size)  # [512, 2]
+    out = load_agent(focused).apply(obs)
+    attention = np.asarray(out.attention).mean(-1).reshape(512, 49)  # mean of the heads
+    attended = attention.argmax(-1)
+    near = np.all(np.abs(np.stack(divmod(attended, 7), -1) - cell) <= 1, axis=-1)
+    assert near.mean() > 0.5, near.mean()  # chance: at most 9 of 49 cells
+    on_object = sees[np.arange(512), attended].mean()
+    assert on_object > 0.9 and on_object > sees.mean() + 0.2, (on_object, sees.mean())
+    quadrant = np.asarray(env.quadrant(state.position))
+    assert np.mean(np.asarray(out.logits).argmax(-1) == quadrant) > 0.4  # chance 0.25
