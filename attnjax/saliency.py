@@ -28,25 +28,31 @@ fixed across the noisy copies) and `value`.
 
 Execution. One compiled function takes a chunk of F frames: `jax.vmap` over frames draws each
 frame's noisy copies (its own PRNG key from `jax.random.split` of the one key, so results do not
-depend on chunking or batching) and runs the clean forward pass; the F x G frame-sample inputs
-(G = N, plus the clean frame when `gradient` is asked for) go through one `jax.vmap`ped input
-gradient; `jax.vmap` over frames reduces each frame's G gradients to its maps. On accelerators
-the F x G gradients are one call. On XLA:CPU the frames go one after another inside the call,
-each frame's G gradients in micro-batches of 8 ordered by `lax.optimization_barrier`
-(`Schedule`) and reduced at once: network gradients are ~1.35x faster per image in
-cache-sized batches, and a frame's gradients are still in cache when they are reduced. Chunks
-hold as many frames as `memory_budget_mb` allows (estimated from the
-activation sizes of one forward pass; on CPU also at most 512 frame-samples, which keeps
-compilation short); the last chunk is padded to the same size, so there is one compilation.
+depend on chunking, batching or devices) and runs the clean forward pass; the F x G
+frame-sample inputs (G = N, plus the clean frame when `gradient` is asked for) go through one
+`jax.vmap`ped input gradient; `jax.vmap` over frames reduces each frame's G gradients to its
+maps. With several devices the chunk's frames are split over them (`jax.shard_map`). On
+accelerators each device's F x G gradients are one call. On XLA:CPU the frames go one after
+another inside the call, each frame's G gradients in micro-batches of 8 ordered by
+`lax.optimization_barrier` (`Schedule`) and reduced at once: network gradients are ~1.35x
+faster per image in cache-sized batches, and a frame's gradients are still in cache when they
+are reduced; and the command-line tools expose each core as its own host device
+(`use_cpu_cores_as_devices`), so the cores compute different frames side by side instead of
+sharing each convolution. Chunks hold as many frames per device as `memory_budget_mb` allows
+(estimated from the activation sizes of one forward pass; on CPU one frame per device); the
+last chunk is padded to the same size, so there is one compilation.
 The loop over chunks is in Python on purpose: on XLA:CPU convolution gradients inside
 `lax.map`/`scan` run many times slower (DESIGN.md).
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import functools
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +60,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from attnjax.errors import UserError
 
@@ -67,13 +74,34 @@ OBS_SHAPE = (4, 84, 84)
 FLOAT_BYTES = 4
 # XLA:CPU computes network gradients fastest over small batches: one frame's 50 gradients
 # cost ~35% more per image in one call than in micro-batches of 8-17 (the activations of 50
-# images leave the cache between layers). So on CPU a chunk holds at most CPU_ROWS_PER_CALL
-# frame-samples and each frame's gradients are walked in micro-batches of CPU_MICRO_BATCH;
-# accelerators take one vmapped call per chunk, as large as the memory budget allows.
-# Numbers: BENCHMARKS.md.
-CPU_ROWS_PER_CALL = 512
+# images leave the cache between layers). And it spreads one frame's convolutions over the 2
+# cores of the CI machine only 1.15x faster than over one core, while frames side by side on
+# separate XLA host devices (`use_cpu_cores_as_devices`) keep every core busy. So on CPU a
+# call gives each device CPU_FRAMES_PER_DEVICE frame(s), whose gradients are walked in
+# micro-batches of CPU_MICRO_BATCH; accelerators take one vmapped call per device and chunk,
+# as large as the memory budget allows. Numbers: BENCHMARKS.md.
+CPU_FRAMES_PER_DEVICE = 1
 CPU_MICRO_BATCH = 8
 CPU_CHAINS = 1
+FRAMES_AXIS = "frames"
+# chunks dispatched before the oldest is fetched: the devices never wait for Python between
+# calls (with 1 frame per call on CPU, blocking on every call costs ~10%)
+IN_FLIGHT = 3
+
+
+def use_cpu_cores_as_devices(count: int | None = None) -> int:
+    """Expose the CPU as `count` XLA host devices (default: one per core this process may
+    use), so batched saliency can compute frames side by side, one per core; see
+    CPU_FRAMES_PER_DEVICE. Only possible before JAX has run anything, and left alone when
+    XLA_FLAGS already sets a host device count; returns the number of CPU devices in effect
+    either way. Command-line tools call it first thing; training does not (envpool pools
+    must not be split across host devices, see `attnjax.ppo.device_mesh`)."""
+    count = count or len(os.sched_getaffinity(0))
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        # backends already initialised: keep what there is
+        with contextlib.suppress(RuntimeError):
+            jax.config.update("jax_num_cpu_devices", count)
+    return len(jax.devices("cpu"))
 
 
 def add_saliency_arguments(parser: Any, spread_of: str) -> None:
@@ -373,19 +401,29 @@ def make_frame_saliency(network: Any, config: SaliencyConfig) -> Callable:
     return jax.jit(frame)
 
 
-def make_batch_saliency(network: Any, config: SaliencyConfig,
-                        schedule: Schedule | None = None) -> Callable:
+def saliency_devices() -> tuple[Any, ...]:
+    """The devices batched saliency splits its frames over: all of the default backend's."""
+    return tuple(jax.devices())
+
+
+def make_batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule | None = None,
+                        devices: tuple[Any, ...] | None = None) -> Callable:
     """Jitted saliency of F frames: (params, x [F,4,84,84], keys [F, key], sigma [F]) -> dict
     of [F, ...] arrays. `jax.vmap` over frames for the clean pass, the rows and the
     reductions; the F x G frame-sample gradients are one vmapped set of rows, computed as
-    `schedule` says (default: `Schedule.default()` for the backend). Functions are cached by
-    (network, config, schedule): flax modules compare by their fields, so repeated exports or
-    videos of the same architecture in one process compile once per frame count."""
-    return _batch_saliency(network, config, schedule or Schedule.default())
+    `schedule` says (default: `Schedule.default()` for the backend). With several `devices`
+    (default `saliency_devices()`) the frames are split over them with `jax.shard_map`, every
+    device computing its own frames (F is padded to a multiple of the device count). Functions
+    are cached by (network, config, schedule, devices): flax modules compare by their fields,
+    so repeated exports or videos of the same architecture in one process compile once per
+    frame count."""
+    return _batch_saliency(network, config, schedule or Schedule.default(),
+                           devices or saliency_devices())
 
 
 @functools.lru_cache(maxsize=16)
-def _batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule) -> Callable:
+def _batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule,
+                    devices: tuple[Any, ...]) -> Callable:
     parts = _Parts(network, config)
 
     def batch(params: Any, x: jax.Array, keys: jax.Array, sigma: jax.Array) -> dict[str, Any]:
@@ -413,7 +451,34 @@ def _batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule) ->
         maps = {m: jnp.stack([fm[m] for fm in per_frame_maps]) for m in per_frame_maps[0]}
         return {**out, **maps}
 
-    return jax.jit(batch)
+    if len(devices) == 1:
+        return jax.jit(batch)
+    return _split_frames_over_devices(batch, Mesh(np.array(devices), (FRAMES_AXIS,)))
+
+
+def _split_frames_over_devices(batch: Callable, mesh: Mesh) -> Callable:
+    """`batch` on every device's share of the frames, one compiled program: the parameters
+    replicated (placed once per parameter set), x, keys and sigma split on their leading
+    axis, padded with copies of the last frame to a multiple of the device count."""
+    frames_spec = PartitionSpec(FRAMES_AXIS)
+    sharded = jax.jit(jax.shard_map(
+        batch, mesh=mesh, in_specs=(PartitionSpec(), frames_spec, frames_spec, frames_spec),
+        out_specs=frames_spec))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    placed: list[tuple[Any, Any]] = []  # [(params given, their replicated copy)], the last one
+
+    def call(params: Any, x: jax.Array, keys: jax.Array, sigma: jax.Array) -> dict[str, Any]:
+        if not placed or placed[0][0] is not params:
+            placed[:] = [(params, jax.device_put(params, replicated))]
+        count = x.shape[0]
+        pad = -count % mesh.size
+        if pad:
+            x, keys, sigma = (jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)])
+                              for a in (x, keys, sigma))
+        out = sharded(placed[0][1], x, keys, sigma)
+        return jax.tree_util.tree_map(lambda a: a[:count], out) if pad else out
+
+    return call
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,16 +510,20 @@ def bytes_per_gradient(network: Any) -> int:
 
 
 def frames_per_chunk(network: Any, config: SaliencyConfig, num_frames: int,
-                     backend: str | None = None) -> int:
-    """How many frames one compiled call takes: as many as `config.memory_budget_mb` holds; on
-    XLA:CPU also at most CPU_ROWS_PER_CALL gradients per call (at least 1 frame, at most
-    `num_frames`)."""
+                     backend: str | None = None, num_devices: int | None = None) -> int:
+    """How many frames one compiled call takes: on each of `num_devices` devices (default:
+    `saliency_devices()`), as many as `config.memory_budget_mb` holds, on XLA:CPU at most
+    CPU_FRAMES_PER_DEVICE; at least one frame per device, and no more than `num_frames` needs
+    (rounded up to a multiple of the device count)."""
     per_frame = config.gradients_per_frame
+    devices = num_devices or len(saliency_devices())
     fit = int(config.memory_budget_mb * 2**20 // (bytes_per_gradient(network) * per_frame))
     if (backend or jax.default_backend()) == "cpu":
-        fit = min(fit, max(1, CPU_ROWS_PER_CALL // per_frame))
-    fit = max(1, min(num_frames, fit))
-    return -(-num_frames // -(-num_frames // fit))  # equal chunks: no more padding than needed
+        fit = min(fit, CPU_FRAMES_PER_DEVICE)
+    per_device = max(1, min(-(-num_frames // devices), fit))
+    rounds = -(-num_frames // (per_device * devices))
+    per_device = -(-num_frames // (rounds * devices))  # equal chunks: no more padding than needed
+    return per_device * devices
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,7 +620,7 @@ def compute_saliency(
     chunk = max(1, int(chunk_frames)) if chunk_frames else frames_per_chunk(network, config, num)
     fn = fn or make_batch_saliency(network, config, schedule)
     parts: list[dict[str, np.ndarray]] = []
-    pending: tuple[dict[str, jax.Array], int] | None = None
+    pending: collections.deque[tuple[dict[str, jax.Array], int]] = collections.deque()
 
     def collect(done: tuple[dict[str, jax.Array], int]) -> None:
         out, count = done
@@ -562,11 +631,12 @@ def compute_saliency(
     for start in range(0, num, chunk):
         stop = min(start + chunk, num)
         idx = np.arange(start, start + chunk).clip(max=num - 1)  # pad with the last frame
-        out = fn(params, jnp.asarray(x[idx]), keys[idx], jnp.asarray(sigma[idx]))
-        if pending is not None:  # fetch the previous chunk while this one computes
-            collect(pending)
-        pending = (out, stop - start)
-    collect(pending)
+        pending.append((fn(params, jnp.asarray(x[idx]), keys[idx], jnp.asarray(sigma[idx])),
+                        stop - start))
+        if len(pending) > IN_FLIGHT:  # fetch older chunks while the newer ones compute
+            collect(pending.popleft())
+    while pending:
+        collect(pending.popleft())
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return SaliencyResult(
         maps={m: merged[m] for m in config.methods},

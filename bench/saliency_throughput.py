@@ -2,6 +2,11 @@
 """SmoothGrad throughput: batched (jitted, vmapped over frames x samples, chunked) versus a
 per-frame Python loop over the jitted single-frame function, in one process.
 
+The CPU is exposed as one XLA host device per core, as `visualize.py` does
+(`attnjax.saliency.use_cpu_cores_as_devices`): the batched path splits each call's frames over
+the devices; the loop's single-frame function runs on the default device, where XLA spreads each
+of its convolutions over all cores as usual (the device split does not slow it: checked).
+
 Frames: 256 Breakout-v5 observations from envpool with random actions (8 envs, after a
 warm-up so the ball is in play). Network: the attention network (K = 2), randomly initialised,
 or a trained run with --run. SmoothGrad with 50 samples and the max_sum target (VarGrad comes
@@ -9,8 +14,9 @@ out of the same pass). Both sides are compiled first (compile times printed), th
 alternately --repeats times; the best time of each counts (the dev machines are shared).
 Prints frames/s of both, gradients/s, and as its last line `speedup=<batched/loop>`.
 
---sweep also times other chunk sizes and micro-batch schedules of the batched path, and the
-loop over a micro-batched single-frame function, to show where the speedup comes from.
+--sweep also times other chunk sizes, micro-batch schedules and one device for the batched
+path, and the loop over a micro-batched single-frame function, to show where the speedup comes
+from.
 """
 
 from __future__ import annotations
@@ -82,14 +88,17 @@ def main() -> int:
     parser.add_argument("--run", default=None, help="a trained run instead of random init")
     parser.add_argument("--chunk-frames", type=int, default=None,
                         help="frames per compiled call (default: the library's choice)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true",
                         help="also time other chunk sizes and schedules")
     args = parser.parse_args()
 
-    device = jax.devices()[0]
-    print(f"device: {device.platform} {device.device_kind} | jax {jax.__version__} | "
-          f"{os.cpu_count()} CPUs | {platform.processor() or platform.machine()} | "
+    S.use_cpu_cores_as_devices()
+    devices = S.saliency_devices()
+    device = devices[0]
+    print(f"device: {device.platform} {device.device_kind} x {len(devices)} | jax "
+          f"{jax.__version__} | {os.cpu_count()} CPUs | "
+          f"{platform.processor() or platform.machine()} | "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     t0 = time.perf_counter()
     obs = breakout_frames(args.frames)
@@ -105,7 +114,8 @@ def main() -> int:
     schedule = S.Schedule.default()
     chunk = args.chunk_frames or S.frames_per_chunk(network, config, len(x))
     print(f"network: {what} | SmoothGrad+VarGrad, {args.samples} samples, target "
-          f"{args.target} | batched: {chunk} frames per call, schedule {schedule}", flush=True)
+          f"{args.target} | batched: {chunk} frames per call over {len(devices)} device(s), "
+          f"schedule {schedule}", flush=True)
 
     # batched
     batch_fn = S.make_batch_saliency(network, config, schedule)
@@ -154,15 +164,19 @@ def main() -> int:
     if args.sweep:
         # every variant compiled first, then timed in turns (repeats rounds), best of each
         variants = []
-        for c in sorted({1, 4, chunk}):
-            variants.append((f"batched, {c:2d} frames/call, {schedule}", c, schedule))
-        for sched in (S.Schedule(0, 1), S.Schedule(16, 1), S.Schedule(8, 2), S.Schedule(32, 2)):
-            variants.append((f"batched, {chunk:2d} frames/call, {sched}", chunk, sched))
+        nd = len(devices)
+        for c in sorted({nd, 2 * nd, 5 * nd, chunk}):
+            variants.append((c, schedule, devices))
+        for sched in (S.Schedule(0, 1), S.Schedule(16, 1), S.Schedule(8, 2), S.Schedule(25, 1)):
+            variants.append((chunk, sched, devices))
+        for c in (1, 2, 10):
+            variants.append((c, schedule, devices[:1]))
         runs = []
-        for label, c, sched in variants:
-            fn = S.make_batch_saliency(network, config, sched)
+        for c, sched, devs in variants:
+            fn = S.make_batch_saliency(network, config, sched, devs)
+            label = f"batched, {c:2d} frames/call, {len(devs)} device(s), {sched}"
             runs.append((label, lambda c=c, fn=fn: batched(c, fn)))
-        one_frame = S.make_batch_saliency(network, config, schedule)
+        one_frame = S.make_batch_saliency(network, config, schedule, devices[:1])
 
         def loop_scheduled():
             return [{k: np.asarray(v) for k, v in one_frame(
@@ -179,7 +193,7 @@ def main() -> int:
                 best[label] = min(best[label], best_time(run, 1))
         print(f"sweep (best of {args.repeats} interleaved rounds; frames/s):", flush=True)
         for label, t in best.items():
-            print(f"  {label:64s} {n / t:7.2f}", flush=True)
+            print(f"  {label:76s} {n / t:7.2f}", flush=True)
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes share the "
           "CPU; the ratio is what counts)")
     print(f"speedup={t_loop / t_batch:.2f}")

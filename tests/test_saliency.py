@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import flax.linen as nn
@@ -22,9 +25,11 @@ from attnjax.config import TrainConfig
 from attnjax.errors import UserError
 from attnjax.networks import AgentOutput, init_params, make_network
 
+ROOT = Path(__file__).resolve().parents[1]
+
 DIM = 4 * 84 * 84
 HEADS = 2
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "saliency_and_videos.md"
+DOCS = ROOT / "docs" / "saliency_and_videos.md"
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,14 +336,49 @@ def test_memory_estimate_bounds_xla_and_chunks_respect_budget(real):
         assert analysis.temp_size_in_bytes <= estimate
     per_frame_mb = S.bytes_per_gradient(net) * config.gradients_per_frame / 2**20
     tight = S.SaliencyConfig(samples=4, memory_budget_mb=3.5 * per_frame_mb)
-    assert S.frames_per_chunk(net, tight, 100, backend="gpu") == 3
-    assert S.frames_per_chunk(net, tight, 2, backend="gpu") == 2
-    assert S.frames_per_chunk(net, S.SaliencyConfig(memory_budget_mb=1e-3), 9) == 1
-    cpu = S.frames_per_chunk(net, S.SaliencyConfig(samples=4), 1000, backend="cpu")
-    assert cpu * 5 <= S.CPU_ROWS_PER_CALL
-    assert S.frames_per_chunk(net, S.SaliencyConfig(samples=4), 14, backend="cpu") == 14
-    big = S.frames_per_chunk(net, S.SaliencyConfig(samples=50), 64, backend="cpu")
-    assert big >= 1 and big * 51 <= S.CPU_ROWS_PER_CALL
+    def chunk(cfg, frames, backend, devices):
+        return S.frames_per_chunk(net, cfg, frames, backend=backend, num_devices=devices)
+
+    assert chunk(tight, 100, "gpu", 1) == 3  # the budget is per device
+    assert chunk(tight, 100, "gpu", 2) == 6
+    assert chunk(tight, 2, "gpu", 1) == 2
+    assert chunk(tight, 5, "gpu", 2) == 6  # 3 frames per device, one call, one padded frame
+    assert chunk(tight, 4, "gpu", 1) == 2  # two calls of 2, not 3 and 1 padded to 3
+    assert chunk(S.SaliencyConfig(memory_budget_mb=1e-3), 9, "gpu", 1) == 1
+    assert chunk(S.SaliencyConfig(memory_budget_mb=1e-3), 9, "gpu", 2) == 2
+    for devices in (1, 2, 4):
+        want = S.CPU_FRAMES_PER_DEVICE * devices
+        assert chunk(S.SaliencyConfig(samples=50), 1000, "cpu", devices) == want
+
+
+SHARDED_SCRIPT = """
+import sys, jax, numpy as np
+from attnjax import saliency as S
+from attnjax.networks import init_params, make_network
+assert S.use_cpu_cores_as_devices(2) == 2 == len(S.saliency_devices())
+net = make_network("attention", num_actions=4, num_heads=2)
+params = init_params(net, jax.random.PRNGKey(3))
+obs = np.random.default_rng(0).integers(0, 256, (5, 4, 84, 84), dtype=np.uint8)
+config = S.SaliencyConfig(samples=3)
+one = S.compute_saliency(net, params, obs, config, 7, chunk_frames=5,
+                         fn=S.make_batch_saliency(net, config, devices=S.saliency_devices()[:1]))
+for chunk in (None, 3):  # 1 frame per device; 3 frames padded to 4
+    two = S.compute_saliency(net, params, obs, config, 7, chunk_frames=chunk)
+    for m in S.METHODS:
+        np.testing.assert_allclose(two.maps[m], one.maps[m], rtol=1e-5,
+                                   atol=1e-6 * np.abs(one.maps[m]).max())
+    np.testing.assert_array_equal(two.greedy_actions, one.greedy_actions)
+print("chunk", S.frames_per_chunk(net, config, 5))
+"""
+
+
+def test_frames_split_over_two_host_devices_equal_one_device():
+    """Saliency with the CPU exposed as 2 host devices (how the command-line tools run it)
+    equals one device, frame for frame, including a padded last call."""
+    proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "XLA_FLAGS": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-1] == str(2 * S.CPU_FRAMES_PER_DEVICE)
 
 
 # --------------------------------------------------------------------------------------------
