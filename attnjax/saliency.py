@@ -95,7 +95,7 @@ def use_cpu_cores_as_devices(count: int | None = None) -> int:
     CPU_FRAMES_PER_DEVICE. Only possible before JAX has run anything, and left alone when
     XLA_FLAGS already sets a host device count; returns the number of CPU devices in effect
     either way. Command-line tools call it first thing; training does not (envpool pools
-    must not be split across host devices, see `attnjax.ppo.device_mesh`)."""
+    are not stepped from several host devices, see `attnjax.train.train`)."""
     count = count or len(os.sched_getaffinity(0))
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         # backends already initialised: keep what there is
@@ -117,7 +117,7 @@ def add_saliency_arguments(parser: Any, spread_of: str) -> None:
     parser.add_argument("--spread", type=float, default=0.15,
                         help=f"noise std as a fraction of {spread_of} (default 0.15)")
     parser.add_argument("--memory-budget-mb", type=float, default=2048.0,
-                        help="device memory one compiled chunk may use (default 2048)")
+                        help="memory one compiled chunk may use on each device (default 2048)")
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class SaliencyConfig:
     a fraction of the input's range. magnitude: square (as the paper) or abs of the gradient.
     sigma_scope: batch (one sigma from the range over all frames given, as the original) or
     frame (each frame's own range). clean_first: make the first of the N copies noise-free,
-    as the original code did. memory_budget_mb: device memory one chunk may use.
+    as the original code did. memory_budget_mb: memory one chunk may use on each device.
     """
 
     methods: tuple[str, ...] = METHODS
