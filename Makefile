@@ -18,9 +18,13 @@ $(STAMP): requirements.lock
 
 # A short Breakout training (a few minutes on a laptop CPU): writes runs/<run-name>/ with
 # config.json, metrics.jsonl, checkpoints/ and an attention picture.
+# The main job: a short training, then what there is to look at (video and tree viewer).
+RUN := runs/Breakout__attn0__s0
 train: setup
 	$(PY) train.py --env-id Breakout-v5 --total-timesteps 12288 --num-envs 8 --num-steps 128 \
 		--update-epochs 1 --checkpoint-every 4 --out-dir runs
+	$(PY) visualize.py video --run $(RUN) --frames 400 --out $(RUN)/attention.mp4
+	$(PY) visualize.py tree --run $(RUN) --frames 20 --out $(RUN)/viewer.html
 
 test: setup
 	$(PY) -m pytest -q
