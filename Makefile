@@ -16,9 +16,9 @@ $(STAMP): requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	@touch $(STAMP)
 
-# A short Breakout training (a few minutes on a laptop CPU): writes runs/<run-name>/ with
-# config.json, metrics.jsonl, checkpoints/ and an attention picture.
-# The main job: a short training, then what there is to look at (video and tree viewer).
+# The main job (about a minute on 2 CPU cores): a short Breakout training that writes
+# runs/<run-name>/ (config.json, metrics.jsonl, checkpoints/, an attention picture), then what
+# there is to look at from its checkpoint: the attention video and the relevance-tree viewer.
 RUN := runs/Breakout__attn0__s0
 train: setup
 	$(PY) train.py --env-id Breakout-v5 --total-timesteps 12288 --num-envs 8 --num-steps 128 \

@@ -39,10 +39,11 @@ def build_parser(selected: str | None) -> OneLineArgumentParser:
 
 
 def main() -> int:
-    from attnjax.saliency import use_cpu_cores_as_devices
-
-    use_cpu_cores_as_devices()  # before JAX runs anything; see attnjax.saliency
     selected = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if selected in ("saliency", "video"):  # batch saliency: one frame per core at a time
+        from attnjax.saliency import use_cpu_cores_as_devices
+
+        use_cpu_cores_as_devices()  # before JAX runs anything; see attnjax.saliency
     args = build_parser(selected if selected in SUBCOMMANDS else None).parse_args()
     return args._main(args)
 

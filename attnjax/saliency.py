@@ -55,6 +55,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -89,19 +90,30 @@ FRAMES_AXIS = "frames"
 IN_FLIGHT = 3
 
 
-def use_cpu_cores_as_devices(count: int | None = None) -> int:
-    """Expose the CPU as `count` XLA host devices (default: one per core this process may
-    use), so batched saliency can compute frames side by side, one per core; see
-    CPU_FRAMES_PER_DEVICE. Only possible before JAX has run anything, and left alone when
-    XLA_FLAGS already sets a host device count; returns the number of CPU devices in effect
-    either way. Command-line tools call it first thing; training does not (envpool pools
-    are not stepped from several host devices, see `attnjax.train.train`)."""
-    count = count or len(os.sched_getaffinity(0))
-    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        # backends already initialised: keep what there is
-        with contextlib.suppress(RuntimeError):
-            jax.config.update("jax_num_cpu_devices", count)
-    return len(jax.devices("cpu"))
+def usable_cores() -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a
+    container limited to 2 CPUs on a 64-core host gets 2)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores or 1, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores or 1)
+
+
+def use_cpu_cores_as_devices(count: int | None = None) -> None:
+    """Expose the CPU as `count` XLA host devices (default: `usable_cores()`), so batched
+    saliency computes frames side by side, one per core; see CPU_FRAMES_PER_DEVICE. Sets
+    `jax_num_cpu_devices`, which starts nothing (no backend, no GPU); only possible before JAX
+    has run anything (afterwards a no-op), and left alone when XLA_FLAGS already sets a host
+    device count. `visualize.py saliency` and `video` call it first thing; training does not
+    (envpool pools are not stepped from several host devices, see `attnjax.train.train`)."""
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    with contextlib.suppress(RuntimeError):  # backends already initialised: keep them
+        jax.config.update("jax_num_cpu_devices", count or usable_cores())
 
 
 def add_saliency_arguments(parser: Any, spread_of: str) -> None:
@@ -117,7 +129,8 @@ def add_saliency_arguments(parser: Any, spread_of: str) -> None:
     parser.add_argument("--spread", type=float, default=0.15,
                         help=f"noise std as a fraction of {spread_of} (default 0.15)")
     parser.add_argument("--memory-budget-mb", type=float, default=2048.0,
-                        help="memory one compiled chunk may use on each device (default 2048)")
+                        help="memory one compiled chunk may use per device; CPU host devices share "
+                             "theirs (default 2048)")
 
 
 @dataclass(frozen=True)
@@ -129,7 +142,8 @@ class SaliencyConfig:
     a fraction of the input's range. magnitude: square (as the paper) or abs of the gradient.
     sigma_scope: batch (one sigma from the range over all frames given, as the original) or
     frame (each frame's own range). clean_first: make the first of the N copies noise-free,
-    as the original code did. memory_budget_mb: memory one chunk may use on each device.
+    as the original code did. memory_budget_mb: memory one chunk may use on each device
+    (host devices of a CPU share it).
     """
 
     methods: tuple[str, ...] = METHODS
@@ -418,7 +432,7 @@ def make_batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule
     so repeated exports or videos of the same architecture in one process compile once per
     frame count."""
     return _batch_saliency(network, config, schedule or Schedule.default(),
-                           devices or saliency_devices())
+                           tuple(devices or saliency_devices()))
 
 
 @functools.lru_cache(maxsize=16)
@@ -451,25 +465,30 @@ def _batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule,
         maps = {m: jnp.stack([fm[m] for fm in per_frame_maps]) for m in per_frame_maps[0]}
         return {**out, **maps}
 
-    if len(devices) == 1:
+    if devices == (jax.devices()[0],):
         return jax.jit(batch)
     return _split_frames_over_devices(batch, Mesh(np.array(devices), (FRAMES_AXIS,)))
 
 
 def _split_frames_over_devices(batch: Callable, mesh: Mesh) -> Callable:
     """`batch` on every device's share of the frames, one compiled program: the parameters
-    replicated (placed once per parameter set), x, keys and sigma split on their leading
-    axis, padded with copies of the last frame to a multiple of the device count."""
+    replicated (copied to the devices once per set of parameter arrays, not on every call),
+    x, keys and sigma split on their leading axis, padded with copies of the last frame to a
+    multiple of the device count."""
     frames_spec = PartitionSpec(FRAMES_AXIS)
     sharded = jax.jit(jax.shard_map(
         batch, mesh=mesh, in_specs=(PartitionSpec(), frames_spec, frames_spec, frames_spec),
         out_specs=frames_spec))
     replicated = NamedSharding(mesh, PartitionSpec())
-    placed: list[tuple[Any, Any]] = []  # [(params given, their replicated copy)], the last one
+    # the last parameters seen: (their leaves, their replicated copy); compared leaf by leaf,
+    # so a dict of parameters edited in place is not mistaken for the one placed before
+    placed: list[tuple[list[Any], Any]] = []
 
     def call(params: Any, x: jax.Array, keys: jax.Array, sigma: jax.Array) -> dict[str, Any]:
-        if not placed or placed[0][0] is not params:
-            placed[:] = [(params, jax.device_put(params, replicated))]
+        leaves = jax.tree_util.tree_leaves(params)
+        if not placed or len(placed[0][0]) != len(leaves) or any(
+                a is not b for a, b in zip(placed[0][0], leaves, strict=True)):
+            placed[:] = [(leaves, jax.device_put(params, replicated))]
         count = x.shape[0]
         pad = -count % mesh.size
         if pad:
@@ -512,14 +531,18 @@ def bytes_per_gradient(network: Any) -> int:
 def frames_per_chunk(network: Any, config: SaliencyConfig, num_frames: int,
                      backend: str | None = None, num_devices: int | None = None) -> int:
     """How many frames one compiled call takes: on each of `num_devices` devices (default:
-    `saliency_devices()`), as many as `config.memory_budget_mb` holds, on XLA:CPU at most
-    CPU_FRAMES_PER_DEVICE; at least one frame per device, and no more than `num_frames` needs
-    (rounded up to a multiple of the device count)."""
+    `saliency_devices()`), as many as `config.memory_budget_mb` holds (on XLA:CPU, whose host
+    devices share the RAM, the budget is for all of them together, and at most
+    CPU_FRAMES_PER_DEVICE per device); at least one frame per device, and no more than
+    `num_frames` needs (rounded up to a multiple of the device count)."""
     per_frame = config.gradients_per_frame
     devices = num_devices or len(saliency_devices())
-    fit = int(config.memory_budget_mb * 2**20 // (bytes_per_gradient(network) * per_frame))
-    if (backend or jax.default_backend()) == "cpu":
-        fit = min(fit, CPU_FRAMES_PER_DEVICE)
+    frame_bytes = bytes_per_gradient(network) * per_frame
+    if (backend or jax.default_backend()) == "cpu":  # host devices share one RAM
+        fit = min(int(config.memory_budget_mb * 2**20 // (frame_bytes * devices)),
+                  CPU_FRAMES_PER_DEVICE)
+    else:
+        fit = int(config.memory_budget_mb * 2**20 // frame_bytes)
     per_device = max(1, min(-(-num_frames // devices), fit))
     rounds = -(-num_frames // (per_device * devices))
     per_device = -(-num_frames // (rounds * devices))  # equal chunks: no more padding than needed

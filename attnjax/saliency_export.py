@@ -86,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="env steps played before the first recorded frame")
     parser.add_argument("--stride", type=int, default=1, help="record every n-th step")
     parser.add_argument("--chunk-frames", type=int, default=None,
-                        help="frames per compiled call (default: from the memory budget)")
+                        help="frames per compiled call (default: from the memory budget; "
+                             "on CPU one frame per host device)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -93,7 +93,7 @@ def main() -> int:
                         help="also time other chunk sizes and schedules")
     args = parser.parse_args()
 
-    S.use_cpu_cores_as_devices()
+    S.use_cpu_cores_as_devices()  # before JAX runs anything
     devices = S.saliency_devices()
     device = devices[0]
     print(f"device: {device.platform} {device.device_kind} x {len(devices)} | jax "

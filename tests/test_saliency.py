@@ -274,7 +274,8 @@ def test_batched_equals_per_frame_loop_and_chunking(real):
         np.testing.assert_allclose(batched.attention[i], np.asarray(single["attention"]),
                                    rtol=1e-5, atol=1e-7)
         assert batched.greedy_actions[i] == int(single["action"])
-    for chunk, schedule in ((2, None), (3, S.Schedule(0, 1)), (5, S.Schedule(7, 3))):
+    # chunk 1: more calls than are kept in flight, so results are fetched inside the loop too
+    for chunk, schedule in ((1, None), (2, None), (3, S.Schedule(0, 1)), (5, S.Schedule(7, 3))):
         chunked = S.compute_saliency(net, params, obs, config, key, chunk_frames=chunk,
                                      schedule=schedule)
         for method in S.METHODS:
@@ -322,7 +323,7 @@ def test_nature_network_value_and_action_saliency():
     assert result.maps["gradient"].max() > 0
 
 
-def test_memory_estimate_bounds_xla_and_chunks_respect_budget(real):
+def test_memory_estimate_bounds_xla_and_chunks_respect_budget(real, monkeypatch):
     net, params = real
     config = S.SaliencyConfig(samples=4)
     frames = 3
@@ -349,13 +350,20 @@ def test_memory_estimate_bounds_xla_and_chunks_respect_budget(real):
     for devices in (1, 2, 4):
         want = S.CPU_FRAMES_PER_DEVICE * devices
         assert chunk(S.SaliencyConfig(samples=50), 1000, "cpu", devices) == want
+    # CPU host devices share one RAM: the budget covers all of them, not each
+    monkeypatch.setattr(S, "CPU_FRAMES_PER_DEVICE", 8)
+    six = S.SaliencyConfig(samples=4, memory_budget_mb=6.5 * per_frame_mb)
+    assert chunk(six, 100, "cpu", 2) == 6
+    assert chunk(six, 100, "gpu", 2) == 12
+    assert 1 <= S.usable_cores() <= os.cpu_count()
 
 
 SHARDED_SCRIPT = """
 import sys, jax, numpy as np
 from attnjax import saliency as S
 from attnjax.networks import init_params, make_network
-assert S.use_cpu_cores_as_devices(2) == 2 == len(S.saliency_devices())
+S.use_cpu_cores_as_devices(2)
+assert len(S.saliency_devices()) == 2
 net = make_network("attention", num_actions=4, num_heads=2)
 params = init_params(net, jax.random.PRNGKey(3))
 obs = np.random.default_rng(0).integers(0, 256, (5, 4, 84, 84), dtype=np.uint8)
@@ -376,7 +384,8 @@ def test_frames_split_over_two_host_devices_equal_one_device():
     """Saliency with the CPU exposed as 2 host devices (how the command-line tools run it)
     equals one device, frame for frame, including a padded last call."""
     proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "XLA_FLAGS": ""})
+                          text=True, timeout=300,
+                          env={**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split()[-1] == str(2 * S.CPU_FRAMES_PER_DEVICE)
 
