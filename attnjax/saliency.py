@@ -93,14 +93,17 @@ IN_FLIGHT = 3
 def usable_cores() -> int:
     """CPU cores this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a
     container limited to 2 CPUs on a 64-core host gets 2)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
     try:
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
         if quota != "max":
-            cores = min(cores or 1, max(1, math.ceil(int(quota) / int(period))))
+            cores = min(cores, math.ceil(int(quota) / int(period)))
     except (OSError, ValueError):
         pass
-    return max(1, cores or 1)
+    return max(1, cores)
 
 
 def use_cpu_cores_as_devices(count: int | None = None) -> None:
@@ -537,12 +540,11 @@ def frames_per_chunk(network: Any, config: SaliencyConfig, num_frames: int,
     `num_frames` needs (rounded up to a multiple of the device count)."""
     per_frame = config.gradients_per_frame
     devices = num_devices or len(saliency_devices())
-    frame_bytes = bytes_per_gradient(network) * per_frame
-    if (backend or jax.default_backend()) == "cpu":  # host devices share one RAM
-        fit = min(int(config.memory_budget_mb * 2**20 // (frame_bytes * devices)),
-                  CPU_FRAMES_PER_DEVICE)
-    else:
-        fit = int(config.memory_budget_mb * 2**20 // frame_bytes)
+    cpu = (backend or jax.default_backend()) == "cpu"
+    device_bytes = config.memory_budget_mb * 2**20 / (devices if cpu else 1)  # CPU: one RAM
+    fit = int(device_bytes // (bytes_per_gradient(network) * per_frame))
+    if cpu:
+        fit = min(fit, CPU_FRAMES_PER_DEVICE)
     per_device = max(1, min(-(-num_frames // devices), fit))
     rounds = -(-num_frames // (per_device * devices))
     per_device = -(-num_frames // (rounds * devices))  # equal chunks: no more padding than needed

@@ -2,7 +2,7 @@
 """SmoothGrad throughput: batched (jitted, vmapped over frames x samples, chunked) versus a
 per-frame Python loop over the jitted single-frame function, in one process.
 
-The CPU is exposed as one XLA host device per core, as `visualize.py` does
+The CPU is exposed as one XLA host device per core, as `visualize.py saliency` does
 (`attnjax.saliency.use_cpu_cores_as_devices`): the batched path splits each call's frames over
 the devices; the loop's single-frame function runs on the default device, where XLA spreads each
 of its convolutions over all cores as usual (the device split does not slow it: checked).
