@@ -66,6 +66,10 @@ def validate_env_id(env_id: str) -> None:
 class AtariEnv:
     """envpool Atari, all envs stepped synchronously through the XLA custom call."""
 
+    # envpool returns the terminal frame with done and resets on the next step, ignoring that
+    # step's action (reward 0); training masks those transitions out (losses.valid_transitions)
+    reset_step_after_done = True
+
     def __init__(self, env_id: str, seeds: list[int], render: bool = False) -> None:
         import envpool
 
@@ -140,6 +144,7 @@ class QuadrantEnv:
     """
 
     size = 84
+    reset_step_after_done = False  # a finished episode's next observation is already a new one
     object_size = 8  # px; a cell of the 7x7 attention grid spans 12 px of the screen
 
     def __init__(self, seeds: list[int], episode_length: int = 32) -> None:

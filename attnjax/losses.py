@@ -14,8 +14,11 @@ import jax.numpy as jnp
 ENTROPY_EPS = 1e-10
 
 
-def attention_entropy(attention: jax.Array, eps: float = ENTROPY_EPS) -> jax.Array:
-    """Sum over heads of each head's entropy over the 7x7 cells, mean over the batch.
+def attention_entropy(
+    attention: jax.Array, eps: float = ENTROPY_EPS, mask: jax.Array | None = None
+) -> jax.Array:
+    """Sum over heads of each head's entropy over the 7x7 cells, mean over the batch (over the
+    frames where mask [B] is 1, when given).
 
     attention: [B, 7, 7, K], each head summing to 1. `p * log(p + eps)` keeps value and gradient
     finite where probabilities underflow to 0 (a one-hot map has entropy 0, not NaN).
@@ -23,7 +26,10 @@ def attention_entropy(attention: jax.Array, eps: float = ENTROPY_EPS) -> jax.Arr
     chex.assert_rank(attention, 4)
     p = attention.reshape(attention.shape[0], -1, attention.shape[-1])  # [B, 49, K]
     per_head = -jnp.sum(p * jnp.log(p + eps), axis=1)  # [B, K]
-    return jnp.mean(jnp.sum(per_head, axis=-1))
+    per_frame = jnp.sum(per_head, axis=-1)  # [B]
+    if mask is None:
+        return jnp.mean(per_frame)
+    return masked_mean(per_frame, mask)
 
 
 def categorical_log_prob(logits: jax.Array, actions: jax.Array) -> jax.Array:
@@ -47,6 +53,9 @@ class Minibatch(NamedTuple):
     values: jax.Array  # [B] value estimates at rollout time
     advantages: jax.Array  # [B] GAE
     returns: jax.Array  # [B] advantages + values
+    # [B] float32: 1 where the agent's action acted, 0 for envpool's reset step after a done
+    # (its action is ignored, so it must not train the policy; see `valid_transitions`)
+    mask: jax.Array
 
 
 class LossCoefficients(NamedTuple):
@@ -58,8 +67,30 @@ class LossCoefficients(NamedTuple):
     norm_adv: bool = True
 
 
-def normalize_advantages(advantages: jax.Array) -> jax.Array:
-    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of x [B] over the entries where mask [B] is 1 (0 when none is)."""
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def normalize_advantages(advantages: jax.Array, mask: jax.Array) -> jax.Array:
+    """Zero mean, unit (population) std over the valid entries; masked ones come out 0."""
+    mean = masked_mean(advantages, mask)
+    std = jnp.sqrt(masked_mean(jnp.square(advantages - mean), mask))
+    return mask * (advantages - mean) / (std + 1e-8)
+
+
+def valid_transitions(dones: jax.Array, reset_step_after_done: bool) -> jax.Array:
+    """[T, N] float mask of the transitions whose action the env carried out.
+
+    dones[t] says obs[t] ended the previous episode. envpool does not reset inside the step that
+    ends an episode: it returns the terminal frame with done, and the *next* step performs the
+    reset, ignoring its action and paying 0. With episodic life that adds one such transition
+    per life lost (2-3 % of early Breakout samples); stable-baselines' VecEnv, which the paper
+    used, reset within the step and had none. Envs that reset within the step mask nothing.
+    """
+    if not reset_step_after_done:
+        return jnp.ones(dones.shape, jnp.float32)
+    return 1.0 - dones.astype(jnp.float32)
 
 
 def ppo_loss(
@@ -71,29 +102,33 @@ def ppo_loss(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """PPO2 loss from network outputs: clipped surrogate + clipped value loss - entropy bonus,
     plus attn_coef * attention entropy. With attn_coef = 0 it is exactly the plain PPO2 loss.
+    Every term (and the advantage normalization) averages over the valid transitions only
+    (`batch.mask`); with an all-ones mask this is the plain mean.
 
     logits [B, A], values [B], attention [B, 7, 7, K] or None (nature network).
     """
-    chex.assert_equal_shape([values, batch.values, batch.advantages, batch.returns])
+    chex.assert_equal_shape([values, batch.values, batch.advantages, batch.returns, batch.mask])
+    mask = batch.mask.astype(jnp.float32)
+    mean = lambda x: masked_mean(x, mask)  # noqa: E731
     advantages = batch.advantages
     if coefs.norm_adv:
-        advantages = normalize_advantages(advantages)
+        advantages = normalize_advantages(advantages, mask)
     new_log_probs = categorical_log_prob(logits, batch.actions)
     log_ratio = new_log_probs - batch.log_probs
     ratio = jnp.exp(log_ratio)
     pg_losses = -advantages * ratio
     pg_losses_clipped = -advantages * jnp.clip(ratio, 1.0 - coefs.clip_coef, 1.0 + coefs.clip_coef)
-    policy_loss = jnp.mean(jnp.maximum(pg_losses, pg_losses_clipped))
+    policy_loss = mean(jnp.maximum(pg_losses, pg_losses_clipped))
 
     values_clipped = batch.values + jnp.clip(
         values - batch.values, -coefs.vf_clip_coef, coefs.vf_clip_coef
     )
-    value_loss = 0.5 * jnp.mean(
+    value_loss = 0.5 * mean(
         jnp.maximum(jnp.square(values - batch.returns), jnp.square(values_clipped - batch.returns))
     )
-    entropy = jnp.mean(categorical_entropy(logits))
+    entropy = mean(categorical_entropy(logits))
     loss = policy_loss - coefs.ent_coef * entropy + coefs.vf_coef * value_loss
-    att_entropy = jnp.zeros(()) if attention is None else attention_entropy(attention)
+    att_entropy = jnp.zeros(()) if attention is None else attention_entropy(attention, mask=mask)
     loss = loss + coefs.attn_coef * att_entropy
     metrics = {
         "loss": loss,
@@ -102,8 +137,8 @@ def ppo_loss(
         "entropy": entropy,
         "attention_entropy": att_entropy,
         # stable-baselines' PPO2 estimators
-        "approx_kl": 0.5 * jnp.mean(jnp.square(log_ratio)),
-        "clipfrac": jnp.mean((jnp.abs(ratio - 1.0) > coefs.clip_coef).astype(jnp.float32)),
+        "approx_kl": 0.5 * mean(jnp.square(log_ratio)),
+        "clipfrac": mean((jnp.abs(ratio - 1.0) > coefs.clip_coef).astype(jnp.float32)),
     }
     return loss, metrics
 

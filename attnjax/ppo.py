@@ -28,7 +28,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from attnjax.config import TrainConfig
 from attnjax.envs import EpisodeStats, StepResult
-from attnjax.losses import LossCoefficients, Minibatch, categorical_log_prob, gae, ppo_loss
+from attnjax.losses import (
+    LossCoefficients,
+    Minibatch,
+    categorical_log_prob,
+    gae,
+    ppo_loss,
+    valid_transitions,
+)
 from attnjax.networks import init_params
 
 # Per-iteration metrics, each [R] per iteration; averaged over all minibatch updates.
@@ -144,10 +151,15 @@ def make_iterate(
     network: nn.Module,
     env_step: Callable[[Any, jax.Array], tuple[Any, StepResult]],
     num_runs: int,
+    *,
+    reset_step_after_done: bool,
     backend: str | None = None,
     mesh: Mesh | None = None,
 ) -> Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]:
     """Build the jitted `iterate(state) -> (state, metrics)`; metrics values are [I, R].
+
+    reset_step_after_done: the env's `reset_step_after_done` (envpool: True); those transitions
+    are masked out of the losses (`losses.valid_transitions`).
 
     With a `mesh` of D > 1 devices (axis "runs"), the R runs are split into D blocks, one per
     device, each block stepping its own env pool: `state.env_state` then carries a leading [D]
@@ -225,7 +237,9 @@ def make_iterate(
             traj.rewards, traj.values, traj.dones, last_value, run.done,
             config.gamma, config.gae_lambda,
         )
-        flat = Minibatch(traj.obs, traj.actions, traj.log_probs, traj.values, advantages, returns)
+        mask = valid_transitions(traj.dones, reset_step_after_done)  # [T, N]
+        flat = Minibatch(traj.obs, traj.actions, traj.log_probs, traj.values, advantages, returns,
+                         mask)
         flat = jax.tree_util.tree_map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), flat)
         lr = learning_rate(config, run.iteration)
         key, *epoch_keys = jax.random.split(run.key, config.update_epochs + 1)

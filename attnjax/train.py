@@ -235,7 +235,8 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     state = shard_state(state, mesh)
     trackers = [WandbRun(c, d) for c, d in zip(configs, run_dirs, strict=True)]
     logs = [MetricsLog(d) for d in run_dirs]
-    iterate = make_iterate(base, network, env.step, num_runs, mesh=mesh)
+    iterate = make_iterate(base, network, env.step, num_runs, mesh=mesh,
+                           reset_step_after_done=env.reset_step_after_done)
     per_call = iterate.iterations_per_call
     label = base.game if num_runs == 1 else f"{base.game} x{num_runs}"
     bar = Progress(base.num_iterations * base.batch_size, start_iteration * base.batch_size,

@@ -34,7 +34,9 @@ def compiled_program(configs: list[TrainConfig]):
     env = make_env(base.env_id, seeds)
     network = make_network(base.network, env.num_actions, base.attn_heads)
     state = init_state(configs, network, *env.reset())
-    compiled = make_iterate(base, network, env.step, len(configs)).lower(state).compile()
+    compiled = make_iterate(base, network, env.step, len(configs),
+                            reset_step_after_done=env.reset_step_after_done)
+    compiled = compiled.lower(state).compile()
     state, m = compiled(state)
     jax.block_until_ready(m)
     return compiled, state, env

@@ -53,7 +53,8 @@ def main() -> None:
     env = make_env(config.env_id, env_seeds(0, config.num_envs))
     network = make_network(config.network, env.num_actions, config.attn_heads)
     state = init_state([config], network, *env.reset())
-    iterate = make_iterate(config, network, env.step, num_runs=1)
+    iterate = make_iterate(config, network, env.step, num_runs=1,
+                           reset_step_after_done=env.reset_step_after_done)
 
     t0 = time.perf_counter()
     compiled = iterate.lower(state).compile()
@@ -93,6 +94,7 @@ def main() -> None:
         obs=jax.random.randint(key, (mb, 4, 84, 84), 0, 255).astype(jnp.uint8),
         actions=jnp.zeros(mb, jnp.int32), log_probs=jnp.full(mb, -1.4),
         values=jnp.zeros(mb), advantages=jax.random.normal(key, (mb,)), returns=jnp.ones(mb),
+        mask=jnp.ones(mb),
     )
 
     @jax.jit

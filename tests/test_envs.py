@@ -93,3 +93,30 @@ def test_unknown_env_id_suggests_close_names():
     validate_env_id("Quadrant-v0")
     with pytest.raises(UserError, match="Breakout-v5"):
         validate_env_id("Breakout-v4")
+
+
+def test_envpool_ignores_the_action_of_the_step_after_a_lost_life():
+    """The premise of `losses.valid_transitions`: two Breakout envs with the same seed play the
+    same scripted actions until a life is lost; at the next step they get different actions, and
+    envpool, which resets on that step, ignores them (same frame, reward 0, not done) — while
+    the same two actions one step later do move the paddle apart."""
+    assert AtariEnv.reset_step_after_done and not QuadrantEnv.reset_step_after_done
+    env = AtariEnv("Breakout-v5", [7, 7])
+    state, obs = env.reset()
+    step = jax.jit(env.step)
+    noop, right, left = 0, 2, 3  # Breakout's minimal action set: NOOP, FIRE, RIGHT, LEFT
+    both = lambda a, b: jnp.array([a, b], jnp.int32)  # noqa: E731
+    for _ in range(500):
+        state, out = step(state, both(noop, noop))
+        if bool(out.done[0]):
+            break
+    assert bool(out.done[0]) and bool(out.done[1]) and not bool(out.game_over[0])
+    state, reset = step(state, both(right, left))  # the reset step: actions ignored
+    np.testing.assert_array_equal(np.asarray(reset.obs[0]), np.asarray(reset.obs[1]))
+    assert np.asarray(reset.reward).tolist() == [0.0, 0.0]
+    assert not np.asarray(reset.done).any()
+    moved = reset
+    for _ in range(3):  # the same actions now act: the paddles separate
+        state, moved = step(state, both(right, left))
+    env.close()
+    assert not np.array_equal(np.asarray(moved.obs[0]), np.asarray(moved.obs[1]))

@@ -13,6 +13,7 @@ from attnjax.losses import (
     attention_entropy,
     gae,
     ppo_loss,
+    valid_transitions,
 )
 from attnjax.networks import init_params, make_network
 
@@ -81,6 +82,7 @@ def _batch(**kw):
         values=jnp.array([1.0, 0.0]),
         advantages=jnp.array([1.0, -1.0]),
         returns=jnp.array([2.0, -1.0]),
+        mask=jnp.ones(2),
     )
     base.update(kw)
     return Minibatch(**base)
@@ -136,3 +138,56 @@ def test_lambda_gradient_reaches_attention_and_conv_params():
         assert float(jnp.abs(g).max()) > 0, path
     # the policy head does not influence attention
     assert float(jnp.abs(grads["head"]["policy"]["kernel"]).max()) == 0
+
+
+def test_valid_transitions_masks_the_reset_step_after_each_done():
+    # dones[t]: obs[t] ended the previous episode, so step t is envpool's reset step
+    dones = jnp.array([[0, 0], [1, 0], [0, 0], [0, 1]], bool)  # [T=4, N=2]
+    np.testing.assert_array_equal(valid_transitions(dones, reset_step_after_done=True),
+                                  [[1, 1], [0, 1], [1, 1], [1, 0]])
+    np.testing.assert_array_equal(valid_transitions(dones, reset_step_after_done=False),
+                                  np.ones((4, 2)))
+
+
+def test_masked_transitions_change_nothing_in_the_loss_or_its_gradient():
+    """A batch with masked rows gives the loss, metrics and gradient of the batch without them,
+    advantage normalization included, however wild the masked rows are."""
+    rng = np.random.default_rng(0)
+    b, a = 12, 4
+    logits = jnp.asarray(rng.normal(size=(b, a)), jnp.float32)
+    values = jnp.asarray(rng.normal(size=b), jnp.float32)
+    attention = jax.nn.softmax(jnp.asarray(rng.normal(size=(b, 49, 2)), jnp.float32), axis=1)
+    attention = attention.reshape(b, 7, 7, 2)
+    mask = np.ones(b, np.float32)
+    mask[[2, 7, 8]] = 0.0
+    advantages = rng.normal(size=b).astype(np.float32)
+    advantages[mask == 0] = 1e3  # would dominate the normalization if counted
+    batch = Minibatch(
+        obs=jnp.zeros((b, 4, 84, 84), jnp.uint8),
+        actions=jnp.asarray(rng.integers(0, a, b), jnp.int32),
+        log_probs=jnp.asarray(rng.normal(size=b) - 1.5, jnp.float32),
+        values=jnp.asarray(rng.normal(size=b), jnp.float32),
+        advantages=jnp.asarray(advantages),
+        returns=jnp.asarray(rng.normal(size=b) * 50, jnp.float32),
+        mask=jnp.asarray(mask),
+    )
+    keep = np.flatnonzero(mask)
+    kept = jax.tree_util.tree_map(lambda x: x[keep], batch)
+    coefs = LossCoefficients(attn_coef=0.005)
+
+    def loss(lg, v, att, mb):
+        return ppo_loss(lg, v, att, mb, coefs)
+
+    full, full_m = loss(logits, values, attention, batch)
+    ref, ref_m = loss(logits[keep], values[keep], attention[keep], kept)
+    assert float(full) == pytest.approx(float(ref), rel=1e-5)
+    for name in ref_m:
+        assert float(full_m[name]) == pytest.approx(float(ref_m[name]), rel=1e-5, abs=1e-7), name
+    grads = jax.grad(lambda *x: loss(*x, batch)[0], argnums=(0, 1, 2))(logits, values, attention)
+    for g in grads:
+        np.testing.assert_array_equal(np.asarray(g)[mask == 0], 0.0)
+    ref_grads = jax.grad(lambda *x: loss(*x, kept)[0], argnums=(0, 1, 2))(
+        logits[keep], values[keep], attention[keep])
+    for g, r in zip(grads, ref_grads, strict=True):
+        # the kept rows' gradients match (the mean is over the same number of rows)
+        np.testing.assert_allclose(np.asarray(g)[keep], np.asarray(r), rtol=1e-4, atol=1e-7)
