@@ -101,6 +101,10 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _run_slice(tree: Any, r: int) -> Any:
+    """Run r's slice of a stacked tree. Once the state is split over a device mesh, pass host
+    copies (`jax.device_get`): indexing a device-sharded array compiles a program with an
+    all-reduce across the devices, which the independent runs never need and which XLA:CPU
+    aborts when one device thread arrives over 40 s late (a busy machine)."""
     return jax.tree_util.tree_map(lambda x: x[r], tree)
 
 
@@ -245,8 +249,9 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
         print(plan(configs).splitlines()[0] + "; compiling the PPO iteration...", flush=True)
 
     def checkpoint(iteration: int) -> None:
+        runs = jax.device_get(state.runs)  # on the host: no cross-device program (_run_slice)
         for r, (checkpointer, config) in enumerate(zip(checkpointers, configs, strict=True)):
-            run = _run_slice(state.runs, r)
+            run = _run_slice(runs, r)
             meta = {"config": config.to_dict(), "iteration": iteration,
                     "global_step": iteration * base.batch_size, "num_actions": env.num_actions,
                     "wandb_run_id": trackers[r].id, "saved_at": time.time()}
@@ -286,8 +291,9 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
                        ent if base.network == "attention" else None)
             final = iteration >= base.num_iterations
             if base.log_images_every and (iteration % base.log_images_every == 0 or final):
+                runs = jax.device_get(state.runs.replace(opt_state=None))  # host, see _run_slice
                 for r in range(num_runs):
-                    _log_attention(network, _run_slice(state.runs, r), run_dirs[r], trackers[r],
+                    _log_attention(network, _run_slice(runs, r), run_dirs[r], trackers[r],
                                    iteration * base.batch_size, configs[r].resolved_run_name)
             if iteration % base.checkpoint_every == 0 or final:
                 checkpoint(iteration)
