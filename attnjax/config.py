@@ -153,12 +153,18 @@ def validate(config: TrainConfig) -> None:
 
 
 def check_out_dir_writable(out_dir: str) -> None:
-    """UserError unless out_dir exists and is writable or can be created."""
-    path = Path(out_dir).resolve()
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    """UserError unless out_dir exists and is writable or can be created (a cheap check that
+    writes nothing; root passes it almost anywhere, so `train._prepare_run_dirs` turns the OS
+    errors of really creating the folders into UserErrors too)."""
+    try:
+        probe = Path(out_dir).resolve()
+        while not probe.exists():
+            probe = probe.parent
+        usable = probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+    except (OSError, RuntimeError) as err:  # no permission to look, a symlink loop
+        raise UserError(f"--out-dir {out_dir} cannot be used ({err}); choose another "
+                        "folder") from None
+    if not usable:
         raise UserError(f"--out-dir {out_dir} is not writable ({probe} is not a writable "
                         "folder); choose another folder")
 

@@ -4,6 +4,7 @@ metrics, W&B and progress, for one run or a lambda x seed grid trained in one pr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -16,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnjax.checkpoints import RunCheckpointer
+from attnjax.checkpoints import CHECKPOINT_DIR, RunCheckpointer
 from attnjax.config import RUN_DEFINING_FIELDS, TrainConfig, check_out_dir_writable, validate
 from attnjax.envs import QUADRANT_ENV_ID, EpisodeStats, env_seeds, make_env
-from attnjax.errors import UserError
+from attnjax.errors import UserError, make_folder, os_error_reason, remove_folders
 from attnjax.networks import make_network
 from attnjax.ppo import (
     LOSS_METRICS,
@@ -115,23 +116,41 @@ def _saved_state(run: RunState) -> dict[str, Any]:
 
 
 def _prepare_run_dirs(configs: list[TrainConfig], resume: bool) -> list[Path]:
+    """Check and create the run folders (with `checkpoints/`), then write each config.json.
+    Any OS error (a parent that cannot be created, a file in the way, no permission, /proc as
+    root) is a UserError naming the path that leaves nothing behind: the folders created here
+    are removed again, and no config.json is written before every folder exists."""
     check_out_dir_writable(configs[0].out_dir)
     dirs = [run_dir_of(c) for c in configs]
-    for run_dir in dirs:
-        has_checkpoints = (run_dir / "checkpoints").is_dir() and any(
-            p.name.isdigit() for p in (run_dir / "checkpoints").iterdir()
-        )
-        if resume and not has_checkpoints:
-            raise UserError(f"--resume {run_dir}: no checkpoint there to resume from; train it "
-                            "anew without --resume")
-        if not resume and has_checkpoints:
-            raise UserError(f"run folder {run_dir} already holds checkpoints; continue it with "
-                            f"--resume {run_dir}, or pick another --out-dir/--run-name")
-    for config, run_dir in zip(configs, dirs, strict=True):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        _write_atomic(run_dir / "config.json", config.to_json() + "\n")
+    created: list[Path] = []
+    run_dir = dirs[0]
+    try:
+        for run_dir in dirs:
+            saved = run_dir / CHECKPOINT_DIR
+            has_checkpoints = saved.is_dir() and any(p.name.isdigit() for p in saved.iterdir())
+            if resume and not has_checkpoints:
+                raise UserError(f"--resume {run_dir}: no checkpoint there to resume from; train "
+                                "it anew without --resume")
+            if not resume and has_checkpoints:
+                raise UserError(f"run folder {run_dir} already holds checkpoints; continue it "
+                                f"with --resume {run_dir}, or pick another --out-dir/--run-name")
+            if (run_dir / "metrics.jsonl").is_dir():
+                raise IsADirectoryError(21, "is a folder", str(run_dir / "metrics.jsonl"))
+        for run_dir in dirs:
+            make_folder(run_dir / CHECKPOINT_DIR, created)
+        for config, run_dir in zip(configs, dirs, strict=True):
+            if not resume:
+                (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            _write_atomic(run_dir / "config.json", config.to_json() + "\n")
+    except OSError as err:
+        for folder in dirs:
+            if folder in created:
+                for name in ("config.json", "config.json.tmp"):
+                    with contextlib.suppress(OSError):
+                        (folder / name).unlink(missing_ok=True)
+        remove_folders(created)
+        raise UserError(f"cannot prepare run folder {run_dir} ({os_error_reason(err)}); choose "
+                        "another --out-dir") from None
     return dirs
 
 

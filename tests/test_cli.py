@@ -63,6 +63,46 @@ def test_unwritable_out_dir(tmp_path):
     assert_one_line_error(proc, "--out-dir", "not writable")
 
 
+def _tree(folder: Path) -> list[tuple[str, bool]]:
+    return sorted((str(p.relative_to(folder)), p.is_dir()) for p in folder.rglob("*"))
+
+
+def _in_the_way(out: Path, what: str) -> None:
+    """Something in the way of preparing the second run folder of the grid below."""
+    second = out / "Quadrant__attn0.5__s0"
+    if what == "file-as-run-folder":
+        out.mkdir()
+        second.write_text("a file where the run folder should be")
+    elif what == "file-as-checkpoints":
+        second.mkdir(parents=True)
+        (second / "checkpoints").write_text("a file")
+    elif what == "folder-as-metrics":
+        (second / "metrics.jsonl").mkdir(parents=True)
+
+
+@pytest.mark.parametrize("what", ["file-as-run-folder", "file-as-checkpoints",
+                                  "folder-as-metrics"])
+def test_os_errors_preparing_run_folders_are_one_line_and_leave_nothing(tmp_path, what):
+    """A grid whose second run folder cannot be prepared: one line naming the path, exit 2,
+    and the first run's folder is not left behind (nor anything else written)."""
+    out = tmp_path / "out"
+    _in_the_way(out, what)
+    before = _tree(tmp_path)
+    proc = run_train(*TINY, "--total-timesteps", "64", "--attn-coef", "0", "0.5",
+                     "--out-dir", str(out))
+    assert_one_line_error(proc, "Quadrant__attn0.5__s0", "--out-dir")
+    assert _tree(tmp_path) == before
+
+
+def test_out_dir_under_proc_is_one_line(tmp_path):
+    """/proc/x cannot be created even by root, whom the writability check lets through."""
+    if not Path("/proc").is_dir():
+        pytest.skip("no /proc on this system")
+    proc = run_train(*TINY, "--out-dir", "/proc/attnjax-test/runs")
+    assert_one_line_error(proc, "/proc/attnjax-test", "--out-dir")
+    assert not Path("/proc/attnjax-test").exists()
+
+
 def test_resume_without_checkpoint(tmp_path):
     proc = run_train("--resume", str(tmp_path))
     assert_one_line_error(proc, "--resume")
