@@ -68,6 +68,9 @@ def configs_from_args(args: argparse.Namespace) -> list[TrainConfig]:
 
 
 def main() -> int:
+    from attnjax.devices import use_cpu_cores_as_devices
+
+    use_cpu_cores_as_devices()  # before JAX runs anything: on CPU, loops="split" uses them
     args = build_parser().parse_args()
     from attnjax.config import check_out_dir_writable, validate
     from attnjax.train import TrainingDiverged, check_grid, plan, train

@@ -14,19 +14,23 @@ import jax.numpy as jnp
 ENTROPY_EPS = 1e-10
 
 
-def attention_entropy(
-    attention: jax.Array, eps: float = ENTROPY_EPS, mask: jax.Array | None = None
-) -> jax.Array:
-    """Sum over heads of each head's entropy over the 7x7 cells, mean over the batch (over the
-    frames where mask [B] is 1, when given).
+def frame_attention_entropy(attention: jax.Array, eps: float = ENTROPY_EPS) -> jax.Array:
+    """[B, 7, 7, K] -> [B]: per frame, the sum over heads of each head's entropy over the cells.
 
-    attention: [B, 7, 7, K], each head summing to 1. `p * log(p + eps)` keeps value and gradient
-    finite where probabilities underflow to 0 (a one-hot map has entropy 0, not NaN).
+    Each head sums to 1. `p * log(p + eps)` keeps value and gradient finite where probabilities
+    underflow to 0 (a one-hot map has entropy 0, not NaN).
     """
     chex.assert_rank(attention, 4)
     p = attention.reshape(attention.shape[0], -1, attention.shape[-1])  # [B, 49, K]
-    per_head = -jnp.sum(p * jnp.log(p + eps), axis=1)  # [B, K]
-    per_frame = jnp.sum(per_head, axis=-1)  # [B]
+    return jnp.sum(-jnp.sum(p * jnp.log(p + eps), axis=1), axis=-1)
+
+
+def attention_entropy(
+    attention: jax.Array, eps: float = ENTROPY_EPS, mask: jax.Array | None = None
+) -> jax.Array:
+    """`frame_attention_entropy` averaged over the batch (over the frames where mask [B] is 1,
+    when given): the term lambda multiplies."""
+    per_frame = frame_attention_entropy(attention, eps)  # [B]
     if mask is None:
         return jnp.mean(per_frame)
     return masked_mean(per_frame, mask)
@@ -107,28 +111,52 @@ def ppo_loss(
 
     logits [B, A], values [B], attention [B, 7, 7, K] or None (nature network).
     """
-    chex.assert_equal_shape([values, batch.values, batch.advantages, batch.returns, batch.mask])
-    mask = batch.mask.astype(jnp.float32)
-    mean = lambda x: masked_mean(x, mask)  # noqa: E731
-    advantages = batch.advantages
-    if coefs.norm_adv:
+    advantages, weights = minibatch_advantages_and_weights(batch.advantages, batch.mask,
+                                                           coefs.norm_adv)
+    return weighted_ppo_loss(logits, values, attention, batch, advantages, weights, coefs)
+
+
+def minibatch_advantages_and_weights(
+    advantages: jax.Array, mask: jax.Array, norm_adv: bool
+) -> tuple[jax.Array, jax.Array]:
+    """(advantages as the loss uses them, row weights) of one whole minibatch, both [B]: the
+    weights are mask / (valid rows), so a weighted sum is the mean over valid transitions."""
+    mask = mask.astype(jnp.float32)
+    if norm_adv:
         advantages = normalize_advantages(advantages, mask)
+    return advantages, mask / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def weighted_ppo_loss(
+    logits: jax.Array,
+    values: jax.Array,
+    attention: jax.Array | None,
+    batch: Minibatch,
+    advantages: jax.Array,
+    weights: jax.Array,
+    coefs: LossCoefficients,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The PPO2 loss and its metrics as weighted sums over rows (advantages [B] already
+    normalized, weights [B] from `minibatch_advantages_and_weights`). Sums split: the loss of a
+    minibatch is the sum of the losses of its parts, so its rows may be spread over devices."""
+    chex.assert_equal_shape([values, batch.values, advantages, batch.returns, weights])
+    total = lambda x: jnp.sum(weights * x)  # noqa: E731
     new_log_probs = categorical_log_prob(logits, batch.actions)
     log_ratio = new_log_probs - batch.log_probs
     ratio = jnp.exp(log_ratio)
     pg_losses = -advantages * ratio
     pg_losses_clipped = -advantages * jnp.clip(ratio, 1.0 - coefs.clip_coef, 1.0 + coefs.clip_coef)
-    policy_loss = mean(jnp.maximum(pg_losses, pg_losses_clipped))
+    policy_loss = total(jnp.maximum(pg_losses, pg_losses_clipped))
 
     values_clipped = batch.values + jnp.clip(
         values - batch.values, -coefs.vf_clip_coef, coefs.vf_clip_coef
     )
-    value_loss = 0.5 * mean(
+    value_loss = 0.5 * total(
         jnp.maximum(jnp.square(values - batch.returns), jnp.square(values_clipped - batch.returns))
     )
-    entropy = mean(categorical_entropy(logits))
+    entropy = total(categorical_entropy(logits))
     loss = policy_loss - coefs.ent_coef * entropy + coefs.vf_coef * value_loss
-    att_entropy = jnp.zeros(()) if attention is None else attention_entropy(attention, mask=mask)
+    att_entropy = jnp.zeros(()) if attention is None else total(frame_attention_entropy(attention))
     loss = loss + coefs.attn_coef * att_entropy
     metrics = {
         "loss": loss,
@@ -137,8 +165,8 @@ def ppo_loss(
         "entropy": entropy,
         "attention_entropy": att_entropy,
         # stable-baselines' PPO2 estimators
-        "approx_kl": 0.5 * mean(jnp.square(log_ratio)),
-        "clipfrac": mean((jnp.abs(ratio - 1.0) > coefs.clip_coef).astype(jnp.float32)),
+        "approx_kl": 0.5 * total(jnp.square(log_ratio)),
+        "clipfrac": total((jnp.abs(ratio - 1.0) > coefs.clip_coef).astype(jnp.float32)),
     }
     return loss, metrics
 

@@ -3,10 +3,14 @@ of clipped-PPO updates, for R runs at once (a lambda x seed grid; a single run i
 
 Pure functions: `init_state` builds the stacked per-run state, `make_iterate` returns one
 jit-compiled function `iterate(state) -> (state, metrics)` doing `iterations_per_call` PPO
-iterations. Execution choices follow DESIGN.md's measured facts:
+iterations. Execution choices follow the measured facts in docs/design.md:
 - loops="unroll": epochs x minibatches unrolled in Python. XLA:CPU runs conv gradients inside a
   scan/while ~13x slower, so this is the CPU default; "scan" (GPU/TPU default) keeps the program
   small.
+- loops="split" (CPU default with several host devices, see `split_devices`): the epochs x
+  minibatches loop runs in Python; each minibatch's rows are split over the host devices (one
+  per core), their loss gradients computed side by side and summed on device 0. No collective
+  is involved (XLA:CPU aborts a collective whose devices arrive 40 s apart on a busy machine).
 - runs_axis="map": the runs' work is laid out one after another in the program (vmapped
   convolutions with different parameters are 1.7x slower on CPU); "vmap" batches them
   (accelerators).
@@ -33,8 +37,10 @@ from attnjax.losses import (
     Minibatch,
     categorical_log_prob,
     gae,
+    minibatch_advantages_and_weights,
     ppo_loss,
     valid_transitions,
+    weighted_ppo_loss,
 )
 from attnjax.networks import init_params
 
@@ -80,12 +86,40 @@ def learning_rate(config: TrainConfig, iteration: jax.Array) -> jax.Array:
     return config.learning_rate * frac
 
 
+def loss_coefficients(config: TrainConfig, attn_coef: jax.Array) -> LossCoefficients:
+    return LossCoefficients(clip_coef=config.clip_coef, vf_clip_coef=config.vf_clip_coef,
+                            ent_coef=config.ent_coef, vf_coef=config.vf_coef,
+                            attn_coef=attn_coef, norm_adv=config.norm_adv)
+
+
+def apply_gradients(tx: optax.GradientTransformation, params: Any, opt_state: Any, grads: Any,
+                    lr: jax.Array) -> tuple[Any, Any]:
+    """One optimizer step at the annealed learning rate -> (params, opt_state)."""
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: -lr * u, updates))
+    return params, opt_state
+
+
+def split_devices(minibatch_size: int, devices: list | None = None) -> list:
+    """The local devices a minibatch's rows are split over: as many as evenly divide it."""
+    devices = list(devices if devices is not None else jax.local_devices())
+    count = max(d for d in range(1, len(devices) + 1) if minibatch_size % d == 0)
+    return devices[:count]
+
+
 def resolve_execution(config: TrainConfig, backend: str | None = None) -> tuple[str, str, int]:
-    """(runs_axis, loops, iterations_per_call) with "auto"/0 resolved for the backend."""
+    """(runs_axis, loops, iterations_per_call) with "auto"/0 resolved for the backend. On CPU
+    the loops are split over host devices when there are several (`use_cpu_cores_as_devices`),
+    else unrolled; "split" runs one iteration per call and its runs one after another."""
     backend = backend or jax.default_backend()
     on_cpu = backend == "cpu"
     runs_axis = config.runs_axis if config.runs_axis != "auto" else ("map" if on_cpu else "vmap")
-    loops = config.loops if config.loops != "auto" else ("unroll" if on_cpu else "scan")
+    loops = config.loops
+    if loops == "auto":
+        several = on_cpu and len(split_devices(config.minibatch_size)) > 1
+        loops = ("split" if several else "unroll") if on_cpu else "scan"
+    if loops == "split":
+        return "map", loops, 1
     per_call = config.iterations_per_call
     if per_call == 0:
         # as many as divide both the checkpoint cadence and the run, up to 8 (1 on CPU, where an
@@ -211,27 +245,18 @@ def make_iterate(
 
     def loss_fn(params: Any, batch: Minibatch, attn_coef: jax.Array) -> tuple[jax.Array, dict]:
         out = network.apply({"params": params}, batch.obs)
-        coefs = LossCoefficients(
-            clip_coef=config.clip_coef,
-            vf_clip_coef=config.vf_clip_coef,
-            ent_coef=config.ent_coef,
-            vf_coef=config.vf_coef,
-            attn_coef=attn_coef,
-            norm_adv=config.norm_adv,
-        )
+        coefs = loss_coefficients(config, attn_coef)
         return ppo_loss(out.logits, out.value, out.attention, batch, coefs)
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
     def minibatch_update(carry: tuple, batch: Minibatch, lr: jax.Array, attn_coef: jax.Array):
-        params, opt_state = carry
-        grads, metrics = grad_fn(params, batch, attn_coef)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: -lr * u, updates))
-        return (params, opt_state), metrics
+        grads, metrics = grad_fn(carry[0], batch, attn_coef)
+        return apply_gradients(tx, *carry, grads, lr), metrics
 
-    def update_run(run: RunState, traj: Rollout) -> tuple[RunState, dict[str, jax.Array]]:
-        """Epochs x minibatches of PPO updates on one run's rollout."""
+    def prepare_run(run: RunState, traj: Rollout) -> tuple[RunState, Minibatch, jax.Array, ...]:
+        """GAE over one run's rollout -> (run with its next key, flat batch [B, ...], minibatch
+        row indices [E * M, mb] in update order, this iteration's learning rate)."""
         last_value = network.apply({"params": run.params}, run.obs).value
         advantages, returns = gae(
             traj.rewards, traj.values, traj.dones, last_value, run.done,
@@ -241,34 +266,37 @@ def make_iterate(
         flat = Minibatch(traj.obs, traj.actions, traj.log_probs, traj.values, advantages, returns,
                          mask)
         flat = jax.tree_util.tree_map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), flat)
-        lr = learning_rate(config, run.iteration)
         key, *epoch_keys = jax.random.split(run.key, config.update_epochs + 1)
         perms = jnp.stack([jax.random.permutation(k, config.batch_size) for k in epoch_keys])
-        # [E, M, mb]: indices of every minibatch in every epoch
-        order = perms.reshape(config.update_epochs, config.num_minibatches, mb_size)
+        order = perms.reshape(config.update_epochs * config.num_minibatches, mb_size)
+        return run.replace(key=key), flat, order, learning_rate(config, run.iteration)
+
+    def finish_run(run: RunState, params: Any, opt_state: Any, loss_metrics: dict,
+                   lr: jax.Array) -> tuple[RunState, dict[str, jax.Array]]:
+        """The run after its updates, and the iteration's metrics."""
+        episodic_return, episodic_length = run.stats.summary()
+        run = run.replace(params=params, opt_state=opt_state, iteration=run.iteration + 1)
+        return run, {**loss_metrics, "learning_rate": lr, "episodic_return": episodic_return,
+                     "episodic_length": episodic_length,
+                     "global_step": run.iteration * config.batch_size}
+
+    def update_run(run: RunState, traj: Rollout) -> tuple[RunState, dict[str, jax.Array]]:
+        """Epochs x minibatches of PPO updates on one run's rollout, inside the program."""
+        run, flat, order, lr = prepare_run(run, traj)
         step = lambda carry, idx: minibatch_update(
             carry, jax.tree_util.tree_map(lambda x: x[idx], flat), lr, run.attn_coef
         )
         carry = (run.params, run.opt_state)
         if loops == "scan":
-            carry, metrics = jax.lax.scan(step, carry, order.reshape(-1, mb_size))
+            carry, metrics = jax.lax.scan(step, carry, order)
             metrics = jax.tree_util.tree_map(jnp.mean, metrics)
         else:
             collected = []
-            for idx in order.reshape(-1, mb_size):
+            for idx in order:
                 carry, m = step(carry, idx)
                 collected.append(m)
             metrics = jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *collected)
-        params, opt_state = carry
-        episodic_return, episodic_length = run.stats.summary()
-        metrics = {
-            **metrics,
-            "learning_rate": lr,
-            "episodic_return": episodic_return,
-            "episodic_length": episodic_length,
-        }
-        run = run.replace(params=params, opt_state=opt_state, key=key, iteration=run.iteration + 1)
-        return run, {**metrics, "global_step": run.iteration * config.batch_size}
+        return finish_run(run, *carry, metrics, lr)
 
     def one_iteration(state: TrainState, _: Any = None) -> tuple[TrainState, dict]:
         runs, env_state, traj = rollout(state.runs, state.env_state)
@@ -281,11 +309,96 @@ def make_iterate(
             return state, jax.tree_util.tree_map(lambda x: x[None], metrics)
         return jax.lax.scan(one_iteration, state, None, length=per_call)
 
+    if loops == "split":
+        if mesh is not None:
+            raise ValueError("loops='split' uses the devices for the minibatch; pass no mesh")
+        return _split_iterate(config, network, tx, num_runs, rollout, prepare_run, finish_run)
     if num_devices > 1:
         iterate = _shard_over_devices(iterate, mesh)
     iterate_jit = jax.jit(iterate, donate_argnums=0)
     iterate_jit.iterations_per_call = per_call  # type: ignore[attr-defined]
     return iterate_jit
+
+
+def _split_iterate(config: TrainConfig, network: nn.Module, tx: optax.GradientTransformation,
+                   num_runs: int, rollout: Callable, prepare_run: Callable,
+                   finish_run: Callable) -> Callable:
+    """`iterate` for loops="split": three compiled programs driven from Python. Device 0
+    runs the rollout and GAE (`prepare`); then for every minibatch each device computes the loss
+    gradient of its share of the rows (`part_gradient`, weighted sums, so the parts add up to
+    the minibatch's gradient exactly) and device 0 sums them and steps the optimizer. Devices
+    only exchange arrays by copies, never by a collective. Runs of a grid go one after another.
+    """
+    devices = split_devices(config.minibatch_size)
+    part = config.minibatch_size // len(devices)
+
+    def prepare(state: TrainState) -> tuple[TrainState, tuple]:
+        runs, env_state, traj = rollout(state.runs, state.env_state)
+
+        def one(run: RunState, traj: Rollout) -> tuple[RunState, tuple]:
+            run, flat, order, lr = prepare_run(run, traj)
+            advantages, weights = jax.vmap(lambda idx: minibatch_advantages_and_weights(
+                flat.advantages[idx], flat.mask[idx], config.norm_adv))(order)  # [E * M, mb]
+            return run, (flat, order, advantages, weights, lr)
+
+        runs, work = map_runs(one, "map", runs, traj)  # work: leading [R]
+        return state.replace(runs=runs, env_state=env_state), work
+
+    def part_gradient(params: Any, flat: Minibatch, order: jax.Array, advantages: jax.Array,
+                      weights: jax.Array, attn_coef: jax.Array, j: jax.Array) -> tuple:
+        """Gradient and metrics (as sums) of this device's rows of minibatch j; order,
+        advantages, weights: [E * M, part]."""
+        batch = jax.tree_util.tree_map(lambda x: x[order[j]], flat)
+
+        def loss(p: Any) -> tuple[jax.Array, dict]:
+            out = network.apply({"params": p}, batch.obs)
+            return weighted_ppo_loss(out.logits, out.value, out.attention, batch, advantages[j],
+                                     weights[j], loss_coefficients(config, attn_coef))
+
+        return jax.grad(loss, has_aux=True)(params)
+
+    def apply_parts(params: Any, opt_state: Any, parts: list, lr: jax.Array) -> tuple:
+        grads = jax.tree_util.tree_map(lambda *g: sum(g[1:], g[0]), *parts)
+        return apply_gradients(tx, params, opt_state, grads, lr)
+
+    def finish(state: TrainState, params: Any, opt_state: Any, metrics: dict,
+               lr: jax.Array) -> tuple[TrainState, dict]:
+        runs, out = map_runs(finish_run, "map", state.runs, params, opt_state, metrics, lr)
+        return state.replace(runs=runs), jax.tree_util.tree_map(lambda x: x[None], out)
+
+    prepare_jit = jax.jit(prepare, donate_argnums=0)
+    gradient_jit, apply_jit = jax.jit(part_gradient), jax.jit(apply_parts)
+    finish_jit = jax.jit(finish, donate_argnums=0)
+    stack = lambda trees: jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)  # noqa: E731
+
+    def iterate(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        state, (flat, order, advantages, weights, lr) = prepare_jit(state)
+        all_params, all_opt, all_metrics = [], [], []
+        for r in range(num_runs):
+            pick = lambda tree, r=r: jax.tree_util.tree_map(lambda x: x[r], tree)  # noqa: E731
+            params, opt_state = pick(state.runs.params), pick(state.runs.opt_state)
+            rows = [slice(d * part, (d + 1) * part) for d in range(len(devices))]
+            shares = [jax.device_put((pick(flat), order[r, :, s], advantages[r, :, s],
+                                      weights[r, :, s], state.runs.attn_coef[r]), device)
+                      for device, s in zip(devices, rows, strict=True)]
+            run_metrics = []
+            for j in range(order.shape[1]):
+                outs = [gradient_jit(params if d == 0 else jax.device_put(params, device),
+                                     *shares[d], j) for d, device in enumerate(devices)]
+                grads = [jax.device_put(g, devices[0]) for g, _ in outs]
+                run_metrics.append([m for _, m in outs])
+                params, opt_state = apply_jit(params, opt_state, grads, lr[r])
+            all_params.append(params)
+            all_opt.append(opt_state)
+            all_metrics.append(run_metrics)
+        host = jax.device_get(all_metrics)  # [R][E * M][devices] dicts of scalars
+        metrics = {k: np.array([np.mean([sum(m[k] for m in parts) for parts in run])
+                                for run in host], np.float32) for k in LOSS_METRICS}
+        return finish_jit(state, stack(all_params), stack(all_opt), metrics, lr)
+
+    iterate.iterations_per_call = 1  # type: ignore[attr-defined]
+    iterate.devices = devices  # type: ignore[attr-defined]
+    return iterate
 
 
 RUNS_AXIS = "runs"

@@ -29,6 +29,7 @@ from attnjax.ppo import (
     device_mesh,
     init_state,
     make_iterate,
+    resolve_execution,
     shard_state,
 )
 from attnjax.tracking import (
@@ -243,7 +244,8 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     num_runs = len(configs)
     # envpool's XLA step misbehaves when several device programs step pools concurrently
     # (seen with 2 forced host devices: diverging results), so only pure-JAX envs are sharded
-    shardable = base.env_id == QUADRANT_ENV_ID
+    # (with loops="split" the devices share each minibatch instead)
+    shardable = base.env_id == QUADRANT_ENV_ID and resolve_execution(base)[1] != "split"
     mesh = device_mesh(num_runs) if shardable else None
     envs, env_state, obs = make_env_pools(configs, 1 if mesh is None else mesh.size)
     env = envs[0]
