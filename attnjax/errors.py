@@ -38,20 +38,26 @@ def make_folder(folder: str | os.PathLike, created: list[Path] | None = None) ->
     return created
 
 
-def writable_folder(folder: str | os.PathLike, flag: str) -> Path:
+def writable_folder(folder: str | os.PathLike, flag: str, given: str | None = None) -> Path:
     """Create `folder` (with its parents) if needed and prove that a file can be written in it
     by creating and removing one: root passes `os.access` almost everywhere (/proc, /sys).
-    Any OS error becomes a one-line UserError naming the path, and the folders created here
-    are removed again, so a failed check leaves nothing behind."""
+    Any OS error becomes a one-line UserError naming the path (`given`: what the flag said,
+    default the folder), and the folders created here are removed again, so a failed check
+    leaves nothing behind."""
     folder = Path(folder)
     created: list[Path] = []
     try:
         make_folder(folder, created)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".attnjax-probe-")
-        os.close(fd)
-        os.unlink(probe)
     except OSError as err:
         remove_folders(created)
-        raise UserError(f"{flag}: cannot write to {folder} ({os_error_reason(err)}); choose "
-                        f"another {flag}") from None
-    return folder
+        reason = os_error_reason(err)
+    else:
+        try:
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".attnjax-probe-")
+            os.close(fd)
+            os.unlink(probe)
+            return folder
+        except OSError as err:
+            remove_folders(created)
+            reason = f"no file can be created in {folder}: {err.strerror or err}"
+    raise UserError(f"{flag} {given or folder}: {reason}; choose another {flag}")

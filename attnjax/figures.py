@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.errors import UserError
+from attnjax.errors import UserError, writable_folder
 
 # The paper's column order; other games follow alphabetically.
 PAPER_GAMES = ("BeamRider", "Breakout", "Enduro", "Frostbite", "MsPacman", "Seaquest")
@@ -545,11 +545,7 @@ def make_figures(run_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     runs = load_runs(run_paths)
     summary = summarize(runs, final_window_frac, grid_points)
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create --out {out} ({err.strerror}); choose another folder") \
-            from None
+    writable_folder(out, "--out")
     written: list[Path] = []
     plt = _pyplot()
     for name, plot in (("reward_curves", plot_reward_curves),

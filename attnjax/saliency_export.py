@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.errors import UserError
+from attnjax.errors import UserError, writable_folder
 from attnjax.saliency import (
     MAGNITUDES,
     METHODS,
@@ -110,12 +110,7 @@ def check_out_path(out: str | Path) -> Path:
         raise UserError(f"--out must end in .npz, got {out}")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name ending in .npz")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create the folder of --out {out}: {err.strerror}") from None
-    if not os.access(out.parent, os.W_OK):
-        raise UserError(f"cannot write to {out.parent}; choose another --out")
+    writable_folder(out.parent, "--out", str(out))
     return out
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.errors import UserError
+from attnjax.errors import UserError, writable_folder
 from attnjax.render import (
     OVERLAY_SCALES,
     Frame,
@@ -225,12 +225,9 @@ def _check_args(args: argparse.Namespace) -> Path:
         raise UserError(f"--overlay-gain must be positive, got {args.overlay_gain}")
     if not args.fps > 0:
         raise UserError(f"--fps must be positive, got {args.fps}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if args.stills:
-            Path(args.stills).mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create output folder: {err}") from None
+    writable_folder(out.parent, "--out", str(out))
+    if args.stills:
+        writable_folder(args.stills, "--stills")
     return out
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.errors import UserError
+from attnjax.errors import UserError, writable_folder
 from attnjax.relevance import (
     LAYERS,
     LEAF_LAYERS,
@@ -451,8 +451,11 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"--out {out} should end in .html; the viewer is one HTML file")
-    if not out.parent.exists():
-        raise UserError(f"folder {out.parent} of --out does not exist; create it first")
+    writable_folder(out.parent, "--out", str(out))
+    if args.json:
+        writable_folder(Path(args.json).parent, "--json", args.json)
+    if args.png:
+        writable_folder(args.png, "--png")
     agent = load_agent(args.run)
     if agent.config.network != "attention":
         raise UserError(

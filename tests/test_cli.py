@@ -120,6 +120,37 @@ def finished_run(tmp_path_factory):
     return out / "Quadrant__attn0__s0"
 
 
+VISUALIZE_OUTS = [
+    # (command, flags, the output that cannot be written, what the error names)
+    ("saliency", ["--run", "{run}"], ["--out", "/proc/attnjax-test.npz"], "/proc"),
+    ("video", ["--run", "{run}", "--frames", "2"], ["--out", "/proc/attnjax-test.mp4"], "/proc"),
+    ("tree", ["--run", "{run}", "--frames", "2"], ["--out", "/proc/attnjax-test/t.html"],
+     "/proc/attnjax-test"),
+    ("tree", ["--run", "{run}", "--frames", "2", "--out", "{tmp}/t.html"],
+     ["--json", "{tmp}/a-file/t.json"], "a-file"),
+    ("figures", ["--runs", "{runs}"], ["--out", "/proc"], "/proc"),
+]
+
+
+@pytest.mark.parametrize(("command", "flags", "out", "names"), VISUALIZE_OUTS,
+                         ids=[f"{c}{o[0]}" for c, _, o, _ in VISUALIZE_OUTS])
+def test_visualize_output_that_cannot_be_written_is_one_line(finished_run, tmp_path, command,
+                                                             flags, out, names):
+    """Each command's output path is proven writable (a file created and removed) before any
+    work: root passes permission checks in /proc, where nothing can be created."""
+    if not Path("/proc").is_dir():
+        pytest.skip("no /proc on this system")
+    (tmp_path / "a-file").write_text("not a folder")
+    before = _tree(tmp_path)
+    fill = {"run": str(finished_run), "runs": str(finished_run.parent), "tmp": str(tmp_path)}
+    args = [a.format(**fill) for a in [command, *flags, *out]]
+    proc = subprocess.run([sys.executable, str(ROOT / "visualize.py"), *args],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert_one_line_error(proc, out[0], out[1].format(**fill), names)
+    assert _tree(tmp_path) == before
+    assert not Path("/proc/attnjax-test").exists()
+
+
 def test_resume_refuses_flags_that_change_the_run(finished_run):
     proc = run_train("--resume", str(finished_run), "--attn-coef", "0.5")
     assert_one_line_error(proc, "--attn-coef", "meaning")
