@@ -32,3 +32,55 @@ def run_cli(main: Callable[[], int | None]) -> None:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     raise SystemExit(code or 0)
+
+
+PRESETS = ("attnjax", "paper")
+
+
+def add_preset_argument(parser: argparse.ArgumentParser, flags: str, paper: str) -> None:
+    """`--preset attnjax|paper`: a named set of defaults for some of a tool's flags. flags:
+    which ones; paper: what the paper preset sets (both for the help text)."""
+    parser.add_argument("--preset", default="attnjax", choices=PRESETS,
+                        help=f"defaults of {flags}: attnjax (default) or paper ({paper}); a "
+                             "flag given explicitly wins over the preset")
+
+
+def preset_values(args: argparse.Namespace, table: dict[str, dict[str, object]]) -> dict:
+    """The values of the preset `args.preset` from `table` (preset -> {flag: value}), each
+    replaced by the flag's value where the flag was given (flags of a preset default to None;
+    a namespace without `preset` gets the attnjax preset)."""
+    preset = table[getattr(args, "preset", "attnjax")]
+    return {name: value if getattr(args, name, None) is None else getattr(args, name)
+            for name, value in preset.items()}
+
+
+def _int_at_least(low: int, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(1, text)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(0, text)
+
+
+def counts(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated positive integers such as 4,3,2,2."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive counts such as 4,3,2,2, got {text!r}")
+    return values

@@ -11,7 +11,8 @@ attention head's 7x7 map and follows the chain
     conv2 (y, x, c)         <- conv1 (4x4 field, 32 channels)
     conv1 (y, x, c)         <- input pixels (8x8 field, 4 stacked frames)
 
-keeping the strongest few inputs of every node (fewer the deeper it goes, as the original did).
+keeping the strongest few inputs of every node (fewer the deeper it goes, as the original did;
+`attnjax.presets.TREE_PRESETS["paper"]` reproduces the original's own selection).
 The L2 normalisation of c3 is a per-cell scale: a conv3 node carries the normalised activation
 (what a1 sees), its children explain its raw pre-activation. Every node records its layer,
 (y, x, channel), activation, pre-activation, relevance to its parent, the sum of all its inputs'
@@ -42,6 +43,7 @@ SCHEMA_VERSION = 1
 LAYERS = ("attention", "a1", "conv3", "conv2", "conv1", "input")
 LEAF_LAYERS = LAYERS[1:]
 RANK_MODES = ("signed", "abs")
+ROOT_MODES = ("local", "top")
 
 
 @dataclass(frozen=True)
@@ -136,11 +138,14 @@ def peak_mask(attention: Any) -> np.ndarray:
     return mask
 
 
-def attention_peaks(attention: Any, num_peaks: int, min_ratio: float = 0.0) -> Peaks:
-    """The `num_peaks` strongest local maxima of each head, ranked by attention weight (ties:
-    raster order). A peak weaker than `min_ratio` x its head's maximum is marked invalid."""
+def attention_peaks(attention: Any, num_peaks: int, min_ratio: float = 0.0,
+                    mode: str = "local") -> Peaks:
+    """The `num_peaks` strongest local maxima of each head (mode "top": the strongest cells,
+    neighbours allowed, as the original's `peak_local_max(min_distance=0)`), ranked by
+    attention weight (ties: raster order). A peak weaker than `min_ratio` x its head's maximum
+    is marked invalid."""
     a = np.asarray(attention, dtype=np.float64)
-    mask = peak_mask(a)
+    mask = peak_mask(a) if mode == "local" else np.ones(a.shape, bool)
     b, h, w, k = a.shape
     flat = np.moveaxis(a, 3, 1).reshape(b, k, h * w)
     flat_mask = np.moveaxis(mask, 3, 1).reshape(b, k, h * w)
@@ -166,7 +171,11 @@ class TreeConfig:
     (most positive) relevances, "abs" the largest in magnitude; min_peak_ratio: drop peaks
     weaker than this fraction of their head's maximum (0.1: a sharpened head's stray 1e-3
     maxima are noise that would triple the tree). Inputs with zero relevance (inactive
-    units) are never kept.
+    units) are never kept. roots: "local" (local maxima of each head) or "top" (each head's
+    highest cells, neighbours allowed, as the original's peak_local_max(min_distance=0)).
+    channels: 0 = every input competes; n > 0 = as the original's `filter_k`, only the n
+    channels with the largest (ranked) relevance offer children, each its `channel_peaks`
+    best cells (per depth, the last number repeats), of which the `branching` best are kept.
     """
 
     num_peaks: int = 2
@@ -174,9 +183,18 @@ class TreeConfig:
     leaf_layer: str = "conv1"
     rank: str = "signed"
     min_peak_ratio: float = 0.1
+    roots: str = "local"
+    channels: int = 0
+    channel_peaks: tuple[int, ...] = (1,)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "branching", tuple(int(b) for b in self.branching))
+        object.__setattr__(self, "channel_peaks", tuple(int(b) for b in self.channel_peaks))
+        if self.roots not in ROOT_MODES:
+            raise UserError(f"--roots must be one of {', '.join(ROOT_MODES)}, got {self.roots!r}")
+        if self.channels < 0 or not self.channel_peaks or min(self.channel_peaks) < 1:
+            raise UserError(f"--channels must be >= 0 and --channel-peaks positive counts, got "
+                            f"{self.channels} and {self.channel_peaks}")
         if self.num_peaks < 1:
             raise UserError(f"--peaks must be at least 1, got {self.num_peaks}")
         if not self.branching or min(self.branching) < 1:
@@ -200,6 +218,13 @@ class TreeConfig:
     def keep(self, depth: int) -> int:
         """Children kept by a node `depth` levels below the peak (0: the peak itself)."""
         return self.branching[min(depth, len(self.branching) - 1)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def cells(self, depth: int) -> int:
+        """With `channels`: candidate cells per channel of a node `depth` levels below the peak."""
+        return self.channel_peaks[min(depth, len(self.channel_peaks) - 1)]
 
 
 @dataclass(frozen=True)
@@ -248,6 +273,19 @@ def _params_of(params: Mapping[str, Any], path: tuple[str, ...]) -> tuple[np.nda
     for name in path:
         module = module[name]
     return np.asarray(module["kernel"]), np.asarray(module["bias"])
+
+
+def _channel_candidates(key: np.ndarray, channels: int, cells: int) -> np.ndarray:
+    """bool [N, k*k*C] of N nodes' inputs [N, k, k, C] ranked by `key`: the `cells` highest
+    cells of each of the `channels` channels with the highest maximum (the original's
+    k_means.filter_k, channel by channel; ties: lower index)."""
+    n, c = key.shape[0], key.shape[-1]
+    flat = key.reshape(n, -1, c)  # [N, k*k, C]
+    top = np.argsort(-flat.max(axis=1), axis=1, kind="stable")[:, :channels]  # [N, channels]
+    chosen = np.zeros((n, c), bool)
+    np.put_along_axis(chosen, top, True, axis=1)
+    rank = np.argsort(np.argsort(-flat, axis=1, kind="stable"), axis=1, kind="stable")
+    return ((rank < cells) & chosen[:, None, :]).reshape(n, -1)
 
 
 def _value(activations: Mapping[str, np.ndarray], attention: np.ndarray, key: str) -> np.ndarray:
@@ -331,7 +369,7 @@ def relevance_trees(
     attention = np.asarray(output.attention)
     acts = {key: np.asarray(v) for key, v in output.activations.items()}
     num_frames = attention.shape[0]
-    peaks = attention_peaks(attention, config.num_peaks, config.min_peak_ratio)
+    peaks = attention_peaks(attention, config.num_peaks, config.min_peak_ratio, config.roots)
 
     frame, head, rank = np.nonzero(peaks.valid)  # row-major: frame, then head, then rank
     levels = [
@@ -354,10 +392,16 @@ def relevance_trees(
         contrib = contrib4.reshape(len(level.frame), -1)
         level.input_total = contrib.sum(axis=1)
         key = contrib if config.rank == "signed" else np.abs(contrib)
+        if config.channels:
+            candidates = _channel_candidates(key.reshape(contrib4.shape), config.channels,
+                                             config.cells(depth))
+            key = np.where(candidates, key, -np.inf)
         keep = min(config.keep(depth), contrib.shape[1])
         order = np.argsort(-key, axis=1, kind="stable")[:, :keep]  # ties: lower flat index
         chosen = np.take_along_axis(contrib, order, axis=1)
-        parent, child_rank = np.nonzero(chosen != 0.0)  # inactive inputs explain nothing
+        # inactive inputs explain nothing; non-candidates are never kept
+        kept = (chosen != 0.0) & (np.take_along_axis(key, order, axis=1) > -np.inf)
+        parent, child_rank = np.nonzero(kept)
         dy, dx, cin = np.unravel_index(order[parent, child_rank], contrib4.shape[1:])
         levels.append(
             _Level(
@@ -446,7 +490,7 @@ def node_to_dict(node: Node, digits: int | None = None) -> dict[str, Any]:
 def tree_to_dict(tree: RelevanceTree, digits: int | None = None) -> dict[str, Any]:
     """One frame's trees as plain JSON types (see `trees_to_json`)."""
     return {
-        "config": {**asdict(tree.config), "branching": list(tree.config.branching)},
+        "config": tree.config.to_dict(),
         "attention": [[[_round(float(v), digits) for v in cell] for cell in row]
                       for row in np.asarray(tree.attention).tolist()],
         "roots": [node_to_dict(r, digits) for r in tree.roots],
@@ -463,7 +507,7 @@ def node_from_dict(d: Mapping[str, Any]) -> Node:
 
 
 def tree_from_dict(d: Mapping[str, Any]) -> RelevanceTree:
-    config = TreeConfig(**{**d["config"], "branching": tuple(d["config"]["branching"])})
+    config = TreeConfig(**d["config"])
     return RelevanceTree(
         roots=tuple(node_from_dict(r) for r in d["roots"]),
         attention=np.asarray(d["attention"], dtype=np.float32),

@@ -18,13 +18,15 @@ run through its own `apply`: it receives `x * 255` as float32, which `preprocess
 again, so nothing of the network is re-implemented here.
 
 Targets, scalars per frame, from the attention tensor `[7, 7, K]` (`layer="attention"`, the
-softmax weights, as the original; `layer="attention_logits"`, the pre-softmax logits):
+softmax weights; `layer="attention_logits"`, the pre-softmax logits, the original's `a2`):
 `max` (max over cells and heads), `sum_max` (max over cells of the sum over heads), `max_sum`
-(sum over heads of each head's max over cells; the default, as the original), `sum` (sum of
-everything). Note: the softmax weights of each head sum to 1, so `sum` of `attention` is the
-constant K and its gradient is zero up to rounding; use it with `attention_logits`. Besides:
-`action` (the logit of the greedy action, the argmax of the logits of the un-noised frame, kept
-fixed across the noisy copies) and `value`.
+(sum over heads of each head's max over cells; attnjax's default; in the original only a class
+default that its scripts overrode), `sum` (sum of everything: what the paper ran, on `a2`).
+Note: the softmax weights of each head sum to 1, so `sum` of `attention` is the constant K and
+its gradient is zero up to rounding; use it with `attention_logits`. Besides: `action` (the
+logit of the greedy action, the argmax of the logits of the un-noised frame, kept fixed across
+the noisy copies) and `value`. The paper's settings: `attnjax.presets.SALIENCY_PRESETS`;
+where the original's own code differed: docs/saliency_and_videos.md.
 
 Execution. One compiled function takes a chunk of F frames: `jax.vmap` over frames draws each
 frame's noisy copies (its own PRNG key from `jax.random.split` of the one key, so results do not
@@ -42,7 +44,7 @@ sharing each convolution. Chunks hold as many frames per device as `memory_budge
 (estimated from the activation sizes of one forward pass; on CPU one frame per device); the
 last chunk is padded to the same size, so there is one compilation.
 The loop over chunks is in Python on purpose: on XLA:CPU convolution gradients inside
-`lax.map`/`scan` run many times slower (DESIGN.md).
+`lax.map`/`scan` run many times slower (docs/design.md).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ TARGETS = (*ATTENTION_TARGETS, "action", "value")
 LAYERS = ("attention", "attention_logits")
 MAGNITUDES = ("square", "abs")
 SIGMA_SCOPES = ("batch", "frame")
+STACKS = ("max", "newest")  # how a map of the 4 stacked frames becomes the one map shown
 OBS_SHAPE = (4, 84, 84)
 FLOAT_BYTES = 4
 # XLA:CPU computes network gradients fastest over small batches: one frame's 50 gradients
@@ -119,23 +122,6 @@ def use_cpu_cores_as_devices(count: int | None = None) -> None:
         jax.config.update("jax_num_cpu_devices", count or usable_cores())
 
 
-def add_saliency_arguments(parser: Any, spread_of: str) -> None:
-    """The command-line flags every saliency-computing tool shares (`visualize.py saliency`,
-    `visualize.py video --saliency`): target, layer, samples, spread, memory budget.
-    spread_of: what the noise range is measured over, for --spread's help."""
-    parser.add_argument("--target", default="max_sum", choices=TARGETS,
-                        help="scalar to differentiate (default max_sum, as the original)")
-    parser.add_argument("--layer", default="attention", choices=LAYERS,
-                        help="attention (softmax weights, default) or attention_logits")
-    parser.add_argument("--samples", type=int, default=50,
-                        help="noisy copies per frame for smoothgrad/vargrad (default 50)")
-    parser.add_argument("--spread", type=float, default=0.15,
-                        help=f"noise std as a fraction of {spread_of} (default 0.15)")
-    parser.add_argument("--memory-budget-mb", type=float, default=2048.0,
-                        help="memory one compiled chunk may use per device; CPU host devices share "
-                             "theirs (default 2048)")
-
-
 @dataclass(frozen=True)
 class SaliencyConfig:
     """What to compute.
@@ -143,10 +129,11 @@ class SaliencyConfig:
     methods: any of gradient, smoothgrad, vargrad. target: see the module docstring. layer:
     attention (softmax weights) or attention_logits. samples: N noisy copies. spread: sigma as
     a fraction of the input's range. magnitude: square (as the paper) or abs of the gradient.
-    sigma_scope: batch (one sigma from the range over all frames given, as the original) or
-    frame (each frame's own range). clean_first: make the first of the N copies noise-free,
-    as the original code did. memory_budget_mb: memory one chunk may use on each device
-    (host devices of a CPU share it).
+    sigma_scope: batch (one sigma from the range over all frames given; the original's batch
+    was the 9 envs of one step) or frame (each frame's own range). clean_first: make the first
+    of the N copies noise-free, as the original code did. stack: the map `aggregate` shows of
+    the 4 stacked frames: their max, or the newest (as the original drew it).
+    memory_budget_mb: memory one chunk may use on each device (host devices of a CPU share it).
     """
 
     methods: tuple[str, ...] = METHODS
@@ -157,6 +144,7 @@ class SaliencyConfig:
     magnitude: str = "square"
     sigma_scope: str = "batch"
     clean_first: bool = False
+    stack: str = "max"
     memory_budget_mb: float = 2048.0
 
     def __post_init__(self) -> None:
@@ -173,6 +161,7 @@ class SaliencyConfig:
         _check_choice("--layer", self.layer, LAYERS)
         _check_choice("--magnitude", self.magnitude, MAGNITUDES)
         _check_choice("--sigma-scope", self.sigma_scope, SIGMA_SCOPES)
+        _check_choice("--stack", self.stack, STACKS)
         if self.samples < 1:
             raise UserError(f"--samples must be at least 1, got {self.samples}")
         if not (math.isfinite(self.spread) and self.spread >= 0):
@@ -560,7 +549,8 @@ class SaliencyResult:
     """Saliency of B frames, host arrays.
 
     maps: method -> [B, 4, 84, 84] (per stacked frame, newest last); `aggregate(method)` ->
-    [B, 84, 84], the max over the 4 stacked frames. target: [B] the target at the clean frame.
+    [B, 84, 84], the max over the 4 stacked frames or the newest (`config.stack`). target:
+    [B] the target at the clean frame.
     attention: [B, 7, 7, K] (None without attention); logits [B, A]; values [B];
     greedy_actions [B] (argmax of the logits: the `action` target's action); sigma [B] (noise
     std per frame, [0, 1] input units); chunk_frames: frames per compiled call.
@@ -577,7 +567,8 @@ class SaliencyResult:
     chunk_frames: int
 
     def aggregate(self, method: str) -> np.ndarray:
-        return self.maps[method].max(axis=1)
+        maps = self.maps[method]
+        return maps[:, -1] if self.config.stack == "newest" else maps.max(axis=1)
 
 
 def to_unit(obs: Any) -> np.ndarray:

@@ -22,18 +22,18 @@ from typing import Any
 import numpy as np
 
 from attnjax.errors import UserError, writable_folder
+from attnjax.presets import add_saliency_arguments, saliency_config_from_args
 from attnjax.saliency import (
     MAGNITUDES,
     METHODS,
     SIGMA_SCOPES,
     SaliencyConfig,
-    add_saliency_arguments,
 )
 
 FORMAT = "attnjax-saliency"
 FORMAT_VERSION = 1
 
-# key -> (description, shape); `<method>` and `<method>_max` are added per method
+# key -> (description, shape); `<method>` and `<method>_<stack>` are added per method
 KEYS = {
     "obs": ("uint8 observations the network received (4 stacked 84x84 frames, newest last)",
             "[N, 4, 84, 84]"),
@@ -56,8 +56,10 @@ KEYS = {
 }
 METHOD_KEYS = {
     "{m}": ("float32 {m} map per stacked frame, w.r.t. obs / 255", "[N, 4, 84, 84]"),
-    "{m}_max": ("float32 {m} map, max over the 4 stacked frames", "[N, 84, 84]"),
+    "{m}_{stack}": ("float32 {m} map, {what}", "[N, 84, 84]"),  # --stack max or newest
 }
+STACK_MEANING = {"max": "max over the 4 stacked frames",
+                 "newest": "of the newest stacked frame (as the original drew it)"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,8 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_saliency_arguments(parser, "the input range (see --sigma-scope)")
     parser.add_argument("--sigma-scope", default="batch", choices=SIGMA_SCOPES,
                         help="input range over all frames (batch, default) or each frame's own")
-    parser.add_argument("--magnitude", default="square", choices=MAGNITUDES,
-                        help="square (default, as the paper) or abs of the gradient")
+    parser.add_argument("--magnitude", default=None, choices=MAGNITUDES,
+                        help="square (both presets, as the paper) or abs of the gradient")
     parser.add_argument("--clean-first", action="store_true",
                         help="first noisy copy without noise, as the original code")
     parser.add_argument("--seed", type=int, default=0,
@@ -96,12 +98,8 @@ def parse_methods(text: str) -> tuple[str, ...]:
 
 
 def config_from_args(args: argparse.Namespace) -> SaliencyConfig:
-    return SaliencyConfig(
-        methods=parse_methods(args.methods), target=args.target, layer=args.layer,
-        samples=args.samples, spread=args.spread, magnitude=args.magnitude,
-        sigma_scope=args.sigma_scope, clean_first=args.clean_first,
-        memory_budget_mb=args.memory_budget_mb,
-    )
+    return saliency_config_from_args(args, methods=parse_methods(args.methods),
+                                     sigma_scope=args.sigma_scope, clean_first=args.clean_first)
 
 
 def check_out_path(out: str | Path) -> Path:
@@ -178,13 +176,15 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def key_table(methods: tuple[str, ...], has_attention: bool = True) -> dict[str, str]:
+def key_table(methods: tuple[str, ...], has_attention: bool = True,
+              stack: str = "max") -> dict[str, str]:
     """Every key an export holds -> "description, shape"."""
     table = {k: f"{d} {s}" for k, (d, s) in KEYS.items()
              if has_attention or k != "attention"}
+    what = STACK_MEANING[stack]
     for m in methods:
         for pattern, (d, s) in METHOD_KEYS.items():
-            table[pattern.format(m=m)] = f"{d.format(m=m)} {s}"
+            table[pattern.format(m=m, stack=stack)] = f"{d.format(m=m, what=what)} {s}"
     return table
 
 
@@ -212,7 +212,8 @@ def build_arrays(frames: dict[str, np.ndarray], result: Any) -> dict[str, np.nda
         arrays["attention"] = np.asarray(result.attention, np.float32)
     for method, maps in result.maps.items():
         arrays[method] = np.asarray(maps, np.float32)
-        arrays[f"{method}_max"] = np.asarray(maps, np.float32).max(axis=1)
+        arrays[f"{method}_{result.config.stack}"] = np.asarray(result.aggregate(method),
+                                                               np.float32)
     return arrays
 
 
@@ -278,7 +279,7 @@ def export(agent: Any, config: SaliencyConfig, out: str | Path, *, frames: int |
         "warmup": warmup if obs_file is None else None,
         "stride": stride if obs_file is None else None,
         "screens": "env" if "screens" in data else "grey copies of obs[:, -1]",
-        "keys": key_table(config.methods, result.attention is not None),
+        "keys": key_table(config.methods, result.attention is not None, config.stack),
         "seconds": round(time.monotonic() - t0, 2),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
@@ -298,5 +299,6 @@ def main(args: argparse.Namespace) -> int:
                   chunk_frames=args.chunk_frames, progress=not args.no_progress)
     size_mb = out.stat().st_size / 2**20
     print(f"wrote {out} ({meta['frames']} frames, {', '.join(config.methods)}, target "
-          f"{config.target}, {size_mb:.1f} MB, {meta['seconds']:.1f} s)")
+          f"{config.target} of {config.layer}, preset {args.preset}, {size_mb:.1f} MB, "
+          f"{meta['seconds']:.1f} s)")
     return 0

@@ -8,17 +8,19 @@ the bottom row is the 84x84 observation the network received (newest of
 the 4 stacked frames). All runs play in lockstep from the same env seed, so they start the same
 game; by default each plays one full game (all lives) and a finished run shows its last frame
 until every run has finished or --frames is reached. --saliency smoothgrad (or gradient,
-vargrad) draws that saliency map over both rows instead of the rectangles. MP4 through
-imageio-ffmpeg (H.264, yuv420p); --stills DIR also writes PNG frames.
+vargrad) draws that saliency map over both rows instead of the rectangles. --style paper
+draws as the original's enjoy.py did (`paper_attention_map`, `paper_scale`, `blend_paper`).
+MP4 through imageio-ffmpeg (H.264, yuv420p); --stills DIR also writes PNG frames.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,13 @@ from typing import Any
 import numpy as np
 
 from attnjax.errors import UserError, writable_folder
+from attnjax.networks import GRID
+from attnjax.presets import add_saliency_arguments, saliency_config_from_args
 from attnjax.render import (
     OVERLAY_SCALES,
     Frame,
     ProgressBar,
+    conv_geometry,
     draw_attention,
     draw_heatmap,
     draw_text,
@@ -37,11 +42,13 @@ from attnjax.render import (
     head_color,
     pad_to_multiple,
     play,
+    resize_nearest,
     upscale,
 )
-from attnjax.saliency import METHODS, add_saliency_arguments
+from attnjax.saliency import METHODS
 
 SALIENCY_CHOICES = ("none", *METHODS)
+STYLES = ("attnjax", "paper")
 BACKGROUND = (18, 18, 22)
 GAP = 6  # pixels between panels and between rows
 
@@ -54,6 +61,7 @@ class Layout:
     scale: int
     overlay_scale: str = "absolute"
     overlay_gain: float = 3.0
+    style: str = "attnjax"
 
     @property
     def width(self) -> int:
@@ -101,6 +109,34 @@ def run_label(agent: Any) -> str:
     return f"{what} · seed {config.seed} · {agent.step / 1e6:.2f}M steps"
 
 
+def paper_attention_map(attention: np.ndarray) -> np.ndarray:
+    """[7, 7, K] attention -> [84, 84] as the original drew it: the heads summed, each cell's
+    value spread over its receptive field (36 x 36 at stride 8, overlapping: the transposed
+    convolution of the sum with a 36 x 36 kernel of ones). Heads padded with NaN are skipped."""
+    summed = np.nansum(np.asarray(attention, np.float64), axis=-1)
+    jump, size = conv_geometry()[-1]
+    out = np.zeros((jump * (GRID - 1) + size,) * 2, np.float32)
+    for i in range(GRID):
+        for j in range(GRID):
+            out[i * jump : i * jump + size, j * jump : j * jump + size] += summed[i, j]
+    return out
+
+
+def paper_scale(maps: Sequence[np.ndarray]) -> float:
+    """The original's intensity scale of a whole video: the largest, over its frames, of a
+    frame's 99th percentile (over all its runs' maps); maps of a frame divided by it, clipped to
+    [0, 1]."""
+    scale = max(float(np.percentile(m, 99)) for m in maps)
+    return scale if scale > 0 else 1.0
+
+
+def blend_paper(image: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """The original's overlay: (image + 255 x value) / 2, value [84, 84] in [0, 1] stretched
+    over the image (nearest neighbour): bright grey where the map is high."""
+    v = resize_nearest(np.asarray(value, np.float32), *image.shape[:2])[..., None]
+    return np.rint(0.5 * (np.asarray(image, np.float32) + 255.0 * v)).astype(np.uint8)
+
+
 def render_panel(layout: Layout, screen: np.ndarray, obs: np.ndarray,
                  attention: np.ndarray | None, saliency: np.ndarray | None, label: str,
                  info: str, heads: int = 0) -> np.ndarray:
@@ -109,7 +145,9 @@ def render_panel(layout: Layout, screen: np.ndarray, obs: np.ndarray,
     panel[:] = BACKGROUND
     top = upscale(np.asarray(screen, np.uint8), layout.scale)
     bottom = upscale(grey_to_rgb(obs), layout.obs_scale)
-    if saliency is not None:
+    if layout.style == "paper":  # `saliency`: the scaled paper map
+        top, bottom = blend_paper(top, saliency), blend_paper(bottom, saliency)
+    elif saliency is not None:
         top = draw_heatmap(top, saliency)
         bottom = draw_heatmap(bottom, saliency)
     elif attention is not None:
@@ -198,6 +236,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlay-gain", type=float, default=3.0,
                         help="absolute scale: attention value drawn fully opaque is 1/gain "
                              "(default 3)")
+    parser.add_argument("--style", default="attnjax", choices=STYLES,
+                        help="attnjax (default): a rectangle per cell and head; paper: as the "
+                             "original drew it, the heads summed, a 36x36 square per cell at "
+                             "stride 8 (overlapping sums), scaled by the largest per-frame 99th "
+                             "percentile of the whole video, blended grey onto both rows (with "
+                             "--saliency: that map, scaled the same way)")
     parser.add_argument("--saliency", default="none", choices=SALIENCY_CHOICES,
                         help="draw this saliency map instead of the attention rectangles")
     add_saliency_arguments(parser, "each frame's range")
@@ -235,16 +279,9 @@ def _saliency_setup(args: argparse.Namespace, agents: Sequence[Any]) -> Any:
     """(config, per-run compiled functions, chunk) or None without --saliency."""
     if args.saliency == "none":
         return None
-    from attnjax.saliency import (
-        SaliencyConfig,
-        check_network,
-        frames_per_chunk,
-        make_batch_saliency,
-    )
+    from attnjax.saliency import check_network, frames_per_chunk, make_batch_saliency
 
-    config = SaliencyConfig(methods=(args.saliency,), target=args.target, layer=args.layer,
-                            samples=args.samples, spread=args.spread, sigma_scope="frame",
-                            memory_budget_mb=args.memory_budget_mb)
+    config = saliency_config_from_args(args, methods=(args.saliency,), sigma_scope="frame")
     for agent in agents:
         check_network(agent.network, config)
     chunk = min(args.block, frames_per_chunk(agents[0].network, config, args.block))
@@ -264,7 +301,7 @@ def _write_video(agents: Sequence[Any], out: Path, *, frames: int = 1000,
                 until: str = "game-over", seed: int = 0, policy: str = "sample",
                 warmup: int = 0, labels: Sequence[str] | None = None, fps: float = 15.0,
                 scale: int = 0, overlay_scale: str = "absolute", overlay_gain: float = 3.0,
-                saliency_setup: Any = None, stills: str | None = None,
+                style: str = "attnjax", saliency_setup: Any = None, stills: str | None = None,
                 stills_every: int = 50, block: int = 32,
                 progress: bool = False) -> dict[str, Any]:
     import imageio.v2 as imageio
@@ -272,6 +309,9 @@ def _write_video(agents: Sequence[Any], out: Path, *, frames: int = 1000,
     labels = list(labels) if labels else [run_label(a) for a in agents]
     heads = [int(getattr(a.network, "num_heads", 0) or 0) if a.config.network == "attention"
              else 0 for a in agents]
+    if style == "paper" and saliency_setup is None and not all(heads):
+        raise UserError("--style paper draws the attention, but a run has none; give --saliency "
+                        "or runs trained with --network attention")
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
     writer = imageio.get_writer(str(tmp), format="FFMPEG", mode="I", fps=fps, codec="libx264",
                                 pixelformat="yuv420p", quality=8, macro_block_size=16,
@@ -284,31 +324,22 @@ def _write_video(agents: Sequence[Any], out: Path, *, frames: int = 1000,
     t0 = time.monotonic()
     try:
         with ProgressBar("video", frames, progress) as bar:
-            buffer: list[Frame] = []
             stream = play(agents, frames, seed=seed, policy=policy, warmup=warmup,
                           stop_at_game_over=until == "game-over")
-            done = False
-            while not done:
-                try:
-                    buffer.append(next(stream))
-                except StopIteration:
-                    done = True
-                if buffer and (done or len(buffer) == block):
-                    if layout is None:
-                        hw = buffer[0].screens.shape[1:3]
-                        layout = Layout(hw, scale or auto_scale(hw), overlay_scale,
-                                        overlay_gain)
-                    maps = _block_saliency(agents, buffer, saliency_setup, seed, written)
-                    for i, frame in enumerate(buffer):
-                        rgb = render_frame(layout, frame, labels, heads,
-                                           None if maps is None else maps[:, i])
-                        writer.append_data(rgb)
-                        if stills_dir is not None and written % stills_every == 0:
-                            imageio.imwrite(stills_dir / f"{out.stem}_{written:05d}.png", rgb)
-                        shape, last_rgb, last = rgb.shape, rgb, frame
-                        written += 1
-                        bar.advance()
-                    buffer = []
+            pairs = _with_saliency(agents, stream, saliency_setup, seed, block, bar)
+            if style == "paper":  # the scale needs every frame of the video
+                pairs = _paper_maps(list(pairs))
+            for frame, maps in pairs:
+                if layout is None:
+                    hw = frame.screens.shape[1:3]
+                    layout = Layout(hw, scale or auto_scale(hw), overlay_scale, overlay_gain,
+                                    style)
+                rgb = render_frame(layout, frame, labels, heads, maps)
+                writer.append_data(rgb)
+                if stills_dir is not None and written % stills_every == 0:
+                    imageio.imwrite(stills_dir / f"{out.stem}_{written:05d}.png", rgb)
+                shape, last_rgb, last = rgb.shape, rgb, frame
+                written += 1
         writer.close()
         writer = None
         if written == 0:
@@ -322,6 +353,35 @@ def _write_video(agents: Sequence[Any], out: Path, *, frames: int = 1000,
         imageio.imwrite(stills_dir / f"{out.stem}_{written - 1:05d}.png", last_rgb)
     return {"frames": written, "shape": shape, "returns": last.returns.tolist(),
             "labels": labels, "seconds": time.monotonic() - t0}
+
+
+def _with_saliency(agents: Sequence[Any], stream: Iterator[Frame], setup: Any, seed: int,
+                   block: int, bar: ProgressBar) -> Iterator[tuple[Frame, np.ndarray | None]]:
+    """(frame, its runs' saliency [R, 84, 84] or None) for every frame played; the saliency of
+    `block` frames at a time."""
+    buffer: list[Frame] = []
+    done = 0
+    for frame in itertools.chain(stream, [None]):  # None: the stream has ended
+        if frame is not None:
+            buffer.append(frame)
+        if buffer and (frame is None or len(buffer) == block):
+            maps = _block_saliency(agents, buffer, setup, seed, done)
+            for i, played in enumerate(buffer):
+                bar.advance()
+                yield played, None if maps is None else maps[:, i]
+            done += len(buffer)
+            buffer = []
+
+
+def _paper_maps(pairs: list[tuple[Frame, np.ndarray | None]]) -> list[tuple[Frame, np.ndarray]]:
+    """Every frame with its runs' maps as the original drew them: the saliency maps, or the
+    attention spread over the receptive fields (`paper_attention_map`), divided by the video's
+    `paper_scale` and clipped to [0, 1]."""
+    maps = [np.stack([paper_attention_map(a) for a in frame.attention]) if m is None else m
+            for frame, m in pairs]
+    scale = paper_scale(maps)
+    return [(frame, np.clip(m / scale, 0.0, 1.0)) for (frame, _), m in zip(pairs, maps,
+                                                                          strict=True)]
 
 
 def _block_saliency(agents: Sequence[Any], buffer: list[Frame], setup: Any, seed: int,
@@ -355,7 +415,7 @@ def main(args: argparse.Namespace) -> int:
     summary = write_video(
         agents, out, frames=args.frames, until=args.until, seed=args.seed, policy=args.policy,
         warmup=args.warmup, labels=args.label, fps=args.fps, scale=args.scale,
-        overlay_scale=args.overlay_scale, overlay_gain=args.overlay_gain,
+        overlay_scale=args.overlay_scale, overlay_gain=args.overlay_gain, style=args.style,
         saliency_setup=setup, stills=args.stills, stills_every=args.stills_every,
         block=args.block, progress=not args.no_progress,
     )

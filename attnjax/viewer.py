@@ -20,17 +20,17 @@ import json
 import struct
 import sys
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from attnjax.cli import non_negative_int, positive_int
 from attnjax.errors import UserError, writable_folder
+from attnjax.presets import add_tree_arguments, tree_config_from_args
 from attnjax.relevance import (
     LAYERS,
-    LEAF_LAYERS,
-    RANK_MODES,
     SCHEMA_VERSION,
     RelevanceTree,
     TreeConfig,
@@ -232,7 +232,7 @@ def viewer_payload(recording: Recording, trees: list[RelevanceTree], meta: dict[
     config = trees[0].config if trees else TreeConfig()
     return {
         "schema": SCHEMA_VERSION,
-        "meta": {**meta, "tree_config": {**asdict(config), "branching": list(config.branching)}},
+        "meta": {**meta, "tree_config": config.to_dict()},
         "layers": layer_table(),
         "frames": frames,
     }
@@ -364,43 +364,11 @@ def draw_tree_png(tree: RelevanceTree, image: np.ndarray, path: Path, title: str
 # command line
 
 
-def _branching(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated counts such as 4,3,2,2, got {text!r}"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"counts must be positive integers, got {text!r}")
-    return values
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True,
                         help="run folder written by train.py (newest checkpoint) or one of its "
                              "checkpoints/<iteration> folders")
-    parser.add_argument("--frames", type=_positive, default=20,
+    parser.add_argument("--frames", type=positive_int, default=20,
                         help="frames to record (default 20; 100 stay responsive)")
     parser.add_argument("--out", default="relevance_trees.html",
                         help="HTML file to write (default relevance_trees.html)")
@@ -412,26 +380,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="picture under the PNG drawings (default screen)")
     parser.add_argument("--json", default=None, metavar="FILE",
                         help="also save the trees with full precision as JSON")
-    parser.add_argument("--peaks", type=_positive, default=TreeConfig.num_peaks,
-                        help=f"attention peaks per head (default {TreeConfig.num_peaks})")
-    parser.add_argument("--branching", type=_branching,
-                        default=",".join(map(str, TreeConfig.branching)),
-                        help="children kept per node at each depth below a peak, last repeats "
-                             f"(default {','.join(map(str, TreeConfig.branching))})")
-    parser.add_argument("--leaf", choices=LEAF_LAYERS, default=TreeConfig.leaf_layer,
-                        help=f"deepest layer of the tree (default {TreeConfig.leaf_layer})")
-    parser.add_argument("--rank", choices=RANK_MODES, default=TreeConfig.rank,
-                        help="signed: keep the most positive relevances; abs: the largest in "
-                             "magnitude, inhibition included (default signed)")
-    parser.add_argument("--min-peak-ratio", type=float, default=TreeConfig.min_peak_ratio,
-                        help="drop peaks weaker than this fraction of their head's maximum "
-                             f"(default {TreeConfig.min_peak_ratio})")
+    add_tree_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="env and action-sampling seed")
     parser.add_argument("--policy", choices=("sample", "greedy"), default="sample",
                         help="how the agent picks actions while recording (default sample)")
-    parser.add_argument("--warmup", type=_non_negative, default=0,
+    parser.add_argument("--warmup", type=non_negative_int, default=0,
                         help="steps to play before the first recorded frame")
-    parser.add_argument("--stride", type=_positive, default=1,
+    parser.add_argument("--stride", type=positive_int, default=1,
                         help="steps between recorded frames (default 1)")
     parser.add_argument("--title", default=None, help="title of the page")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -446,8 +401,7 @@ def _action_names(env_id: str) -> list[str] | None:
 def main(args: argparse.Namespace) -> int:
     from attnjax.checkpoints import load_agent
 
-    config = TreeConfig(num_peaks=args.peaks, branching=args.branching, leaf_layer=args.leaf,
-                        rank=args.rank, min_peak_ratio=args.min_peak_ratio)
+    config = tree_config_from_args(args)
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"--out {out} should end in .html; the viewer is one HTML file")

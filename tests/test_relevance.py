@@ -341,3 +341,90 @@ def test_nature_network_has_no_tree():
     out = network.apply({"params": params}, np.zeros((1, 4, 84, 84), np.uint8))
     with pytest.raises(UserError, match="no attention"):
         R.relevance_trees(out, params)
+
+
+# --------------------------------------------------------------------------------------------
+# the paper preset: the original's DeepSaliencyTreeRenderer2 + k_means.filter_k
+
+
+def _original_children(acts, params, layer, frame, y, x, channel, size):
+    """The original's selection below one node, written from its code with the channel bug
+    fixed: relevance |a w| / sum |a w| over the node's inputs; the 3 channels with the largest
+    maximum relevance; in each, the k = floor(2 e^(0.06 size)) highest cells; of those, the
+    top_x = floor(4 e^(-0.1 size) + 2) with the largest relevance^2 (size: the kernel of the
+    layer the children are in). Returns [(dy, dx, channel)] strongest first."""
+    contrib = R.unit_contributions(acts, params, layer, frame, y, x, channel)  # [k, k, C]
+    rel = np.abs(contrib) / np.abs(contrib).sum()
+    k = int(np.floor(2 * np.exp(0.06 * size)))
+    top_x = int(np.floor(4 * np.exp(-0.1 * size) + 2))
+    candidates = []
+    for c in np.argsort(-rel.max(axis=(0, 1)), kind="stable")[:3]:
+        cells = np.argsort(-rel[..., c].ravel(), kind="stable")[:k]
+        for cell in cells:
+            dy, dx = divmod(int(cell), rel.shape[1])
+            if rel[dy, dx, c] > 0:  # peak_local_max needs a value above the map's minimum
+                candidates.append((rel[dy, dx, c] ** 2, dy, dx, int(c)))
+    candidates.sort(key=lambda t: -t[0])
+    return [(dy, dx, c) for _, dy, dx, c in candidates[:top_x]]
+
+
+def test_paper_preset_is_the_originals_tree_without_its_channel_bug(net, batch):
+    from attnjax.presets import TREE_PRESETS
+
+    _, params, _ = net
+    obs, out = batch
+    acts = {key: np.asarray(v) for key, v in out.activations.items()}
+    attention = np.asarray(out.attention)
+    paper = R.TreeConfig(**TREE_PRESETS["paper"])
+    # the formulas at the kernel sizes of a1 (1), conv3 (3), conv2 (4), conv1 (8)
+    assert paper.branching == (5, 4, 4, 3) and paper.channel_peaks == (2, 2, 2, 3)
+    trees = R.relevance_trees(out, params, paper)
+    chain = ["attention", "a1", "conv3", "conv2", "conv1"]
+    kernel = {layer: R.SPECS[layer].kernel for layer in chain}
+
+    def expected(frame, layer, y, x, channel):
+        if layer == "conv1":
+            return []
+        below = chain[chain.index(layer) + 1]
+        stride = R.SPECS[layer].stride
+        kids = _original_children(acts, params, layer, frame, y, x, channel, kernel[below])
+        return [(below, y * stride + dy, x * stride + dx, c,
+                 expected(frame, below, y * stride + dy, x * stride + dx, c))
+                for dy, dx, c in kids]
+
+    def shape(node):
+        return (node.layer, node.y, node.x, node.channel, [shape(c) for c in node.children])
+
+    for frame, tree in enumerate(trees):
+        # roots: each head's 2 highest cells, neighbours allowed (min_distance=0)
+        want_roots = []
+        for head in range(HEADS):
+            cells = np.argsort(-attention[frame, ..., head].ravel(), kind="stable")[:2]
+            want_roots += [(int(c) // 7, int(c) % 7, head) for c in cells]
+        assert [(r.y, r.x, r.channel) for r in tree.roots] == want_roots
+        for root in tree.roots:
+            assert shape(root) == ("attention", root.y, root.x, root.channel,
+                                   expected(frame, "attention", root.y, root.x, root.channel))
+        # the original's bug (list index taken as the channel) is not reproduced
+        channels = {n.channel for n in tree.nodes() if n.layer in ("a1", "conv3", "conv2")}
+        assert not channels <= {0, 1, 2}
+    # 3 a1 x 3 conv3 x 4 conv2 x 3 conv1 per root on this network
+    assert trees[0].num_nodes == 4 * (1 + 3 + 9 + 36 + 108)
+
+
+def test_tree_preset_flags_and_overrides():
+    import visualize
+    from attnjax.presets import TREE_PRESETS, tree_config_from_args
+
+    def config(*flags):
+        args = visualize.build_parser("tree").parse_args(["tree", "--run", "r", *flags])
+        return tree_config_from_args(args)
+
+    assert config() == R.TreeConfig()
+    paper = config("--preset", "paper")
+    assert paper == R.TreeConfig(**TREE_PRESETS["paper"])
+    assert (paper.roots, paper.rank, paper.channels, paper.min_peak_ratio) == ("top", "abs", 3, 0)
+    # the original's viewer kept one child per level: the paper tree with --branching 1
+    chains = config("--preset", "paper", "--branching", "1", "--peaks", "1", "--leaf", "conv2")
+    assert (chains.branching, chains.num_peaks, chains.leaf_layer) == ((1,), 1, "conv2")
+    assert chains.channel_peaks == paper.channel_peaks

@@ -544,3 +544,50 @@ def test_cli_exports_trained_run(quadrant_run, tmp_path, capsys):
         ["saliency", "--run", str(tmp_path), "--out", str(out)])
     with pytest.raises(UserError):
         bad._main(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# --preset paper: the original's enjoy.py
+
+
+def test_saliency_preset_flags_and_overrides():
+    import visualize
+    from attnjax.presets import saliency_config_from_args
+
+    def config(command, *flags):
+        argv = [command, "--run", "r", "--out", "x.npz" if command == "saliency" else "x.mp4"]
+        args = visualize.build_parser(command).parse_args([*argv, *flags])
+        if command == "saliency":
+            return E.config_from_args(args)
+        return saliency_config_from_args(args, methods=("smoothgrad",))
+
+    default = config("saliency")
+    assert (default.target, default.layer, default.stack) == ("max_sum", "attention", "max")
+    for command in ("saliency", "video"):  # the shared flags
+        paper = config(command, "--preset", "paper")
+        assert (paper.target, paper.layer, paper.samples, paper.spread, paper.magnitude,
+                paper.stack) == ("sum", "attention_logits", 50, 0.15, "square", "newest")
+        assert not paper.clean_first  # the original's noise-free copy 0 is not reproduced
+        mixed = config(command, "--preset", "paper", "--samples", "7", "--stack", "max")
+        assert (mixed.target, mixed.samples, mixed.stack) == ("sum", 7, "max")
+
+
+def test_paper_preset_differentiates_the_summed_logits_and_keeps_the_newest_frame(tmp_path):
+    from attnjax.presets import SALIENCY_PRESETS
+
+    agent = _agent()
+    config = S.SaliencyConfig(**{**SALIENCY_PRESETS["paper"], "samples": 2})
+    out = tmp_path / "paper.npz"
+    meta = E.export(agent, config, out, frames=3, seed=1)
+    with np.load(out, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    logits = agent.apply(arrays["obs"]).activations["attention_logits"]
+    np.testing.assert_allclose(arrays["target"], np.asarray(logits).sum(axis=(1, 2, 3)),
+                               rtol=1e-5, atol=1e-5)
+    for method in S.METHODS:
+        assert f"{method}_max" not in arrays
+        np.testing.assert_array_equal(arrays[f"{method}_newest"], arrays[method][:, -1])
+    assert meta["saliency"]["stack"] == "newest" and "newest" in meta["keys"]["smoothgrad_newest"]
+    # the gradient of the summed logits is not the constant-sum softmax's zero
+    assert arrays["gradient"].max() > 1e-6
+    assert "`<method>_newest`" in DOCS.read_text()

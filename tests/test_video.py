@@ -333,3 +333,97 @@ def test_pad_and_resize_helpers():
     m = R.area_resize_matrix(210, 84)
     np.testing.assert_allclose(m.sum(axis=1), 1.0)
     assert math.isclose(m[0, :3].sum(), 1.0) and m[0, 2] == pytest.approx(0.2)
+
+
+# --------------------------------------------------------------------------------------------
+# --style paper: as the original's enjoy.py drew the attention
+
+
+def _transposed_conv_reference(attention: np.ndarray) -> np.ndarray:
+    """The original's render_attn: conv2d_transpose of the heads' sum with a 36x36 kernel of
+    ones, stride 8, VALID (here jax.lax.conv_transpose)."""
+    summed = np.nansum(attention, axis=-1)[None, :, :, None].astype(np.float32)
+    out = jax.lax.conv_transpose(summed, np.ones((36, 36, 1, 1), np.float32), (8, 8), "VALID",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return np.asarray(out)[0, :, :, 0]
+
+
+def test_paper_attention_map_spreads_each_cell_over_its_receptive_field():
+    att = np.zeros((7, 7, 3))
+    att[2, 3, 1] = 0.5
+    att[2, 4, 0] = 0.25
+    att[..., 2] = np.nan  # a head padded for another run
+    m = V.paper_attention_map(att)
+    assert m.shape == (84, 84)
+    assert m[16:52, 24:32].min() == m[16:52, 24:32].max() == 0.5  # cell (2, 3) alone
+    assert np.all(m[16:52, 32:60] == 0.75)  # overlapping fields add
+    assert np.all(m[16:52, 60:68] == 0.25)
+    assert m.sum() == pytest.approx(36 * 36 * 0.75)
+    rng = np.random.default_rng(0)
+    att = rng.dirichlet(np.ones(49), size=2).T.reshape(7, 7, 2)
+    np.testing.assert_allclose(V.paper_attention_map(att), _transposed_conv_reference(att),
+                               rtol=1e-5)
+
+
+@functools.cache
+def _sharp_agent() -> Agent:
+    """`_agent()` with its attention logits x 30: attention peaked and moving with the frame,
+    so frames differ in their 99th percentile."""
+    agent = _agent()
+    params = jax.tree_util.tree_map(lambda p: p, agent.params)
+    params["attn_logits"] = {**params["attn_logits"],
+                             "kernel": 30.0 * params["attn_logits"]["kernel"]}
+    return Agent(config=agent.config, network=agent.network, params=params, step=agent.step,
+                 iteration=agent.iteration, num_actions=4, path=agent.path)
+
+
+def test_paper_style_video_scales_by_the_videos_99th_percentile(tmp_path):
+    import imageio.v2 as imageio
+
+    agents = [_sharp_agent(), _agent()]
+    summary = V.write_video(agents, tmp_path / "p.mp4", frames=5, until="frames", seed=3,
+                            style="paper", stills=tmp_path / "st", stills_every=1)
+    frames = list(R.play(agents, 5, seed=3))
+    maps = [np.stack([_transposed_conv_reference(a) for a in f.attention]) for f in frames]
+    scale = max(np.percentile(m, 99) for m in maps)  # the largest frame's 99th percentile
+    assert V.paper_scale(maps) == pytest.approx(scale)
+    assert min(np.percentile(m, 99) for m in maps) < 0.8 * scale  # frames differ
+    hw = frames[0].screens.shape[1:3]
+    layout = V.Layout(hw, V.auto_scale(hw), style="paper")
+    for i, frame in enumerate(frames):
+        value = np.clip(maps[i] / scale, 0, 1)
+        still = imageio.imread(tmp_path / "st" / f"p_{i:05d}.png")
+        want = V.render_frame(layout, frame, summary["labels"], [2, 2], value)
+        np.testing.assert_allclose(still, want, atol=1)
+        own = np.percentile(maps[i], 99)
+        if own < 0.9 * scale:  # its own scale would draw it brighter
+            own_value = np.clip(maps[i] / own, 0, 1)
+            assert np.abs(V.render_frame(layout, frame, summary["labels"], [2, 2], own_value)
+                          - still.astype(int)).max() > 8
+        # the newest observation frame, blended half and half with the map, grey
+        y0, x0, y1, x1 = layout.bottom
+        s = layout.obs_scale
+        blend = 0.5 * (frame.obs[0, -1].astype(float) + 255 * value[0])
+        np.testing.assert_allclose(still[y0:y1:s, x0:x1:s, 0], blend, atol=1)
+        np.testing.assert_array_equal(still[y0:y1, x0:x1, 0], still[y0:y1, x0:x1, 2])
+    with pytest.raises(UserError, match="--style paper"):
+        V.write_video([_agent(network="nature")], tmp_path / "n.mp4", frames=2, style="paper")
+
+
+def test_cli_video_style_paper(tmp_path, monkeypatch, capsys):
+    import imageio.v2 as imageio
+    import visualize
+
+    from attnjax import checkpoints
+
+    monkeypatch.setattr(checkpoints, "load_agent", lambda run: _agent())
+    args = visualize.build_parser("video").parse_args(
+        ["video", "--run", "r", "--out", str(tmp_path / "c.mp4"), "--style", "paper",
+         "--frames", "3", "--until", "frames", "--seed", "3", "--stills", str(tmp_path / "c"),
+         "--stills-every", "1", "--no-progress"])
+    assert args._main(args) == 0 and "wrote" in capsys.readouterr().out
+    V.write_video([_agent()], tmp_path / "d.mp4", frames=3, until="frames", seed=3,
+                  style="paper", stills=tmp_path / "d", stills_every=1)
+    for i in range(3):
+        np.testing.assert_array_equal(imageio.imread(tmp_path / "c" / f"c_{i:05d}.png"),
+                                      imageio.imread(tmp_path / "d" / f"d_{i:05d}.png"))

@@ -166,7 +166,7 @@ def test_command_line_errors(tmp_path):
         V.main(_parse(["--run", str(tmp_path), "--out", str(tmp_path / "v.png")]))
     with pytest.raises(UserError, match="min-peak-ratio"):
         V.main(_parse(["--run", str(tmp_path), "--min-peak-ratio", "3"]))
-    assert _parse(["--run", "x"]).branching == R.TreeConfig().branching
+    assert V.tree_config_from_args(_parse(["--run", "x"])) == R.TreeConfig()  # --preset attnjax
 
 
 def test_assets_cannot_end_their_tags_early():
