@@ -7,12 +7,15 @@ entropy_vs_reward.png/.pdf (the paper's Figure 3: final attention entropy agains
 a dot per run and a cross per lambda at the mean over its seeds; attention networks only) and
 summary.json (every plotted number).
 
-"Final" value of a run: the mean of its non-null values (episodic_return or attention_entropy)
-over the rows whose global_step lies in the last FRAC of the run's logged global_step range,
-i.e. global_step >= last - FRAC * (last - first), FRAC = --final-window-frac (default 0.1: the
-last 1M of 10M steps). If the window holds no non-null value, the run's last non-null value is
-used; with none at all the final value is NaN (a warning names the run) and the run is left out
-of the statistics. Spreads are population standard deviations over seeds (ddof=0).
+"Final" value of a run (episodic_return or attention_entropy), --final: `last` (default, as the
+paper's notebook: `ep_reward_mean.iloc[-1]`, the last logged mean of the last 100 games, and
+the last attention entropy) = its last non-null logged value; `window` = the mean of its
+non-null values over the rows whose global_step lies in the last FRAC of the run's logged
+global_step range, i.e. global_step >= last - FRAC * (last - first), FRAC =
+--final-window-frac (default 0.1: the last 1M of 10M steps), or the last non-null value if the
+window holds none. With no non-null value at all the final value is NaN (a warning names the
+run) and the run is left out of the statistics. Spreads are population standard deviations
+over seeds (ddof=0).
 Curves: each seed is linearly interpolated onto a common grid of --grid-points steps from 0 to
 the smallest last global_step among the seeds; grid points before a seed's first non-null
 return are NaN for that seed, and the mean/std at a point use the seeds that have a value there.
@@ -30,6 +33,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +254,14 @@ def final_value(steps: np.ndarray, values: np.ndarray, first_step: int, last_ste
     return float(in_window.mean()) if len(in_window) else float(values[-1])
 
 
+FINALS = ("last", "window")
+
+
+def last_value(values: np.ndarray) -> float:
+    """The last of a series' non-null values; NaN without any."""
+    return float(values[-1]) if len(values) else math.nan
+
+
 def interpolate_on_grid(steps: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Linear interpolation of (steps, values) at `grid`; NaN before the first step (or if empty).
 
@@ -288,15 +300,17 @@ def _json_float(value: float) -> float | None:
 
 
 def summarize(runs: Sequence[RunRecord], final_window_frac: float = 0.1,
-              grid_points: int = 100) -> dict[str, Any]:
+              grid_points: int = 100, final: str = "last") -> dict[str, Any]:
     """Every number the figures and table show, as a JSON-ready dict (NaN written as null).
 
-    {"final_window_frac", "grid_points", "games": {game: {"env_id", "groups": [{"label",
+    {"final", "final_window_frac", "grid_points", "games": {game: {"env_id", "groups": [{"label",
     "network", "attn_coef", "seeds", "curve": {"grid", "mean", "std"}, "final_reward": {"n",
     "mean", "std"}, "final_entropy": {...} or null, "cross": [entropy, reward] or null, "runs":
     [{"seed", "run_dir", "final_reward", "final_entropy"}]}]}}}; groups are ordered as
     `group_order`, games as `game_order`. Warns (FiguresWarning) for runs without a final return.
     """
+    if final not in FINALS:
+        raise UserError(f"--final must be one of {', '.join(FINALS)}, got {final!r}")
     if not 0 < final_window_frac <= 1:
         raise UserError(f"--final-window-frac must be in (0, 1], got {final_window_frac}")
     if grid_points < 2:
@@ -312,10 +326,13 @@ def summarize(runs: Sequence[RunRecord], final_window_frac: float = 0.1,
             members = sorted((r for r in game_runs if r.group == group), key=lambda r: r.seed)
             per_run = []
             for r in members:
-                reward = final_value(r.return_steps, r.returns, r.first_step, r.last_step,
-                                     final_window_frac)
-                entropy = final_value(r.entropy_steps, r.entropies, r.first_step, r.last_step,
-                                      final_window_frac)
+                if final == "last":
+                    reward, entropy = last_value(r.returns), last_value(r.entropies)
+                else:
+                    reward = final_value(r.return_steps, r.returns, r.first_step, r.last_step,
+                                         final_window_frac)
+                    entropy = final_value(r.entropy_steps, r.entropies, r.first_step,
+                                          r.last_step, final_window_frac)
                 if math.isnan(reward):
                     warnings.warn(f"{r.path}: no episode finished, so it has no final return "
                                   "and is left out of the table and scatter", FiguresWarning,
@@ -342,7 +359,8 @@ def summarize(runs: Sequence[RunRecord], final_window_frac: float = 0.1,
                            "final_reward": final_reward, "final_entropy": final_entropy,
                            "cross": cross, "runs": per_run})
         games[game] = {"env_id": game_runs[0].env_id, "groups": groups}
-    return {"final_window_frac": final_window_frac, "grid_points": grid_points, "games": games}
+    return {"final": final, "final_window_frac": final_window_frac, "grid_points": grid_points,
+            "games": games}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -350,10 +368,29 @@ def summarize(runs: Sequence[RunRecord], final_window_frac: float = 0.1,
 
 
 def format_cell(mean: float | None, std: float | None) -> str:
-    """'540±30': both rounded half up to integers like the paper; 'n/a' without data."""
+    """'540±33', '1.3±0.4': the std to one significant digit, but never coarser than integers
+    (as the paper's table), the mean to the same decimals, both rounded half up; 'n/a' without
+    data."""
     if mean is None or std is None:
         return "n/a"
-    return f"{math.floor(mean + 0.5):d}±{math.floor(std + 0.5):d}"
+    scale = std if std > 0 else abs(mean)
+    decimals = 0 if scale == 0 or scale >= 1 else -math.floor(math.log10(scale))
+    step = Decimal(1).scaleb(-decimals)
+
+    def rounded(x: float) -> Decimal:
+        value = Decimal(repr(float(x))).quantize(step, rounding=ROUND_HALF_UP)
+        return abs(value) if value == 0 else value  # no "-0.0"
+
+    return f"{rounded(mean)}±{rounded(std)}"
+
+
+def final_caption(summary: dict[str, Any]) -> str:
+    """How the final values were taken, for the table's and Figure 3's captions."""
+    if summary.get("final", "window") == "last":
+        return ("Final = a run's last logged value (episodic_return: the mean of its last 100 "
+                "finished games), as the paper's notebook took it.")
+    return (f"Final = mean of a run's non-null values over the last "
+            f"{100 * summary['final_window_frac']:g}% of its logged global_step range.")
 
 
 def table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -402,11 +439,9 @@ def table_markdown(summary: dict[str, Any]) -> str:
             row.append(text if n == usual else f"{text} (n={n})")
         name = f"{group[1]:g}" if group[0] == "attention" else group_label(group)
         lines.append(f"| {name} | " + " | ".join(row) + " |")
-    frac = summary["final_window_frac"]
     seeds = "seed" if usual == 1 else "seeds"
     lines += ["", f"Final full-game return, mean±std (population std, ddof=0) over {usual} "
-              f"{seeds} unless marked (n=k). Final = mean of a run's non-null episodic_return over "
-              f"the last {100 * frac:g}% of its logged global_step range."]
+              f"{seeds} unless marked (n=k). {final_caption(summary)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -516,9 +551,8 @@ def plot_entropy_vs_reward(summary: dict[str, Any]):
         ax.set_xlabel("final attention entropy")
         ax.set_ylabel("final full-game return")
         ax.grid(alpha=0.3)
-    frac = summary["final_window_frac"]
-    caption = (f"Final = mean over the last {100 * frac:g}% of each run's logged steps. "
-               "Dots: runs; crosses: mean over seeds per λ. Attention networks only.")
+    caption = (f"{final_caption(summary)} Dots: runs; crosses: mean over seeds per λ. "
+               "Attention networks only.")
     _legend_and_caption(fig, colours, [lab for lab in colours if lab in labels], caption,
                         marker="o")
     return fig
@@ -532,18 +566,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", nargs="+", required=True, metavar="DIR",
                         help="run folders, or folders searched recursively for them")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
+    parser.add_argument("--final", choices=FINALS, default="last",
+                        help="a run's final return and entropy (table, Figure 3): last = its last "
+                        "logged value, as the paper (default); window = the mean over the last "
+                        "--final-window-frac of its logged steps")
     parser.add_argument("--final-window-frac", type=float, default=0.1, metavar="FRAC",
-                        help="final value = mean over the last FRAC of each run's logged steps "
-                        "(default 0.1)")
+                        help="with --final window: the mean over the last FRAC of each run's "
+                        "logged steps (default 0.1)")
     parser.add_argument("--grid-points", type=int, default=100, metavar="N",
                         help="points of the common step grid of the reward curves (default 100)")
 
 
 def make_figures(run_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
-                 final_window_frac: float = 0.1, grid_points: int = 100) -> list[Path]:
+                 final_window_frac: float = 0.1, grid_points: int = 100,
+                 final: str = "last") -> list[Path]:
     """Load the runs, write every output under `out`, return the paths written."""
     runs = load_runs(run_paths)
-    summary = summarize(runs, final_window_frac, grid_points)
+    summary = summarize(runs, final_window_frac, grid_points, final)
     out = Path(out)
     writable_folder(out, "--out")
     written: list[Path] = []
@@ -572,7 +611,8 @@ def main(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FiguresWarning)
         try:
-            written = make_figures(args.runs, args.out, args.final_window_frac, args.grid_points)
+            written = make_figures(args.runs, args.out, args.final_window_frac, args.grid_points,
+                                   final=args.final)
         finally:
             for w in caught:
                 if issubclass(w.category, FiguresWarning):

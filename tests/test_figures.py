@@ -71,7 +71,7 @@ def grid_runs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def outputs(grid_runs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("figures")
-    figures.make_figures([grid_runs], out)
+    figures.make_figures([grid_runs], out, final="window")  # FINALS are window means
     return out
 
 
@@ -122,7 +122,7 @@ def test_summary_scatter_points_and_crosses(outputs):
 
 
 def test_scatter_artists_match_finals(grid_runs):
-    summary = figures.summarize(figures.load_runs([grid_runs]))
+    summary = figures.summarize(figures.load_runs([grid_runs]), final="window")
     fig = figures.plot_entropy_vs_reward(summary)
     try:
         axes = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
@@ -251,3 +251,55 @@ def test_visualize_figures_cli_exit_code(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+
+
+# --------------------------------------------------------------------------------------------
+# --final last (the paper's notebook) and the table's significant digits
+
+
+def test_final_last_is_the_default_and_takes_each_runs_last_logged_values(grid_runs, tmp_path):
+    out = tmp_path / "f"
+    figures.make_figures([grid_runs], out)  # the default: --final last
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final"] == "last"
+    for game, entry in summary["games"].items():
+        for g in entry["groups"]:
+            rets, ents = FINALS[(game + "-v5", g["attn_coef"])]
+            # final_rows logs final_ret + 1 and final_ent + 0.1 last
+            assert [p["final_reward"] for p in g["runs"]] == pytest.approx(np.add(rets, 1))
+            assert [p["final_entropy"] for p in g["runs"]] == pytest.approx(np.add(ents, 0.1))
+            assert g["final_reward"]["mean"] == pytest.approx(np.mean(rets) + 1)
+    md = (out / "final_table.md").read_text()
+    assert "| 0 | 541±33 | 131±24 |" in md and "last logged value" in md
+    window = figures.summarize(figures.load_runs([grid_runs]), final="window")
+    assert "over the last 10% of its logged" in figures.table_markdown(window)
+    # Figure 3's dots and caption follow --final
+    fig = figures.plot_entropy_vs_reward(summary)
+    try:
+        axes = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+        rets, ents = FINALS[("Breakout-v5", 0.005)]
+        dots = {c.get_gid(): c for c in axes["Breakout"].collections}["dots:λ=0.005"]
+        np.testing.assert_allclose(dots.get_offsets(), np.column_stack([np.add(ents, 0.1),
+                                                                        np.add(rets, 1)]))
+        assert any("last logged value" in t.get_text() for t in fig.texts)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    parser = argparse.ArgumentParser()
+    figures.add_arguments(parser)
+    args = parser.parse_args(["--runs", str(grid_runs), "--out", str(tmp_path / "w"),
+                              "--final", "window"])
+    assert figures.main(args) == 0
+    assert json.loads((tmp_path / "w" / "summary.json").read_text())["final"] == "window"
+    with pytest.raises(UserError, match="--final"):
+        figures.summarize(figures.load_runs([grid_runs]), final="median")
+
+
+@pytest.mark.parametrize("mean, std, text", [
+    (1.325, 0.425, "1.3±0.4"), (540.4, 33.2, "540±33"), (131.0, 52.4, "131±52"),
+    (5.0, 0.0, "5±0"), (0.0123, 0.0049, "0.012±0.005"), (-0.04, 0.5, "0.0±0.5"),
+    (2.5, 0.95, "2.5±1.0"), (0.5, 0.0, "0.5±0.0"), (None, 1.0, "n/a"),
+])
+def test_table_cells_keep_significant_digits(mean, std, text):
+    assert figures.format_cell(mean, std) == text
