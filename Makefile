@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-from-lock
 
-.PHONY: setup train test test-all lint bench lock clean
+.PHONY: setup train test test-all lint bench peers lock clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,21 @@ lint: setup
 bench: setup
 	$(PY) bench/train_throughput.py
 
+# The CPU peer of bench/peer_throughput.py (Stable-Baselines3 on PyTorch's CPU build, ALE) in its
+# own environment, from a pinned, hashed lock; never a dependency of attnjax, not needed by CI.
+PEERS := .venv-peers
+# torch's CPU build is not on PyPI: pip takes it from a local wheel folder (find-links) or, with
+# PEER_PIP_FLAGS="--extra-index-url https://download.pytorch.org/whl/cpu", from PyTorch's index
+PEER_PIP_FLAGS ?=
+peers: $(PEERS)/.installed-from-lock
+
+$(PEERS)/.installed-from-lock: bench/requirements-peers.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "error: the peer lock is for CPython 3.11; run make peers with PYTHON=/path/to/python3.11")'
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		$(PEER_PIP_FLAGS) -r bench/requirements-peers.lock
+	@touch $@
+
 # Re-resolve requirements.lock (needs network and `uv`): direct pins for Python 3.11 first, then
 # one universal, hashed lock constrained to them so every Python >= 3.11 installs the same versions.
 lock:
@@ -48,4 +63,4 @@ lock:
 		-c /tmp/attnjax-pins.txt -o requirements.lock -q
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(PEERS)
