@@ -1,4 +1,4 @@
-"""The attention actor-critic and the Nature-CNN baseline, as DESIGN.md describes them."""
+"""The attention actor-critic and the Nature-CNN baseline, as docs/design.md describes them."""
 
 import math
 
