@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Look inside trained attnjax agents: saliency export, videos, relevance trees, paper figures.
+"""Look inside trained attnjax agents: saliency, videos, relevance trees, figures, evaluation.
 
 Each subcommand lives in its own module of the package, which provides
 `add_arguments(parser)` and `main(args) -> int`; this file only dispatches.
@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "video": ("attnjax.video", "render gameplay with the attention overlaid to MP4"),
     "tree": ("attnjax.viewer", "write an offline HTML viewer of deep relevance trees"),
     "figures": ("attnjax.figures", "paper figures and table from runs' metrics.jsonl"),
+    "evaluate": ("attnjax.evaluate", "play N full games per run: scores, table and JSON"),
 }
 
 
