@@ -371,17 +371,20 @@ def summarize(runs: Sequence[RunRecord], final_window_frac: float = 0.1,
 
 def format_cell(mean: float | None, std: float | None) -> str:
     """'540±33', '1.3±0.4': the std to one significant digit, but never coarser than integers
-    (as the paper's table), the mean to the same decimals, both rounded half up; 'n/a' without
+    (as the paper's table), the mean to the same decimals, both rounded half up; without a
+    spread (one seed) the mean to 3 significant digits ('1.25±0', '540±0'); 'n/a' without
     data."""
     if mean is None or std is None:
         return "n/a"
-    scale = std if std > 0 else abs(mean)
-    decimals = 0 if scale == 0 or scale >= 1 else -math.floor(math.log10(scale))
-    step = Decimal(1).scaleb(-decimals)
+    if std > 0:
+        decimals = 0 if std >= 1 else -math.floor(math.log10(std))
+    else:
+        decimals = max(0, 2 - math.floor(math.log10(abs(mean)))) if mean else 0
 
-    def rounded(x: float) -> Decimal:
-        value = Decimal(repr(float(x))).quantize(step, rounding=ROUND_HALF_UP)
-        return abs(value) if value == 0 else value  # no "-0.0"
+    def rounded(x: float) -> str:
+        value = Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP)
+        text = f"{abs(value) if value == 0 else value:f}"  # no "-0.0"
+        return text.rstrip("0").rstrip(".") if std == 0 and "." in text else text
 
     return f"{rounded(mean)}±{rounded(std)}"
 

@@ -299,7 +299,10 @@ def test_final_last_is_the_default_and_takes_each_runs_last_logged_values(grid_r
 @pytest.mark.parametrize("mean, std, text", [
     (1.325, 0.425, "1.3±0.4"), (540.4, 33.2, "540±33"), (131.0, 52.4, "131±52"),
     (5.0, 0.0, "5±0"), (0.0123, 0.0049, "0.012±0.005"), (-0.04, 0.5, "0.0±0.5"),
-    (2.5, 0.95, "2.5±1.0"), (0.5, 0.0, "0.5±0.0"), (None, 1.0, "n/a"),
+    (2.5, 0.95, "2.5±1.0"), (None, 1.0, "n/a"),
+    # one seed, no spread: the mean to 3 significant digits
+    (1.25, 0.0, "1.25±0"), (540.4, 0.0, "540±0"), (0.5, 0.0, "0.5±0"), (0.0, 0.0, "0±0"),
+    (-12.345, 0.0, "-12.3±0"),
 ])
 def test_table_cells_keep_significant_digits(mean, std, text):
     assert figures.format_cell(mean, std) == text
