@@ -412,8 +412,8 @@ def test_paper_style_video_scales_by_the_videos_99th_percentile(tmp_path):
 
 def test_cli_video_style_paper(tmp_path, monkeypatch, capsys):
     import imageio.v2 as imageio
-    import visualize
 
+    import visualize
     from attnjax import checkpoints
 
     monkeypatch.setattr(checkpoints, "load_agent", lambda run: _agent())
