@@ -63,6 +63,37 @@ def validate_env_id(env_id: str) -> None:
     raise UserError(f"unknown env id {env_id!r}; {hint}")
 
 
+# ALE's actions in its enum order (ale::Action); a game's minimal action set, which envpool uses,
+# is the subset its ROM settings call minimal (isMinimal), in this order. envpool does not expose
+# the names, so the minimal sets of the paper's and a few common games are listed here.
+ALE_ACTIONS = ("NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIGHT",
+               "DOWNLEFT", "UPFIRE", "RIGHTFIRE", "LEFTFIRE", "DOWNFIRE", "UPRIGHTFIRE",
+               "UPLEFTFIRE", "DOWNRIGHTFIRE", "DOWNLEFTFIRE")
+MINIMAL_ACTIONS = {
+    "Breakout": ("NOOP", "FIRE", "RIGHT", "LEFT"),
+    "BeamRider": ("NOOP", "FIRE", "UP", "RIGHT", "LEFT", "UPRIGHT", "UPLEFT", "RIGHTFIRE",
+                  "LEFTFIRE"),
+    "Enduro": ("NOOP", "FIRE", "RIGHT", "LEFT", "DOWN", "DOWNRIGHT", "DOWNLEFT", "RIGHTFIRE",
+               "LEFTFIRE"),
+    "MsPacman": ("NOOP", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIGHT",
+                 "DOWNLEFT"),
+    "Pong": ("NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"),
+    "SpaceInvaders": ("NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"),
+}  # Frostbite and Seaquest use all 18
+QUADRANT_ACTIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
+
+
+def action_names(env_id: str, num_actions: int) -> tuple[str, ...] | None:
+    """The meaning of each action index of the env (FIRE, LEFT, ...), or None when unknown
+    (a game not listed in MINIMAL_ACTIONS, or a count that does not match)."""
+    if env_id == QUADRANT_ENV_ID:
+        names = QUADRANT_ACTIONS
+    else:
+        game = env_id.rsplit("/", 1)[-1].split("-v")[0]
+        names = MINIMAL_ACTIONS.get(game, ALE_ACTIONS)
+    return names if len(names) == num_actions else None
+
+
 class AtariEnv:
     """envpool Atari, all envs stepped synchronously through the XLA custom call."""
 
@@ -107,6 +138,13 @@ class AtariEnv:
         return self._handle, jnp.asarray(obs)
 
     def step(self, state: jax.Array, actions: jax.Array) -> tuple[jax.Array, StepResult]:
+        state, result, _ = self.step_with_ram(state, actions)
+        return state, result
+
+    def step_with_ram(self, state: jax.Array,
+                      actions: jax.Array) -> tuple[jax.Array, StepResult, jax.Array]:
+        """`step`, plus the emulator RAM [N, 128] uint8 of the new state: the bytes AtariARI
+        annotates (object positions; `attnjax.metrics.ground_truth`)."""
         state, (obs, reward, terminated, truncated, info) = self._xla_step(state, actions)
         return state, StepResult(
             obs=obs,
@@ -114,7 +152,7 @@ class AtariEnv:
             done=terminated | truncated,
             game_reward=info["reward"].astype(jnp.float32),
             game_over=info["terminated"].astype(bool) | truncated,
-        )
+        ), info["ram"]
 
     def render(self) -> np.ndarray:
         """RGB screens [N, 210, 160, 3] of the current step (needs render=True)."""

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from attnjax.baseline import UNIFORM_CELL, UNIFORM_HEAD_ENTROPY, near_uniform, vs_uniform
 from attnjax.config import TrainConfig
 
 METRICS_FILE = "metrics.jsonl"
@@ -70,33 +71,68 @@ def truncate_metrics(run_dir: Path, max_global_step: int) -> int:
     return len(kept)
 
 
-def attention_figure(obs: np.ndarray, attention: np.ndarray | None, title: str):
-    """Matplotlib figure: the newest observation frame and each attention head over it.
+ATTENTION_DPI = 160  # attention.png
+ATTENTION_CMAP = "plasma"
 
-    obs: uint8 [4, 84, 84]; attention: [7, 7, K] or None (nature network).
+
+def attention_figure(obs: np.ndarray, attention: np.ndarray | None, title: str):
+    """Matplotlib figure: the newest observation frame, then each attention head over it.
+
+    obs: uint8 [4, 84, 84]; attention: [7, 7, K] or None (nature network). The heads share one
+    colour scale (the colour bar, uniform 1/49 marked) reaching at least 5x uniform; a cell's
+    opacity grows with its weight above uniform, so cells at or under uniform leave the frame
+    clear and a near-uniform head shows no pattern (it says so instead); the 7x7 cells are
+    outlined; each head's title gives its peak against uniform and its entropy against ln 49.
+    Save it at ATTENTION_DPI.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.ticker import MaxNLocator
 
     heads = 0 if attention is None else attention.shape[-1]
-    fig, axes = plt.subplots(1, heads + 1, figsize=(2.6 * (heads + 1), 2.9), squeeze=False)
+    widths = [1.0] * (heads + 1) + ([0.07] if heads else [])
+    size = (2.4 * (heads + 1) + 1.0, 3.2) if heads else (2.4, 2.9)
+    fig, axes = plt.subplots(1, len(widths), figsize=size, gridspec_kw={"width_ratios": widths},
+                             layout="constrained", squeeze=False)
     axes = axes[0]
-    axes[0].imshow(obs[-1], cmap="gray", vmin=0, vmax=255)
-    axes[0].set_title("observation", fontsize=9)
-    for k in range(heads):
-        axes[k + 1].imshow(obs[-1], cmap="gray", vmin=0, vmax=255)
-        axes[k + 1].imshow(
-            attention[..., k], cmap="inferno", alpha=0.6, extent=(-0.5, 83.5, 83.5, -0.5),
-            interpolation="nearest", vmin=0,
-        )
-        axes[k + 1].set_title(f"head {k} (max {attention[..., k].max():.2f})", fontsize=9)
-    for ax in axes:
+    frame = obs[-1]
+    for ax in axes[: heads + 1]:
+        ax.imshow(frame, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
+    axes[0].set_title("observation\n(newest of 4 stacked frames)", fontsize=8)
+    if heads:
+        att = np.asarray(attention, np.float64)
+        norm = Normalize(0.0, max(float(att.max()), 5 * UNIFORM_CELL))
+        cmap = colormaps[ATTENTION_CMAP]
+        cells = np.linspace(-0.5, 83.5, att.shape[0] + 1)
+        for k in range(heads):
+            ax, p = axes[k + 1], att[..., k]
+            rgba = cmap(norm(p))  # opaque with the weight above uniform; uniform: clear
+            rgba[..., 3] = 0.85 * np.clip((p - UNIFORM_CELL) / (norm.vmax - UNIFORM_CELL), 0, 1)
+            ax.imshow(rgba, extent=(cells[0], cells[-1], cells[-1], cells[0]),
+                      interpolation="nearest")
+            for edge in cells[1:-1]:
+                ax.axhline(edge, color="white", lw=0.4, alpha=0.3)
+                ax.axvline(edge, color="white", lw=0.4, alpha=0.3)
+            if near_uniform(float(p.max())):
+                ax.set_xlabel("near uniform: no cell stands out", fontsize=7)
+            entropy = float(-(p * np.log(p + 1e-10)).sum())
+            ax.set_title(f"head {k}: peak {vs_uniform(float(p.max()))}\n"
+                         f"entropy {entropy:.2f} of {UNIFORM_HEAD_ENTROPY:.2f} nats", fontsize=8)
+        bar = fig.colorbar(ScalarMappable(norm, cmap), cax=axes[-1])
+        ticks = [t for t in MaxNLocator(4).tick_values(0.0, norm.vmax)
+                 if 2 * UNIFORM_CELL < t <= norm.vmax]
+        bar.set_ticks([UNIFORM_CELL, *ticks], labels=["uniform", *(f"{t:.2g}" for t in ticks)],
+                      fontsize=7)
+        bar.ax.axhline(UNIFORM_CELL, color="black", lw=1.0)
+        bar.set_label("attention weight per cell (uniform = 1/49)", fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 

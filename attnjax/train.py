@@ -33,6 +33,7 @@ from attnjax.ppo import (
     shard_state,
 )
 from attnjax.tracking import (
+    ATTENTION_DPI,
     MetricsLog,
     Progress,
     WandbRun,
@@ -226,7 +227,7 @@ def _log_attention(network: Any, run: RunState, run_dir: Path, tracker: WandbRun
     out = network.apply({"params": run.params}, obs)
     attention = None if out.attention is None else np.asarray(out.attention[0])
     fig = attention_figure(np.asarray(obs[0]), attention, f"{title}  step {global_step:,}")
-    fig.savefig(run_dir / (ATTENTION_PNG + ".tmp.png"), dpi=100)
+    fig.savefig(run_dir / (ATTENTION_PNG + ".tmp.png"), dpi=ATTENTION_DPI)
     os.replace(run_dir / (ATTENTION_PNG + ".tmp.png"), run_dir / ATTENTION_PNG)
     tracker.log_figure(fig, global_step)
     plt.close(fig)
