@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "tree": ("attnjax.viewer", "write an offline HTML viewer of deep relevance trees"),
     "figures": ("attnjax.figures", "paper figures and table from runs' metrics.jsonl"),
     "evaluate": ("attnjax.evaluate", "play N full games per run: scores, table and JSON"),
+    "publish": ("attnjax.publish", "write a run's final parameters as a small agent folder"),
 }
 
 
@@ -42,9 +43,9 @@ def build_parser(selected: str | None) -> OneLineArgumentParser:
 def main() -> int:
     selected = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     if selected in ("saliency", "video"):  # batch saliency: one frame per core at a time
-        from attnjax.saliency import use_cpu_cores_as_devices
+        from attnjax.devices import use_cpu_cores_as_devices
 
-        use_cpu_cores_as_devices()  # before JAX runs anything; see attnjax.saliency
+        use_cpu_cores_as_devices()  # before JAX runs anything; see attnjax.devices
     args = build_parser(selected if selected in SUBCOMMANDS else None).parse_args()
     return args._main(args)
 

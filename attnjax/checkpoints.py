@@ -138,7 +138,14 @@ class Agent:
     step: int  # global agent step of the checkpoint
     iteration: int
     num_actions: int
-    path: Path  # the checkpoint folder
+    path: Path  # the checkpoint folder (or the published agent folder)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder the agent was trained in (a published agent's own folder)."""
+        from attnjax.publish import is_published
+
+        return self.path if is_published(self.path) else self.path.parent.parent
 
     def __post_init__(self) -> None:
         self._apply = jax.jit(lambda params, obs: self.network.apply({"params": params}, obs))
@@ -150,9 +157,13 @@ class Agent:
 
 def load_agent(path: str | Path) -> Agent:
     """Config, network and parameters of the newest good checkpoint of a run folder (or of the
-    given checkpoint folder). Raises UserError when there is none or it does not fit."""
+    given checkpoint folder, or of a published agent folder, see `attnjax.publish`). Raises
+    UserError when there is none or it does not fit."""
     from attnjax.networks import init_params, make_network
+    from attnjax.publish import is_published, load_published
 
+    if is_published(Path(path)):
+        return load_published(Path(path))
     run_dir, steps = find_checkpoint_dirs(Path(path))
     checkpointer = RunCheckpointer(run_dir)
     ocp = _ocp()

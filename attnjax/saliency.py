@@ -50,14 +50,11 @@ The loop over chunks is in Python on purpose: on XLA:CPU convolution gradients i
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import functools
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -91,35 +88,6 @@ FRAMES_AXIS = "frames"
 # chunks dispatched before the oldest is fetched: the devices never wait for Python between
 # calls (with 1 frame per call on CPU, blocking on every call costs ~10%)
 IN_FLIGHT = 3
-
-
-def usable_cores() -> int:
-    """CPU cores this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a
-    container limited to 2 CPUs on a 64-core host gets 2)."""
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:
-        cores = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, math.ceil(int(quota) / int(period)))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
-
-
-def use_cpu_cores_as_devices(count: int | None = None) -> None:
-    """Expose the CPU as `count` XLA host devices (default: `usable_cores()`), so batched
-    saliency computes frames side by side, one per core; see CPU_FRAMES_PER_DEVICE. Sets
-    `jax_num_cpu_devices`, which starts nothing (no backend, no GPU); only possible before JAX
-    has run anything (afterwards a no-op), and left alone when XLA_FLAGS already sets a host
-    device count. `visualize.py saliency` and `video` call it first thing; training does not
-    (envpool pools are not stepped from several host devices, see `attnjax.train.train`)."""
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
-        return
-    with contextlib.suppress(RuntimeError):  # backends already initialised: keep them
-        jax.config.update("jax_num_cpu_devices", count or usable_cores())
 
 
 @dataclass(frozen=True)

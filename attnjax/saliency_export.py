@@ -264,7 +264,7 @@ def export(agent: Any, config: SaliencyConfig, out: str | Path, *, frames: int |
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "run": str(Path(agent.path).parent.parent),
+        "run": str(agent.run_dir),
         "checkpoint": str(agent.path),
         "checkpoint_step": int(agent.step),
         "checkpoint_iteration": int(getattr(agent, "iteration", -1)),

@@ -257,7 +257,7 @@ def render_html(payload: dict[str, Any]) -> str:
 
 def run_meta(agent: Any, title: str | None = None) -> dict[str, Any]:
     config = agent.config
-    run = Path(agent.path).parent.parent.name
+    run = agent.run_dir.name
     return {
         "title": title or f"relevance trees \u00b7 {run}",
         "run": run,

@@ -3,7 +3,7 @@
 per-frame Python loop over the jitted single-frame function, in one process.
 
 The CPU is exposed as one XLA host device per core, as `visualize.py saliency` does
-(`attnjax.saliency.use_cpu_cores_as_devices`): the batched path splits each call's frames over
+(`attnjax.devices.use_cpu_cores_as_devices`): the batched path splits each call's frames over
 the devices; the loop's single-frame function runs on the default device, where XLA spreads each
 of its convolutions over all cores as usual (the device split does not slow it: checked).
 
@@ -35,6 +35,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from attnjax import saliency as S  # noqa: E402
+from attnjax.devices import use_cpu_cores_as_devices  # noqa: E402
 
 
 def breakout_frames(n: int, seed: int = 0, warmup: int = 40) -> np.ndarray:
@@ -93,7 +94,7 @@ def main() -> int:
                         help="also time other chunk sizes and schedules")
     args = parser.parse_args()
 
-    S.use_cpu_cores_as_devices()  # before JAX runs anything
+    use_cpu_cores_as_devices()  # before JAX runs anything
     devices = S.saliency_devices()
     device = devices[0]
     print(f"device: {device.platform} {device.device_kind} x {len(devices)} | jax "

@@ -355,14 +355,17 @@ def test_memory_estimate_bounds_xla_and_chunks_respect_budget(real, monkeypatch)
     six = S.SaliencyConfig(samples=4, memory_budget_mb=6.5 * per_frame_mb)
     assert chunk(six, 100, "cpu", 2) == 6
     assert chunk(six, 100, "gpu", 2) == 12
-    assert 1 <= S.usable_cores() <= os.cpu_count()
+    from attnjax.devices import usable_cores
+
+    assert 1 <= usable_cores() <= os.cpu_count()
 
 
 SHARDED_SCRIPT = """
 import sys, jax, numpy as np
 from attnjax import saliency as S
+from attnjax.devices import use_cpu_cores_as_devices
 from attnjax.networks import init_params, make_network
-S.use_cpu_cores_as_devices(2)
+use_cpu_cores_as_devices(2)
 assert len(S.saliency_devices()) == 2
 net = make_network("attention", num_actions=4, num_heads=2)
 params = init_params(net, jax.random.PRNGKey(3))
