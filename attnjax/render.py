@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from attnjax.baseline import NEAR_UNIFORM, UNIFORM_CELL
 from attnjax.errors import UserError
 from attnjax.networks import CONV_LAYERS, GRID
 
@@ -129,15 +130,18 @@ OVERLAY_SCALES = ("absolute", "frame")
 
 def attention_opacity(attention: np.ndarray, scale: str = "absolute",
                       gain: float = 3.0) -> np.ndarray:
-    """[7, 7, K] attention -> opacity in [0, 1], proportional to the attention value.
+    """[7, 7, K] attention -> opacity in [0, 1], growing with the attention value.
 
-    absolute: min(1, gain x value), the same for every frame and run, so a diffuse head
-    (1/49 = 0.02 everywhere) stays faint and a focused one (a cell >= 1/gain) is opaque: runs
-    with different lambda compare directly. frame: value / the head's max in this frame (every
-    head's strongest cell opaque; shows the shape of diffuse maps too)."""
+    absolute: 0 up to NEAR_UNIFORM x uniform (2/49 = 0.041), then rising linearly to 1 at
+    1/gain; the same for every frame and run, so cells near uniform are not drawn (an untrained
+    agent, every cell about 1/49, shows the bare screen, not a plaid), a focused head's cell of
+    >= 1/gain is opaque, and runs with different lambda compare directly. frame: value / the
+    head's max in this frame (every head's strongest cell opaque; shows the shape of diffuse
+    maps too)."""
     att = np.nan_to_num(np.asarray(attention, np.float64))
     if scale == "absolute":
-        return np.clip(gain * att, 0.0, 1.0)
+        floor = NEAR_UNIFORM * UNIFORM_CELL
+        return np.clip((att - floor) / max(1.0 / gain - floor, 1e-6), 0.0, 1.0)
     if scale == "frame":
         heads = att.shape[-1]
         return att / np.maximum(att.reshape(-1, heads).max(axis=0), 1e-12)
@@ -152,7 +156,7 @@ def draw_attention(image: np.ndarray, attention: np.ndarray, *, upscaled: int = 
     Each cell's rectangle covers the screen region its receptive field sees (`cell_boxes` of
     the screen size; `upscaled`: the image is the screen upscaled by this integer factor, and
     the boxes are scaled with it), in its head's colour (`HEAD_COLORS`) with opacity
-    proportional to its attention value (`attention_opacity`): the outline (`line` pixels) at
+    growing with its attention value (`attention_opacity`): the outline (`line` pixels) at
     that opacity, the fill at `fill` x that. Cells under `min_opacity` are skipped; weaker
     cells are drawn first so the strongest lie on top.
     """

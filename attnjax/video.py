@@ -2,12 +2,14 @@
 
 The paper's layout, one column per --run: the top row is the original RGB game screen with one
 rectangle per attention cell on the screen region that cell's receptive field sees, its colour
-intensity proportional to the cell's attention (--overlay-gain x value, the same scale for all
-frames and runs; --overlay-scale frame: relative to the head's maximum), one colour per head;
-the bottom row is the 84x84 observation the network received (newest of
-the 4 stacked frames). All runs play in lockstep from the same env seed, so they start the same
-game; by default each plays one full game (all lives) and a finished run shows its last frame
-until every run has finished or --frames is reached. --saliency smoothgrad (or gradient,
+intensity growing with the cell's attention (none up to twice uniform, 2/49, opaque at
+1/--overlay-gain; the same scale for all frames and runs; --overlay-scale frame: relative to the
+head's maximum), one colour per head; the bottom row is the 84x84 observation the network
+received (newest of the 4 stacked frames); under it the step, return, action name, value
+estimate and each head's peak against uniform, in the head's colour. All runs play in lockstep
+from the same env seed, so they start the same game; by default each plays one full game (all
+lives) and a finished run shows its last frame until every run has finished or --frames is
+reached. --saliency smoothgrad (or gradient,
 vargrad) draws that saliency map over both rows instead of the rectangles. --style paper
 draws as the original's enjoy.py did (`paper_attention_map`, `paper_scale`, `blend_paper`).
 MP4 through imageio-ffmpeg (H.264, yuv420p); --stills DIR also writes PNG frames.
@@ -27,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from attnjax.baseline import vs_uniform
+from attnjax.envs import action_names
 from attnjax.errors import UserError, writable_folder
 from attnjax.networks import GRID
 from attnjax.presets import add_saliency_arguments, saliency_config_from_args
@@ -62,6 +66,7 @@ class Layout:
     overlay_scale: str = "absolute"
     overlay_gain: float = 3.0
     style: str = "attnjax"
+    status_lines: int = 2  # under the observation: the step line, then one per head
 
     @property
     def width(self) -> int:
@@ -69,7 +74,7 @@ class Layout:
 
     @property
     def font(self) -> int:
-        return max(11, self.width // 28)
+        return max(13, self.width // 24)
 
     @property
     def title_h(self) -> int:
@@ -94,7 +99,7 @@ class Layout:
 
     @property
     def height(self) -> int:
-        return self.bottom[2] + 2 * self.title_h  # two status lines
+        return self.bottom[2] + self.status_lines * self.title_h + 4
 
 
 def auto_scale(screen_hw: tuple[int, int], min_width: int = 320) -> int:
@@ -106,7 +111,7 @@ def auto_scale(screen_hw: tuple[int, int], min_width: int = 320) -> int:
 def run_label(agent: Any) -> str:
     config = agent.config
     what = f"λ={config.attn_coef:g}" if config.network == "attention" else "nature CNN"
-    return f"{what} · seed {config.seed} · {agent.step / 1e6:.2f}M steps"
+    return f"{what} · seed {config.seed} · {agent.step:,} steps"
 
 
 def paper_attention_map(attention: np.ndarray) -> np.ndarray:
@@ -160,13 +165,15 @@ def render_panel(layout: Layout, screen: np.ndarray, obs: np.ndarray,
     y0, x0, y1, x1 = layout.bottom
     panel[y0:y1, x0:x1] = bottom
     panel = draw_text(panel, (4, 3), label, size=layout.font)
-    for k in range(heads if saliency is None else 0):  # head legend, right-aligned
-        x = layout.width - (heads - k) * (layout.font + 4) - 2
-        color = head_color(k).astype(np.uint8)
-        panel[5 : 5 + layout.font - 2, x : x + layout.font - 2] = color
-    for n, line in enumerate(info.split("\n")[:2]):
-        panel = draw_text(panel, (4, layout.bottom[2] + 3 + n * layout.title_h), line,
-                          size=layout.font)
+    legend = layout.style != "paper" and saliency is None and attention is not None
+    for n, line in enumerate(info.split("\n")[: layout.status_lines]):
+        x, y = 4, layout.bottom[2] + 4 + n * layout.title_h
+        k = n - STEP_LINES  # lines after the step lines: one per head, in the head's colour
+        if legend and 0 <= k < heads:
+            size = layout.font - 2
+            panel[y + 3 : y + 3 + size, x : x + size] = head_color(k).astype(np.uint8)
+            x += size + 6
+        panel = draw_text(panel, (x, y), line, size=layout.font)
     return panel
 
 
@@ -182,27 +189,34 @@ def compose(panels: Sequence[np.ndarray]) -> np.ndarray:
     return pad_to_multiple(frame, 16)
 
 
-def frame_info(frame: Frame, r: int) -> str:
-    text = (f"t {frame.t}  return {frame.returns[r]:g}  action {frame.actions[r]}  "
-            f"V {frame.values[r]:.2f}")
-    text += "\n"
+STEP_LINES = 2  # status lines before the heads' lines
+
+
+def frame_info(frame: Frame, r: int, action_names: Sequence[str] | None = None) -> str:
+    """Run r's status lines: step, return and value; the action (by name when known); then each
+    head's peak against uniform attention."""
+    action = int(frame.actions[r])
+    name = action_names[action] if action_names else str(action)
+    over = "   GAME OVER" if not frame.active[r] or frame.game_over[r] else ""
+    lines = [f"t {frame.t:,}   return {frame.returns[r]:g}   value {frame.values[r]:.2f}",
+             f"action {name}{over}"]
     if frame.attention is not None:
         peaks = frame.attention[r].reshape(-1, frame.attention.shape[-1]).max(axis=0)
-        text += "max attention " + " / ".join(f"{p:.2f}" for p in peaks if np.isfinite(p))
-    if not frame.active[r] or frame.game_over[r]:
-        text += "   GAME OVER"
-    return text
+        lines += [f"head {k}: peak {vs_uniform(float(p))}" for k, p in enumerate(peaks)
+                  if np.isfinite(p)]
+    return "\n".join(lines)
 
 
 def render_frame(layout: Layout, frame: Frame, labels: Sequence[str], heads: Sequence[int],
-                 saliency: np.ndarray | None = None) -> np.ndarray:
+                 saliency: np.ndarray | None = None,
+                 action_names: Sequence[str] | None = None) -> np.ndarray:
     """The full video frame of one recorded step. saliency: [R, 84, 84] or None."""
     panels = []
     for r, label in enumerate(labels):
         att = None if frame.attention is None else frame.attention[r]
         sal = None if saliency is None else saliency[r]
         panels.append(render_panel(layout, frame.screens[r], frame.obs[r, -1], att, sal, label,
-                                   frame_info(frame, r), heads[r]))
+                                   frame_info(frame, r, action_names), heads[r]))
     return compose(panels)
 
 
@@ -231,8 +245,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=int, default=0,
                         help="screen upscale factor (default 0: auto, columns >= 320 px wide)")
     parser.add_argument("--overlay-scale", default="absolute", choices=OVERLAY_SCALES,
-                        help="rectangle opacity: absolute (gain x attention, comparable across "
-                             "runs; default) or frame (relative to the head's max)")
+                        help="rectangle opacity: absolute (none up to twice uniform, 2/49, "
+                             "opaque from 1/gain; comparable across runs; default) or frame "
+                             "(relative to the head's max)")
     parser.add_argument("--overlay-gain", type=float, default=3.0,
                         help="absolute scale: attention value drawn fully opaque is 1/gain "
                              "(default 3)")
@@ -307,6 +322,7 @@ def _write_video(agents: Sequence[Any], out: Path, *, frames: int = 1000,
     import imageio.v2 as imageio
 
     labels = list(labels) if labels else [run_label(a) for a in agents]
+    names = action_names(agents[0].config.env_id, agents[0].num_actions)
     heads = [int(getattr(a.network, "num_heads", 0) or 0) if a.config.network == "attention"
              else 0 for a in agents]
     if style == "paper" and saliency_setup is None and not all(heads):
@@ -333,8 +349,8 @@ def _write_video(agents: Sequence[Any], out: Path, *, frames: int = 1000,
                 if layout is None:
                     hw = frame.screens.shape[1:3]
                     layout = Layout(hw, scale or auto_scale(hw), overlay_scale, overlay_gain,
-                                    style)
-                rgb = render_frame(layout, frame, labels, heads, maps)
+                                    style, STEP_LINES + max(heads))
+                rgb = render_frame(layout, frame, labels, heads, maps, names)
                 writer.append_data(rgb)
                 if stills_dir is not None and written % stills_every == 0:
                     imageio.imwrite(stills_dir / f"{out.stem}_{written:05d}.png", rgb)

@@ -17,6 +17,7 @@ from attnjax import render as R
 from attnjax import video as V
 from attnjax.checkpoints import Agent
 from attnjax.config import TrainConfig
+from attnjax.envs import action_names
 from attnjax.errors import UserError
 from attnjax.networks import CONV_LAYERS, init_params, make_network
 
@@ -112,18 +113,31 @@ def test_overlay_rectangle_covers_the_cells_screen_region(screen_hw):
         assert lit.sum() == 2 * (y1 - y0) + 2 * (x1 - x0) - 4
 
 
-def test_overlay_opacity_is_proportional_to_attention():
+def test_overlay_opacity_grows_from_twice_uniform_to_one_over_gain():
     att = np.zeros((7, 7, 1))
     att[1, 1, 0], att[5, 5, 0] = 0.1, 0.3
     white = np.full((84, 84, 3), 255, np.uint8)
     drawn = R.draw_attention(white, att, fill=1.0, line=0, gain=2.0)
     red = np.asarray(R.HEAD_COLORS[0], float)
-    # pixel inside only cell (1,1)'s box / only cell (5,5)'s box: opacity 0.2 and 0.6
-    for (y, x), alpha in (((9, 9), 0.2), ((70, 70), 0.6)):
-        want = 255 + (red - 255) * alpha
+    floor = 2 / 49  # twice uniform: not drawn; 1 / gain = 0.5: opaque
+    # pixel inside only cell (1,1)'s box / only cell (5,5)'s box
+    for (y, x), value in (((9, 9), 0.1), ((70, 70), 0.3)):
+        want = 255 + (red - 255) * (value - floor) / (0.5 - floor)
         np.testing.assert_allclose(drawn[y, x], want, atol=1.0)
     frame_scaled = R.attention_opacity(att, "frame")
     assert frame_scaled[5, 5, 0] == 1.0 and frame_scaled[1, 1, 0] == pytest.approx(1 / 3)
+
+
+def test_near_uniform_attention_draws_nothing():
+    """An untrained agent's attention (every cell about 1/49) leaves the screen bare: no plaid
+    of faint rectangles."""
+    rng = np.random.default_rng(0)
+    att = rng.dirichlet(np.full(49, 100.0), size=2).T.reshape(7, 7, 2)
+    assert att.max() < 2 / 49
+    screen = np.random.default_rng(1).integers(0, 255, (210, 160, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(R.draw_attention(screen, att), screen)
+    att[3, 3, 1] = 0.1  # one cell at 5x uniform shows
+    assert (R.draw_attention(screen, att) != screen).any()
 
 
 def test_screen_and_observation_come_from_the_same_step_atari():
@@ -240,6 +254,61 @@ def test_video_frame_layout_two_rows_from_the_same_step():
     assert diff[y0:y1, x0:x1].any()
     assert not diff[layout.bottom[0] : layout.bottom[2]].any()
     assert not diff[:, layout.width :].any()
+
+
+def test_status_lines_name_the_action_and_label_the_head_colours():
+    """Under the observation: the step, return and value, the action by name, then each head's
+    peak against uniform behind a square of the head's colour; titles count steps in full."""
+    agent = _agent(ATARI, num_actions=4)
+    frame = next(R.play([agent], 1, seed=2))
+    frame.actions[:] = 1
+    frame.attention[:] = 1 / 49
+    frame.attention[0, 2, 2, 1] = 0.31
+    info = V.frame_info(frame, 0, ("NOOP", "FIRE", "RIGHT", "LEFT"))
+    lines = info.split("\n")
+    assert lines[1] == "action FIRE"
+    assert lines[2] == "head 0: peak 0.02 = 1.0× uniform"
+    assert lines[3].startswith("head 1: peak 0.31 = 15× uniform")
+    assert "action 1" in V.frame_info(frame, 0)  # an index when the names are unknown
+    assert V.run_label(agent) == "λ=0 · seed 0 · 5,000 steps"
+    layout = V.Layout(frame.screens.shape[1:3], 2, status_lines=V.STEP_LINES + 2)
+    rgb = V.render_frame(layout, frame, ["a"], [2], None, ("NOOP", "FIRE", "RIGHT", "LEFT"))
+    assert layout.font >= 13
+    for k in range(2):  # a square of head k's colour starts head k's line
+        y = layout.bottom[2] + 4 + (V.STEP_LINES + k) * layout.title_h
+        box = rgb[y : y + layout.title_h, :layout.font]
+        assert (box == np.asarray(R.HEAD_COLORS[k], np.uint8)).all(axis=-1).sum() >= 60
+
+
+def test_action_names_of_the_minimal_action_sets():
+    assert action_names("Breakout-v5", 4) == ("NOOP", "FIRE", "RIGHT", "LEFT")
+    assert action_names("Seaquest-v5", 18)[17] == "DOWNLEFTFIRE"
+    assert action_names("Enduro-v5", 9)[1] == "FIRE"
+    assert action_names("Quadrant-v0", 4)[0] == "top-left"
+    assert action_names("Breakout-v5", 6) is None  # a count that does not fit: indices
+    assert action_names("Alien-v5", 18) is not None and action_names("Pooyan-v5", 6) is None
+
+
+def test_breakout_right_and_left_move_the_paddle_that_way():
+    """envpool's action 2 is RIGHT and 3 is LEFT, as the names say."""
+    import envpool
+
+    env = envpool.make(ATARI, env_type="gymnasium", num_envs=1, noop_max=1)
+    try:
+        obs, _ = env.reset()
+
+        def paddle(o):  # mean column of the bright paddle pixels near the bottom
+            return np.nonzero(o[0, -1, 76:80].max(axis=0) > 100)[0].mean()
+
+        start = paddle(obs)
+        for _ in range(8):
+            obs, *_ = env.step(np.array([2]))
+        right = paddle(obs)
+        for _ in range(8):
+            obs, *_ = env.step(np.array([3]))
+        assert right > start + 2 and paddle(obs) < right - 2
+    finally:
+        env.close()
 
 
 def test_atari_layout_sizes():
@@ -389,17 +458,18 @@ def test_paper_style_video_scales_by_the_videos_99th_percentile(tmp_path):
     assert V.paper_scale(maps) == pytest.approx(scale)
     assert min(np.percentile(m, 99) for m in maps) < 0.8 * scale  # frames differ
     hw = frames[0].screens.shape[1:3]
-    layout = V.Layout(hw, V.auto_scale(hw), style="paper")
+    layout = V.Layout(hw, V.auto_scale(hw), style="paper", status_lines=V.STEP_LINES + 2)
+    names = action_names("Quadrant-v0", 4)
     for i, frame in enumerate(frames):
         value = np.clip(maps[i] / scale, 0, 1)
         still = imageio.imread(tmp_path / "st" / f"p_{i:05d}.png")
-        want = V.render_frame(layout, frame, summary["labels"], [2, 2], value)
+        want = V.render_frame(layout, frame, summary["labels"], [2, 2], value, names)
         np.testing.assert_allclose(still, want, atol=1)
         own = np.percentile(maps[i], 99)
         if own < 0.9 * scale:  # its own scale would draw it brighter
             own_value = np.clip(maps[i] / own, 0, 1)
-            assert np.abs(V.render_frame(layout, frame, summary["labels"], [2, 2], own_value)
-                          - still.astype(int)).max() > 8
+            assert np.abs(V.render_frame(layout, frame, summary["labels"], [2, 2], own_value,
+                                         names) - still.astype(int)).max() > 8
         # the newest observation frame, blended half and half with the map, grey
         y0, x0, y1, x1 = layout.bottom
         s = layout.obs_scale
