@@ -10,12 +10,15 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from attnjax.checkpoints import CHECKPOINT_DIR, RunCheckpointer
 from attnjax.config import RUN_DEFINING_FIELDS, TrainConfig, check_out_dir_writable, validate
@@ -176,6 +179,43 @@ def make_env_pools(configs: list[TrainConfig], num_pools: int) -> tuple[list, An
     return pools, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states), obs
 
 
+@dataclass
+class Program:
+    """What trains a list of runs together: their env pools (one per device of `mesh`), the
+    network, the initial stacked state (not yet placed on the mesh) and the iteration."""
+
+    envs: list
+    network: Any
+    state: TrainState
+    iterate: Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]
+    mesh: Mesh | None
+
+    @property
+    def env(self) -> Any:
+        return self.envs[0]
+
+    def close(self) -> None:
+        for pool in self.envs:
+            pool.close()
+
+
+def build_program(configs: list[TrainConfig]) -> Program:
+    """The one place a training program is put together (train, benches, tests): env pools,
+    network, fresh state and the compiled iteration for the configs' execution settings."""
+    base = configs[0]
+    # envpool's XLA step misbehaves when several device programs step pools concurrently
+    # (seen with 2 forced host devices: diverging results), so only pure-JAX envs are sharded
+    # (with loops="split" the devices share each minibatch instead)
+    shardable = base.env_id == QUADRANT_ENV_ID and resolve_execution(base)[1] != "split"
+    mesh = device_mesh(len(configs)) if shardable else None
+    envs, env_state, obs = make_env_pools(configs, 1 if mesh is None else mesh.size)
+    network = make_network(base.network, envs[0].num_actions, base.attn_heads)
+    state = init_state(configs, network, env_state, obs)
+    iterate = make_iterate(base, network, envs[0].step, len(configs), mesh=mesh,
+                           reset_step_after_done=envs[0].reset_step_after_done)
+    return Program(envs, network, state, iterate, mesh)
+
+
 def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
              configs: list[TrainConfig]) -> tuple[TrainState, int]:
     """Load every run from the newest iteration all runs have a good checkpoint of."""
@@ -243,15 +283,8 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     run_dirs = _prepare_run_dirs(configs, resume)
     base = configs[0]
     num_runs = len(configs)
-    # envpool's XLA step misbehaves when several device programs step pools concurrently
-    # (seen with 2 forced host devices: diverging results), so only pure-JAX envs are sharded
-    # (with loops="split" the devices share each minibatch instead)
-    shardable = base.env_id == QUADRANT_ENV_ID and resolve_execution(base)[1] != "split"
-    mesh = device_mesh(num_runs) if shardable else None
-    envs, env_state, obs = make_env_pools(configs, 1 if mesh is None else mesh.size)
-    env = envs[0]
-    network = make_network(base.network, env.num_actions, base.attn_heads)
-    state = init_state(configs, network, env_state, obs)
+    program = build_program(configs)
+    env, network, state, mesh = program.env, program.network, program.state, program.mesh
     checkpointers = [RunCheckpointer(d, base.keep_checkpoints) for d in run_dirs]
     start_iteration = 0
     if resume:
@@ -261,8 +294,7 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     state = shard_state(state, mesh)
     trackers = [WandbRun(c, d) for c, d in zip(configs, run_dirs, strict=True)]
     logs = [MetricsLog(d) for d in run_dirs]
-    iterate = make_iterate(base, network, env.step, num_runs, mesh=mesh,
-                           reset_step_after_done=env.reset_step_after_done)
+    iterate = program.iterate
     per_call = iterate.iterations_per_call
     label = base.game if num_runs == 1 else f"{base.game} x{num_runs}"
     bar = Progress(base.num_iterations * base.batch_size, start_iteration * base.batch_size,
@@ -328,8 +360,7 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
             tracker.finish()
         for checkpointer in checkpointers:
             checkpointer.close()
-        for pool in envs:
-            pool.close()
+        program.close()
     return run_dirs
 
 

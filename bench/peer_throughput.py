@@ -32,9 +32,8 @@ use_cpu_cores_as_devices()  # before JAX runs anything, as train.py does
 import jax  # noqa: E402
 
 from attnjax.config import TrainConfig  # noqa: E402
-from attnjax.envs import env_seeds, make_env  # noqa: E402
-from attnjax.networks import make_network  # noqa: E402
-from attnjax.ppo import init_state, make_iterate, resolve_execution  # noqa: E402
+from attnjax.ppo import resolve_execution  # noqa: E402
+from attnjax.train import build_program  # noqa: E402
 
 PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 
@@ -44,11 +43,8 @@ class AttnjaxTrainer:
 
     def __init__(self, network: str) -> None:
         self.config = TrainConfig(env_id="Breakout-v5", network=network, wandb_mode="disabled")
-        self.env = make_env(self.config.env_id, env_seeds(0, self.config.num_envs))
-        net = make_network(network, self.env.num_actions, self.config.attn_heads)
-        self.state = init_state([self.config], net, *self.env.reset())
-        self.iterate = make_iterate(self.config, net, self.env.step, 1,
-                                    reset_step_after_done=self.env.reset_step_after_done)
+        program = build_program([self.config])
+        self.state, self.iterate = program.state, program.iterate
         self.train(1)  # compile
 
     def train(self, iterations: int) -> float:

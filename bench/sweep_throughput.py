@@ -20,26 +20,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 
 from attnjax.config import TrainConfig, expand_grid  # noqa: E402
-from attnjax.envs import env_seeds, make_env  # noqa: E402
-from attnjax.networks import make_network  # noqa: E402
-from attnjax.ppo import init_state, make_iterate  # noqa: E402
+from attnjax.train import build_program  # noqa: E402
 
 LAMBDAS = [0.0, 0.0005, 0.001, 0.002, 0.003, 0.005]
 
 
 def compiled_program(configs: list[TrainConfig]):
-    """(step function, state, envs) of `configs` trained together, compiled and warmed up."""
-    base = configs[0]
-    seeds = [s for c in configs for s in env_seeds(c.seed, c.num_envs)]
-    env = make_env(base.env_id, seeds)
-    network = make_network(base.network, env.num_actions, base.attn_heads)
-    state = init_state(configs, network, *env.reset())
-    compiled = make_iterate(base, network, env.step, len(configs),
-                            reset_step_after_done=env.reset_step_after_done)
-    compiled = compiled.lower(state).compile()
-    state, m = compiled(state)
+    """(step function, state, program) of `configs` trained together, warmed up (compiled)."""
+    program = build_program(configs)
+    state, m = program.iterate(program.state)
     jax.block_until_ready(m)
-    return compiled, state, env
+    return program.iterate, state, program
 
 
 def timed_iteration(program: list) -> float:

@@ -29,21 +29,17 @@ import jax  # noqa: E402
 
 from attnjax.config import TrainConfig  # noqa: E402
 from attnjax.envs import env_seeds, make_env  # noqa: E402
-from attnjax.networks import make_network  # noqa: E402
-from attnjax.ppo import init_state, make_iterate, resolve_execution  # noqa: E402
+from attnjax.ppo import resolve_execution  # noqa: E402
+from attnjax.train import build_program  # noqa: E402
 
 
 def program(config: TrainConfig) -> dict:
     """A warmed-up training program (compiled by its first iteration) and its env."""
-    env = make_env(config.env_id, env_seeds(0, config.num_envs))
-    network = make_network(config.network, env.num_actions, config.attn_heads)
-    state = init_state([config], network, *env.reset())
-    iterate = make_iterate(config, network, env.step, 1,
-                           reset_step_after_done=env.reset_step_after_done)
+    built = build_program([config])
     t0 = time.perf_counter()
-    state, metrics = iterate(state)
+    state, metrics = built.iterate(built.state)
     jax.block_until_ready(metrics)
-    return {"env": env, "state": state, "iterate": iterate, "seconds": 0.0,
+    return {"program": built, "state": state, "iterate": built.iterate, "seconds": 0.0,
             "compile_s": time.perf_counter() - t0}
 
 
@@ -93,7 +89,7 @@ def main() -> None:
     for m, prog in programs.items():
         print(f"compile_s[{m}]={prog['compile_s']:.1f}")
         print(f"train_sps[{m}]={sps[m]:.1f}")
-        prog["env"].close()
+        prog["program"].close()
     print(f"env_ceiling_sps={env_ceiling(base):.1f}")
     print(f"speedup={sps[default_mode] / sps['unroll']:.3f}")
 
