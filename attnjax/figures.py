@@ -1,10 +1,12 @@
 """Paper figures and table from run folders' metrics.jsonl alone (no checkpoints, no W&B).
 
 Writes, under --out: reward_curves.png/.pdf (the paper's Figure 2: per game, mean ± std over
-seeds of the full-game return against agent steps, one colour per lambda), final_table.csv and
+seeds of the full-game return against agent steps, one colour, line style and marker per
+lambda, the seed count in the legend), final_table.csv and
 final_table.md (the paper's table: final return mean±std over seeds per lambda and game),
 entropy_vs_reward.png/.pdf (the paper's Figure 3: final attention entropy against final return,
-a dot per run and a cross per lambda at the mean over its seeds; attention networks only) and
+a dot per run and a cross per lambda at the mean over its seeds, the entropy in nats with a
+dashed line at the uniform maximum K·ln 49 (`attnjax.baseline`); attention networks only) and
 summary.json (every plotted number). With --evaluations (JSON files of `visualize.py evaluate`)
 also evaluation_table.csv/.md: the table's layout holding each run's evaluated mean score (mean±std
 over seeds), next to the training-metric table, not instead of it.
@@ -17,7 +19,7 @@ global_step range, i.e. global_step >= last - FRAC * (last - first), FRAC =
 --final-window-frac (default 0.1: the last 1M of 10M steps), or the last non-null value if the
 window holds none. With no non-null value at all the final value is NaN (a warning names the
 run) and the run is left out of the statistics. Spreads are population standard deviations
-over seeds (ddof=0).
+over seeds (ddof=0). PDFs embed their fonts as TrueType (pdf.fonttype 42).
 Curves: each seed is linearly interpolated onto a common grid of --grid-points steps from 0 to
 the smallest last global_step among the seeds; grid points before a seed's first non-null
 return are NaN for that seed, and the mean/std at a point use the seeds that have a value there.
@@ -32,6 +34,7 @@ import math
 import os
 import re
 import sys
+import textwrap
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from attnjax.baseline import uniform_entropy
 from attnjax.errors import UserError, writable_folder
 
 # The paper's column order; other games follow alphabetically.
@@ -48,6 +52,8 @@ PAPER_GAMES = ("BeamRider", "Breakout", "Enduro", "Frostbite", "MsPacman", "Seaq
 CONFIG_KEYS = ("env_id", "attn_coef", "seed", "network")
 METRIC_KEYS = ("global_step", "episodic_return", "attention_entropy")
 NATURE_COLOUR = "0.35"
+LINESTYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
 class FiguresWarning(UserWarning):
@@ -67,6 +73,7 @@ class RunRecord:
     attn_coef: float
     seed: int
     network: str
+    attn_heads: int  # K
     first_step: int  # first logged global_step (any row)
     last_step: int  # last logged global_step (any row)
     return_steps: np.ndarray  # global_step of rows with a non-null episodic_return
@@ -132,7 +139,7 @@ def find_run_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return sorted(found)
 
 
-def _read_json_object(path: Path, text: str, where: str) -> dict[str, Any]:
+def read_json_object(path: Path, text: str, where: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -144,7 +151,7 @@ def _read_json_object(path: Path, text: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _is_number(x: Any) -> bool:
+def is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
@@ -154,7 +161,7 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
     config_path = run_dir / "config.json"
     metrics_path = run_dir / "metrics.jsonl"
     try:
-        config = _read_json_object(config_path, config_path.read_text(), "the content")
+        config = read_json_object(config_path, config_path.read_text(), "the content")
     except OSError as err:
         raise UserError(f"cannot read {config_path} ({err.strerror}); check the run folder "
                         "or leave it out of --runs") from None
@@ -163,10 +170,14 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
         raise UserError(f"{config_path} lacks {', '.join(missing)}; it was not written by "
                         "train.py, or leave that run out of --runs")
     env_id, coef, seed, network = (config[k] for k in CONFIG_KEYS)
-    if not (isinstance(env_id, str) and _is_number(coef) and isinstance(seed, int)
+    if not (isinstance(env_id, str) and is_number(coef) and isinstance(seed, int)
             and not isinstance(seed, bool) and isinstance(network, str)):
         raise UserError(f"{config_path}: env_id/network must be strings, attn_coef a number and "
                         "seed an integer; fix the file or leave that run out of --runs")
+    heads = config.get("attn_heads", 2)
+    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
+        raise UserError(f"{config_path}: attn_heads must be a positive integer, got {heads!r}; "
+                        "fix the file or leave that run out of --runs")
     if not metrics_path.is_file():
         raise UserError(f"{run_dir} has config.json but no metrics.jsonl (the run has not "
                         "finished an iteration); wait for it or leave it out of --runs")
@@ -188,7 +199,7 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
                 warnings.warn(f"{metrics_path}: skipped the unfinished last line",
                               FiguresWarning, stacklevel=2)
                 continue
-        row = _read_json_object(metrics_path, line, f"line {number}")
+        row = read_json_object(metrics_path, line, f"line {number}")
         missing = [k for k in METRIC_KEYS if k not in row]
         if missing:
             raise UserError(f"line {number} of {metrics_path} lacks {', '.join(missing)}; it was "
@@ -198,7 +209,7 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
             raise UserError(f"line {number} of {metrics_path}: global_step must be an integer, "
                             f"got {step!r}")
         for key in ("episodic_return", "attention_entropy"):
-            if row[key] is not None and not _is_number(row[key]):
+            if row[key] is not None and not is_number(row[key]):
                 raise UserError(f"line {number} of {metrics_path}: {key} must be a number or "
                                 f"null, got {row[key]!r}")
         if rows and step <= rows[-1]["global_step"]:
@@ -219,7 +230,7 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
     return_steps, returns = series("episodic_return")
     entropy_steps, entropies = series("attention_entropy")
     return RunRecord(path=run_dir, env_id=env_id, attn_coef=float(coef), seed=seed,
-                     network=network, first_step=rows[0]["global_step"],
+                     network=network, attn_heads=heads, first_step=rows[0]["global_step"],
                      last_step=rows[-1]["global_step"], return_steps=return_steps,
                      returns=returns, entropy_steps=entropy_steps, entropies=entropies)
 
@@ -357,6 +368,7 @@ def summarize(runs: Sequence[RunRecord], final_window_frac: float = 0.1,
                 cross = [float(pairs[:, 0].mean()), float(pairs[:, 1].mean())]
             groups.append({"label": group_label(group), "network": group[0],
                            "attn_coef": group[1], "seeds": [r.seed for r in members],
+                           "attn_heads": sorted({r.attn_heads for r in members}),
                            "curve": reward_curve(members, grid_points),
                            "final_reward": final_reward, "final_entropy": final_entropy,
                            "cross": cross, "runs": per_run})
@@ -445,7 +457,7 @@ def table_markdown(summary: dict[str, Any]) -> str:
         name = f"{group[1]:g}" if group[0] == "attention" else group_label(group)
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     seeds = "seed" if usual == 1 else "seeds"
-    lines += ["", f"Final full-game return, mean±std (population std, ddof=0) over {usual} "
+    lines += ["", f"Final full-game return, mean±std (population standard deviation) over {usual} "
               f"{seeds} unless marked (n=k). {final_caption(summary)}"]
     return "\n".join(lines) + "\n"
 
@@ -460,50 +472,63 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    matplotlib.rcParams["pdf.fonttype"] = 42  # TrueType in PDFs (publishers refuse Type 3)
+    matplotlib.rcParams["ps.fonttype"] = 42
     return plt
 
 
-def group_colours(summary: dict[str, Any]) -> dict[str, Any]:
-    """One colour per group label, the same in every figure (viridis over λ; grey for nature)."""
+def group_styles(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per group label, the same in every figure: a colour (viridis over λ, grey for nature), a
+    line style and a marker (so curves and dots that coincide stay visible), and the legend
+    text with the seed count."""
     import matplotlib
 
-    groups = group_order((g["network"], g["attn_coef"]) for e in summary["games"].values()
-                         for g in e["groups"])
+    entries = [g for e in summary["games"].values() for g in e["groups"]]
+    groups = group_order((g["network"], g["attn_coef"]) for g in entries)
     attention = [g for g in groups if g[0] == "attention"]
     cmap = matplotlib.colormaps["viridis"]
-    colours: dict[str, Any] = {}
-    for i, g in enumerate(attention):
-        colours[group_label(g)] = cmap(0.9 * i / max(len(attention) - 1, 1))
-    for g in groups:
-        colours.setdefault(group_label(g), NATURE_COLOUR)
-    return colours
+    styles: dict[str, dict[str, Any]] = {}
+    for i, group in enumerate(groups):
+        label = group_label(group)
+        counts = sorted({len(g["seeds"]) for g in entries if g["label"] == label})
+        n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+        colour = (cmap(0.9 * attention.index(group) / max(len(attention) - 1, 1))
+                  if group in attention else NATURE_COLOUR)
+        styles[label] = {"color": colour, "ls": LINESTYLES[i % len(LINESTYLES)],
+                         "marker": MARKERS[i % len(MARKERS)], "index": i,
+                         "legend": f"{label} ({n} seed{'' if n == '1' else 's'})"}
+    return styles
 
 
 def _grid_of_axes(plt, n: int):
     ncols = min(3, max(n, 1))
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(max(4.2 * ncols, 7.0), 3.3 * nrows + 0.8),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(4.2 * ncols, 7.0), 3.3 * nrows + 0.9),
                              squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat)
 
 
-def _legend_and_caption(fig, colours: dict[str, Any], labels: Sequence[str], caption: str,
-                        marker: str | None = None) -> None:
+def _legend_and_caption(fig, styles: dict[str, dict[str, Any]], labels: Sequence[str],
+                        caption: str, lines: bool = True) -> None:
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=colours[lab], marker=marker, linestyle="" if marker else "-",
-                      label=lab) for lab in labels]
-    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 7), frameon=False)
-    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7, wrap=True)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.92))
+    handles = [Line2D([], [], color=styles[lab]["color"], marker=styles[lab]["marker"],
+                      linestyle=styles[lab]["ls"] if lines else "", label=styles[lab]["legend"])
+               for lab in labels]
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), frameon=False)
+    caption = textwrap.fill(caption, int(16 * fig.get_figwidth()))  # 7 pt: ~18 chars an inch
+    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7)
+    bottom = (caption.count("\n") + 1) * 9.5 / (72 * fig.get_figheight()) + 0.02
+    fig.tight_layout(rect=(0, bottom, 1, 0.9))
 
 
 def plot_reward_curves(summary: dict[str, Any]):
-    """Figure 2: per game, mean ± std (ddof=0) of the return over seeds for each group."""
+    """Figure 2: per game, mean ± std of the return over seeds for each group; each group's
+    own line style, and markers at staggered points so that coinciding curves stay visible."""
     plt = _pyplot()
-    colours = group_colours(summary)
+    styles = group_styles(summary)
     fig, axes = _grid_of_axes(plt, len(summary["games"]))
     labels: list[str] = []
     for ax, (game, entry) in zip(axes, summary["games"].items(), strict=False):
@@ -512,28 +537,35 @@ def plot_reward_curves(summary: dict[str, Any]):
             grid = np.asarray(curve["grid"], dtype=float)
             mean = np.array(curve["mean"], dtype=float)
             std = np.array(curve["std"], dtype=float)
-            colour = colours[g["label"]]
-            ax.plot(grid, mean, color=colour, lw=1.3, gid=f"mean:{g['label']}")
-            ax.fill_between(grid, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+            style = styles[g["label"]]
+            every = max(1, len(grid) // 8)
+            offset = (style["index"] * every // max(len(styles), 1)) % every
+            ax.plot(grid, mean, color=style["color"], ls=style["ls"], marker=style["marker"],
+                    markevery=(offset, every), ms=4, lw=1.4, gid=f"mean:{g['label']}")
+            ax.fill_between(grid, mean - std, mean + std, color=style["color"], alpha=0.15,
+                            lw=0)
             if g["label"] not in labels:
                 labels.append(g["label"])
         ax.set_title(game)
         ax.set_xlabel("agent steps")
         ax.set_ylabel("full-game return")
         ax.grid(alpha=0.3)
-    caption = ("Mean ± std (population, ddof=0) over seeds of the full-game episodic return, "
-               "each seed linearly interpolated onto a common step grid.")
-    _legend_and_caption(fig, colours, [lab for lab in colours if lab in labels], caption)
+    caption = ("Line: mean over seeds of the full-game return (all lives, unclipped scores; "
+               "the mean of the last 100 games); band: ± one standard deviation over seeds. "
+               "Each seed is interpolated onto a common step grid.")
+    _legend_and_caption(fig, styles, [lab for lab in styles if lab in labels], caption)
     return fig
 
 
 def plot_entropy_vs_reward(summary: dict[str, Any]):
-    """Figure 3: final attention entropy (x) vs final return (y); dots per run, a cross per λ.
+    """Figure 3: final attention entropy (x, nats) vs final return (y); dots per run, a cross
+    per λ, a dashed line at the entropy of uniform attention (K·ln 49, the maximum).
 
-    Dots carry gid 'dots:<label>', crosses 'cross:<label>' (PathCollections from `scatter`).
+    Dots carry gid 'dots:<label>', crosses 'cross:<label>' (PathCollections from `scatter`),
+    the uniform line 'uniform:<K>'.
     """
     plt = _pyplot()
-    colours = group_colours(summary)
+    styles = group_styles(summary)
     games = {game: [g for g in entry["groups"] if g["network"] == "attention"]
              for game, entry in summary["games"].items()}
     games = {game: groups for game, groups in games.items() if groups}
@@ -544,129 +576,32 @@ def plot_entropy_vs_reward(summary: dict[str, Any]):
             points = np.array([(p["final_entropy"], p["final_reward"]) for p in g["runs"]
                                if p["final_entropy"] is not None
                                and p["final_reward"] is not None]).reshape(-1, 2)
-            colour = colours[g["label"]]
-            ax.scatter(points[:, 0], points[:, 1], color=colour, s=18, alpha=0.8,
-                       gid=f"dots:{g['label']}")
+            style = styles[g["label"]]
+            ax.scatter(points[:, 0], points[:, 1], color=style["color"], s=22, alpha=0.8,
+                       marker=style["marker"], gid=f"dots:{g['label']}")
             if g["cross"] is not None:
-                ax.scatter([g["cross"][0]], [g["cross"][1]], color=colour, marker="x", s=90,
-                           linewidths=2.2, gid=f"cross:{g['label']}", zorder=3)
+                ax.scatter([g["cross"][0]], [g["cross"][1]], color=style["color"], marker="x",
+                           s=90, linewidths=2.2, gid=f"cross:{g['label']}", zorder=3)
             if g["label"] not in labels:
                 labels.append(g["label"])
+        for heads in sorted({k for g in groups for k in g.get("attn_heads", [2])}):
+            top = uniform_entropy(heads)
+            ax.axvline(top, color="0.3", ls="--", lw=1.0, gid=f"uniform:{heads}")
+            ax.annotate(f"uniform, K={heads}: {top:.2f}", (top, 1.0),
+                        xycoords=("data", "axes fraction"), xytext=(-3, -3),
+                        textcoords="offset points", ha="right", va="top", fontsize=7,
+                        color="0.3")
         ax.set_title(game)
-        ax.set_xlabel("final attention entropy")
+        ax.set_xlabel("final attention entropy (nats)")
         ax.set_ylabel("final full-game return")
         ax.grid(alpha=0.3)
-    caption = (f"{final_caption(summary)} Dots: runs; crosses: mean over seeds per λ. "
-               "Attention networks only.")
-    _legend_and_caption(fig, colours, [lab for lab in colours if lab in labels], caption,
-                        marker="o")
+    caption = (f"{final_caption(summary)} Entropy: summed over the K attention heads. Dots: "
+               "runs; crosses: mean over seeds per λ. Dashed: uniform attention, K·ln 49 nats "
+               "(7.78 for K = 2), the most there can be; further left = attention on fewer "
+               "cells. Attention networks only.")
+    _legend_and_caption(fig, styles, [lab for lab in styles if lab in labels], caption,
+                        lines=False)
     return fig
-
-
-# ----------------------------------------------------------------------------------------------
-# evaluated scores: the table from `visualize.py evaluate` JSON files (--evaluations)
-
-EVALUATION_KEYS = {"env_id": str, "network": str, "attn_coef": float, "seed": int,
-                   "policy": str, "games": int, "mean": float}
-
-
-def load_evaluations(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    """The run entries of evaluation JSON files; UserError for a malformed file, files of
-    different policies, or one run (game, network, λ, seed) evaluated twice."""
-    entries: list[dict[str, Any]] = []
-    for raw in paths:
-        path = Path(raw)
-        try:
-            data = _read_json_object(path, path.read_text(), "the content")
-        except (OSError, UnicodeDecodeError) as err:
-            raise UserError(f"cannot read --evaluations {path} ({err}); pass a JSON file "
-                            "written by visualize.py evaluate") from None
-        runs = data.get("runs")
-        if not isinstance(runs, list) or not runs:
-            raise UserError(f"--evaluations {path} has no `runs` list; pass a JSON file written "
-                            "by visualize.py evaluate")
-        for entry in runs:
-            ok = isinstance(entry, dict) and all(
-                k in entry and (_is_number(entry[k]) and math.isfinite(entry[k])
-                                if t is float else isinstance(entry[k], t)
-                                and not isinstance(entry[k], bool))
-                for k, t in EVALUATION_KEYS.items())
-            if not ok:
-                raise UserError(f"--evaluations {path}: a run entry lacks a valid "
-                                f"{', '.join(EVALUATION_KEYS)}; pass files written by "
-                                "visualize.py evaluate")
-            entries.append(entry)
-    policies = sorted({e["policy"] for e in entries})
-    if len(policies) > 1:
-        raise UserError(f"--evaluations mix policies {' and '.join(policies)}; pass the files "
-                        "of one policy")
-    seen: dict[tuple, None] = {}
-    for e in entries:
-        key = (e["env_id"], e["network"], float(e["attn_coef"]), e["seed"])
-        if key in seen:
-            raise UserError(f"--evaluations hold {e['env_id']} {e['network']} "
-                            f"attn_coef={e['attn_coef']:g} seed={e['seed']} twice; pass each "
-                            "run's evaluation once")
-        seen[key] = None
-    return entries
-
-
-def evaluation_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Tidy rows (game, attn_coef, network, n_seeds, mean, std, games) in game then group
-    order: mean and population std (ddof=0) over seeds of each run's evaluated mean score."""
-    groups: dict[tuple[str, tuple[str, float]], list[dict[str, Any]]] = {}
-    for e in entries:
-        group = (e["network"], float(e["attn_coef"]))
-        groups.setdefault((game_name(e["env_id"]), group), []).append(e)
-    rows = []
-    for game in game_order(g for g, _ in groups):
-        for group in group_order(grp for g, grp in groups if g == game):
-            members = groups[(game, group)]
-            means = np.array([e["mean"] for e in members], dtype=np.float64)
-            rows.append({"game": game, "attn_coef": group[1], "network": group[0],
-                         "n_seeds": len(means), "mean": float(means.mean()),
-                         "std": float(means.std(ddof=0)),
-                         "games": sorted({e["games"] for e in members})})
-    return rows
-
-
-def evaluation_table_markdown(entries: Sequence[dict[str, Any]]) -> str:
-    """The paper's layout (a row per λ, a column per game) holding evaluated scores; the
-    caption says how they were measured and that they are not the training metric."""
-    rows = evaluation_rows(entries)
-    games = game_order(r["game"] for r in rows)
-    usual = max((r["n_seeds"] for r in rows), key=[r["n_seeds"] for r in rows].count)
-    cells = {((r["network"], r["attn_coef"]), r["game"]): r for r in rows}
-    lines = ["| λ | " + " | ".join(games) + " |", "|---" * (len(games) + 1) + "|"]
-    for group in group_order(g for g, _ in cells):
-        row = []
-        for game in games:
-            r = cells.get((group, game))
-            text = "–" if r is None else format_cell(r["mean"], r["std"])
-            row.append(text if r is None or r["n_seeds"] == usual else
-                       f"{text} (n={r['n_seeds']})")
-        name = f"{group[1]:g}" if group[0] == "attention" else group_label(group)
-        lines.append(f"| {name} | " + " | ".join(row) + " |")
-    counts = sorted({n for r in rows for n in r["games"]})
-    per_run = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}")
-    seeds = "seed" if usual == 1 else "seeds"
-    lines += ["", f"Evaluated full-game score (`visualize.py evaluate`, policy "
-              f"{entries[0]['policy']}, {per_run} games per run; not the training metric): "
-              f"mean±std (population std, ddof=0) over {usual} {seeds} unless marked (n=k) of "
-              "each run's mean score."]
-    return "\n".join(lines) + "\n"
-
-
-def write_evaluation_tables(entries: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """evaluation_table.csv and evaluation_table.md under `out`; the paths written."""
-    fields = ["game", "attn_coef", "network", "n_seeds", "mean", "std", "games"]
-    with open(out / "evaluation_table.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for row in evaluation_rows(entries):
-            writer.writerow({**row, "games": " ".join(map(str, row["games"]))})
-    (out / "evaluation_table.md").write_text(evaluation_table_markdown(entries))
-    return [out / "evaluation_table.csv", out / "evaluation_table.md"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -722,6 +657,8 @@ def make_figures(run_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
 
 
 def main(args: argparse.Namespace) -> int:
+    from attnjax.evaluation_table import load_evaluations, write_evaluation_tables
+
     evaluations = load_evaluations(args.evaluations) if args.evaluations else None  # checked first
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FiguresWarning)

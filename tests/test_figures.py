@@ -106,7 +106,8 @@ def test_table_csv_and_markdown(outputs):
     assert md[0] == "| λ | BeamRider | Breakout |"
     assert md[2] == "| 0 | 540±33 | 130±24 |"
     assert md[3] == "| 0.005 | 580±16 | 54±4 |"
-    assert "over 3 seeds" in md[5] and "ddof=0" in md[5]
+    assert "over 3 seeds" in md[5] and "population standard deviation" in md[5]
+    assert "ddof" not in md[5]
 
 
 def test_summary_scatter_points_and_crosses(outputs):
@@ -251,6 +252,43 @@ def test_visualize_figures_cli_exit_code(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+
+
+def test_figures_read_at_a_glance(grid_runs, tmp_path):
+    """Coinciding curves stay visible (own line style and marker per λ), the legend counts the
+    seeds, Figure 3's entropy is in nats with the uniform maximum K·ln 49 drawn, captions carry
+    no jargon, and PDFs embed TrueType fonts (no Type 3)."""
+    import matplotlib.pyplot as plt
+
+    summary = figures.summarize(figures.load_runs([grid_runs]))
+    fig = figures.plot_reward_curves(summary)
+    try:
+        ax = next(a for a in fig.axes if a.get_title() == "Breakout")
+        lines = {line.get_gid(): line for line in ax.get_lines()}
+        a, b = lines["mean:λ=0"], lines["mean:λ=0.005"]
+        assert (a.get_linestyle(), a.get_marker()) != (b.get_linestyle(), b.get_marker())
+        assert a.get_marker() not in ("", "None") and a.get_markevery() is not None
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert legend == ["λ=0 (3 seeds)", "λ=0.005 (3 seeds)"]
+        assert not any("ddof" in t.get_text() for t in fig.texts)
+    finally:
+        plt.close(fig)
+    fig = figures.plot_entropy_vs_reward(summary)
+    try:
+        ax = next(a for a in fig.axes if a.get_title() == "Breakout")
+        assert "nats" in ax.get_xlabel()
+        uniform = next(line for line in ax.get_lines() if line.get_gid() == "uniform:2")
+        assert uniform.get_xdata()[0] == pytest.approx(2 * math.log(49))
+        assert ax.get_xlim()[1] >= 2 * math.log(49)
+        dots = {c.get_gid(): c for c in ax.collections}
+        assert dots["dots:λ=0"].get_paths()[0] != dots["dots:λ=0.005"].get_paths()[0]
+        assert any("K·ln 49" in t.get_text() for t in fig.texts)
+    finally:
+        plt.close(fig)
+    figures.make_figures([grid_runs], tmp_path)
+    for name in ("reward_curves.pdf", "entropy_vs_reward.pdf"):
+        pdf = (tmp_path / name).read_bytes()
+        assert b"/FontFile2" in pdf and b"Type3" not in pdf, name
 
 
 # --------------------------------------------------------------------------------------------
