@@ -16,15 +16,22 @@ $(STAMP): requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	@touch $(STAMP)
 
-# The main job (about a minute on 2 CPU cores): a short Breakout training that writes
+# The main job (a few minutes on 2 CPU cores): a short Breakout training that writes
 # runs/<run-name>/ (config.json, metrics.jsonl, checkpoints/, an attention picture), then what
-# there is to look at from its checkpoint: the attention video and the relevance-tree viewer.
+# there is to look at from its checkpoint: the attention video and the relevance-tree viewer;
+# then the same for the trained reference agents in agents/ (lambda = 0 | lambda = 0.005 side by
+# side, as the paper laid them out), which a short training cannot show.
 RUN := runs/Breakout__attn0__s0
+REF0 := agents/Breakout__attn0__s0
+REF5 := agents/Breakout__attn0.005__s0
 train: setup
 	$(PY) train.py --env-id Breakout-v5 --total-timesteps 12288 --num-envs 8 --num-steps 128 \
 		--update-epochs 1 --checkpoint-every 4 --out-dir runs
 	$(PY) visualize.py video --run $(RUN) --frames 400 --out $(RUN)/attention.mp4
 	$(PY) visualize.py tree --run $(RUN) --frames 20 --out $(RUN)/viewer.html
+	$(PY) visualize.py video --run $(REF0) --run $(REF5) --frames 600 \
+		--out runs/reference/attention.mp4
+	$(PY) visualize.py tree --run $(REF5) --frames 20 --out runs/reference/viewer.html
 
 test: setup
 	$(PY) -m pytest -q
