@@ -29,7 +29,7 @@ train: setup
 		--update-epochs 1 --checkpoint-every 4 --out-dir runs
 	$(PY) visualize.py video --run $(RUN) --frames 400 --out $(RUN)/attention.mp4
 	$(PY) visualize.py tree --run $(RUN) --frames 20 --out $(RUN)/viewer.html
-	$(PY) visualize.py video --run $(REF0) --run $(REF5) --frames 600 \
+	$(PY) visualize.py video --run $(REF0) --run $(REF5) --frames 400 \
 		--out runs/reference/attention.mp4
 	$(PY) visualize.py tree --run $(REF5) --frames 20 --out runs/reference/viewer.html
 
