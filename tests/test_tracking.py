@@ -15,7 +15,7 @@ from attnjax.tracking import ATTENTION_DPI, attention_figure
 
 def test_baseline_numbers():
     assert baseline.CELLS == GRID * GRID
-    assert baseline.UNIFORM_CELL == pytest.approx(0.0204, abs=1e-4)
+    assert pytest.approx(0.0204, abs=1e-4) == baseline.UNIFORM_CELL
     assert baseline.uniform_entropy(2) == pytest.approx(7.78, abs=5e-3)
     assert baseline.vs_uniform(0.31) == "0.31 = 15× uniform"
     assert baseline.vs_uniform(1 / 49) == "0.02 = 1.0× uniform"
