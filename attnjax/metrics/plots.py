@@ -1,0 +1,185 @@
+"""The report's figures, drawn from report.json's data alone (so they can be redrawn from a
+saved report): localization, the sanity-check curves, the sample-count sweep and the deletion
+and insertion curves, each as PNG and PDF (fonts embedded as TrueType, editable)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+METHOD_COLOURS = {"gradient": "#1f77b4", "smoothgrad": "#d62728", "vargrad": "#2ca02c",
+                  "random": "#7f7f7f"}
+SPREAD_STYLES = ("-", "--", ":", "-.")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["pdf.fonttype"] = 42  # TrueType in PDFs: text stays text
+    matplotlib.rcParams["ps.fonttype"] = 42
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _head_colour(k: int) -> tuple[float, ...]:
+    """Head k's colour in the attention videos (render.HEAD_COLORS)."""
+    from attnjax.render import head_color
+
+    return tuple(float(c) / 255 for c in head_color(k))
+
+
+def _save(fig: Any, out: Path, name: str) -> list[Path]:
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out / f"{name}.{ext}"
+        fig.savefig(path, dpi=130, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def plot_localization(data: dict[str, Any]) -> Any:
+    """Per object: attention hit rate per run and head, saliency pointing game per run and
+    method (first target), with the random and best-fixed baselines as lines."""
+    plt = _pyplot()
+    loc = data["localization"]
+    runs = list(loc)
+    objects = [o["name"] for o in data["ground_truth"]["objects"]]
+    target = data["settings"]["targets"][0]
+    fig, axes = plt.subplots(len(objects), 2, figsize=(10, 3.2 * len(objects)), squeeze=False)
+    for row, name in enumerate(objects):
+        first = loc[runs[0]][name]
+        radius = data["settings"]["radius"]
+        panels = (("attention", "hit_rate", "attention_baselines",
+                   "attention hit rate (argmax cell covers it)"),
+                  ("saliency", "pointing", "saliency_baselines",
+                   f"pointing game, target {target} (peak within {radius:g} px)"))
+        for col, (kind, score, base, title) in enumerate(panels):
+            ax = axes[row, col]
+            ax.set_title(f"{name}: {title}", fontsize=9)
+            ax.set_ylim(0, 1.05)
+            bars = []
+            for r, run in enumerate(runs):
+                entry = loc[run][name].get(kind) or {}
+                groups = entry.get(target, {}) if kind == "saliency" else entry
+                for g, (label, values) in enumerate(groups.items()):
+                    bars.append((r, g, label, values.get(score)))
+            width = 0.8 / max(1, max((g for _, g, _, _ in bars), default=0) + 1)
+            for r, g, label, value in bars:
+                ax.bar(r + (g + 0.5) * width - 0.4, value or 0.0, width,
+                       color=METHOD_COLOURS.get(label) or _head_colour(g),
+                       label=label if r == 0 else None)
+            for style, key in (("--", "random"), (":", "best_fixed")):
+                value = (first.get(base) or {}).get(key, {}).get(score)
+                if value is not None:
+                    ax.axhline(value, color="black", linestyle=style, linewidth=1,
+                               label=key.replace("_", " "))
+            ax.set_xticks(range(len(runs)), runs, fontsize=7, rotation=10)
+            ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sanity(data: dict[str, Any]) -> Any:
+    """Cascading randomization: rank correlation (solid) and SSIM (dashed) with the trained
+    network's maps, one panel per target and run."""
+    plt = _pyplot()
+    san = data["sanity"]
+    runs = list(san)
+    targets = data["settings"]["targets"]
+    fig, axes = plt.subplots(len(targets), len(runs), figsize=(4.6 * len(runs),
+                                                                3.4 * len(targets)),
+                             squeeze=False)
+    for i, target in enumerate(targets):
+        for j, run in enumerate(runs):
+            ax, result = axes[i, j], san[run][target]
+            steps = result["cascade"]
+            x = range(len(steps))
+            for method in result["verdict"]:
+                colour = METHOD_COLOURS.get(method)
+                for key, style in (("spearman", "-"), ("ssim", "--")):
+                    y = [s["methods"][method][key] for s in steps]
+                    ax.plot(x, [float("nan") if v is None else v for v in y], style,
+                            color=colour, marker="o" if style == "-" else None, markersize=3,
+                            label=f"{method} ({'rank corr.' if key == 'spearman' else 'SSIM'})")
+            ax.axhline(result["pass_below"], color="grey", linewidth=0.8, linestyle=":")
+            ax.set_xticks(list(x), [s["randomized"] for s in steps], rotation=45, ha="right",
+                          fontsize=7)
+            ax.set_ylim(-0.3, 1.05)
+            ax.set_title(f"{run}\ntarget {target}: cascading randomization", fontsize=8)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def plot_samples(data: dict[str, Any]) -> Any:
+    """Rank correlation with the reference and Gini sharpness against N, per run."""
+    plt = _pyplot()
+    smp = data["samples"]
+    runs = list(smp)
+    fig, axes = plt.subplots(2, len(runs), figsize=(4.6 * len(runs), 6.4), squeeze=False)
+    for j, run in enumerate(runs):
+        result = smp[run]
+        for method, by_spread in result["curves"].items():
+            for s, (spread, curve) in enumerate(by_spread.items()):
+                style = SPREAD_STYLES[s % len(SPREAD_STYLES)]
+                for i, key in enumerate(("correlation", "gini")):
+                    y = [float("nan") if v is None else v for v in curve[key]]
+                    axes[i, j].plot(curve["n"], y, style, color=METHOD_COLOURS.get(method),
+                                    marker="o", markersize=3, label=f"{method} σ={spread}")
+        if result["gradient"]["gini"] is not None:
+            axes[1, j].axhline(result["gradient"]["gini"], color=METHOD_COLOURS["gradient"],
+                               linewidth=1, label="gradient")
+        axes[0, j].axhline(result["stable_correlation"], color="grey", linestyle=":",
+                           linewidth=0.8)
+        axes[0, j].set_title(f"{run}\nrank corr. with the N={result['reference_n']} map",
+                             fontsize=8)
+        axes[1, j].set_title("sharpness (Gini of the map)", fontsize=8)
+        for i in range(2):
+            axes[i, j].set_xscale("log")
+            axes[i, j].set_xlabel("samples N")
+        axes[0, j].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def plot_faithfulness(data: dict[str, Any]) -> Any:
+    """Deletion and insertion curves of the first target and baseline, per run."""
+    plt = _pyplot()
+    fth = data["faithfulness"]
+    runs = list(fth)
+    target = data["settings"]["targets"][0]
+    fig, axes = plt.subplots(len(runs), 2, figsize=(9, 3.2 * len(runs)), squeeze=False)
+    for i, run in enumerate(runs):
+        result = fth[run][target]
+        baseline = next(iter(result["baselines"]))
+        curves = result["baselines"][baseline]["curves"]
+        for j, mode in enumerate(("deletion", "insertion")):
+            ax = axes[i, j]
+            for name, c in curves.items():
+                ax.plot(result["fractions"], c[mode]["target"],
+                        "--" if name == "random" else "-", marker="o", markersize=3,
+                        color=METHOD_COLOURS.get(name), label=name)
+            ax.set_title(f"{run}: {mode} ({baseline} baseline)", fontsize=8)
+            ax.set_xlabel("fraction of pixels")
+            ax.set_ylabel(f"target {target}")
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(data: dict[str, Any], out: Path) -> list[Path]:
+    """Every figure whose part is in the data (and has something to draw)."""
+    plt = _pyplot()
+    written: list[Path] = []
+    has_objects = bool(data.get("ground_truth", {}).get("objects"))
+    for part, plot in (("localization", plot_localization), ("sanity", plot_sanity),
+                       ("samples", plot_samples), ("faithfulness", plot_faithfulness)):
+        if not data.get(part) or (part == "localization" and not has_objects):
+            continue
+        fig = plot(data)
+        written += _save(fig, out, part)
+        plt.close(fig)
+    return written
