@@ -31,6 +31,7 @@ from attnjax.render import OBS_SIZE
 
 MAX_RMS_PX = 2.0  # screen pixels: a mapping with a larger fit error does not hold
 MIN_DETECTIONS = 20  # frames with a clean detection needed to fit a mapping
+CALIBRATION_STATES = 256  # Atari states a mapping is fitted on: the frames, then more steps
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,10 @@ class Frames:
     t: np.ndarray  # int [N]: env step since reset
     ram: np.ndarray | None = None  # uint8 [N, 128] (Atari): RAM of the same state
     positions: np.ndarray | None = None  # int [N, 2] (Quadrant-v0): the square's (y, x)
+    # Atari: RAM [M, 128] and screens [M, H, W, 3] the mappings are fitted on: the N frames,
+    # then the states of the steps played after them, M >= CALIBRATION_STATES
+    calibration_ram: np.ndarray | None = None
+    calibration_screens: np.ndarray | None = None
 
 
 @dataclass
@@ -248,9 +253,12 @@ class ObjectTruth:
 
 def collect_frames(agent: Any, num_frames: int, seed: int = 0, policy: str = "sample",
                    warmup: int = 0, stride: int = 4,
-                   progress: Callable[[int], None] | None = None) -> Frames:
+                   progress: Callable[[int], None] | None = None,
+                   calibration_states: int = CALIBRATION_STATES) -> Frames:
     """Play one agent on env seed `seed` and record every `stride`-th step after `warmup`
-    (Atari: from step 1 on, the first state whose RAM a step returned)."""
+    (Atari: from step 1 on, the first state whose RAM a step returned). Atari: when fewer than
+    `calibration_states` frames were recorded, play on and keep the screens and RAM of the
+    following steps for fitting the RAM -> screen mappings."""
     import jax
     import jax.numpy as jnp
 
@@ -262,12 +270,18 @@ def collect_frames(agent: Any, num_frames: int, seed: int = 0, policy: str = "sa
     step = jax.jit(env.step if quadrant else env.step_with_ram)
     key = jax.random.PRNGKey(seed)
     rec: dict[str, list] = {"obs": [], "screens": [], "t": [], "ram": [], "positions": []}
+    extra: dict[str, list] = {"screens": [], "ram": []}
     ram = None
     try:
         state, obs = env.reset()
         t = 0
-        while len(rec["t"]) < num_frames:
-            if (quadrant or ram is not None) and t >= warmup and (t - warmup) % stride == 0:
+        while len(rec["t"]) < num_frames or (
+                not quadrant and len(rec["t"]) + len(extra["ram"]) < calibration_states):
+            if len(rec["t"]) >= num_frames:  # calibration only: screen and RAM
+                if ram is not None:
+                    extra["screens"].append(np.asarray(env.render())[0])
+                    extra["ram"].append(ram)
+            elif (quadrant or ram is not None) and t >= warmup and (t - warmup) % stride == 0:
                 rec["obs"].append(np.asarray(obs[0]))
                 rec["screens"].append(np.asarray(env.render(state) if quadrant
                                                  else env.render())[0])
@@ -291,10 +305,16 @@ def collect_frames(agent: Any, num_frames: int, seed: int = 0, policy: str = "sa
             t += 1
     finally:
         env.close()
-    return Frames(env_id=env_id, obs=np.stack(rec["obs"]), screens=np.stack(rec["screens"]),
-                  t=np.asarray(rec["t"]),
-                  ram=np.stack(rec["ram"]) if rec["ram"] else None,
-                  positions=np.stack(rec["positions"]) if rec["positions"] else None)
+    frames = Frames(env_id=env_id, obs=np.stack(rec["obs"]), screens=np.stack(rec["screens"]),
+                    t=np.asarray(rec["t"]))
+    if quadrant:
+        frames.positions = np.stack(rec["positions"])
+    else:
+        frames.ram = np.stack(rec["ram"])
+        frames.calibration_ram = np.concatenate([frames.ram, *[r[None] for r in extra["ram"]]])
+        frames.calibration_screens = np.concatenate(
+            [frames.screens, *[s[None] for s in extra["screens"]]])
+    return frames
 
 
 def ground_truth(frames: Frames) -> tuple[list[ObjectTruth], list[str]]:
@@ -312,7 +332,10 @@ def ground_truth(frames: Frames) -> tuple[list[ObjectTruth], list[str]]:
     objects, notes = [], []
     screen_hw = frames.screens.shape[1:3]
     for spec in specs:
-        cal = fit_calibration(frames.ram, frames.screens, spec)
+        cal = fit_calibration(
+            frames.ram if frames.calibration_ram is None else frames.calibration_ram,
+            frames.screens if frames.calibration_screens is None else frames.calibration_screens,
+            spec)
         if not cal.holds:
             notes.append(f"{spec.name}: RAM -> screen mapping does not hold on these frames "
                          f"({min(cal.x.frames, cal.y.frames)} clean detections, fit error "
