@@ -1,5 +1,7 @@
 """The compiled PPO iteration (attnjax.ppo): what reaches the losses."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -97,3 +99,71 @@ def test_split_over_two_host_devices_trains_as_the_unrolled_loop():
             assert ms[name] == pytest.approx(mu[name], rel=1e-3, abs=1e-6), name
     # the runs did learn something: parameters moved away from their initial values
     assert split["metrics"][0]["approx_kl"] > 0
+
+
+# --------------------------------------------------------------------------------------------
+# the accelerator forms of the iteration, run on CPU against the CPU form
+
+ACCEL_ITERATIONS = 2
+
+
+def _two_run_grid() -> tuple[TrainConfig, list[TrainConfig], QuadrantEnv]:
+    """A 2-run grid (lambda 0 and 0.01, seeds 0 and 1) on Quadrant-v0 episodes of 3 steps."""
+    from attnjax.envs import env_seeds
+
+    base = TrainConfig(env_id="Quadrant-v0", num_envs=4, num_steps=8, num_minibatches=2,
+                       update_epochs=1, total_timesteps=32 * 8, learning_rate=1e-3,
+                       wandb_mode="disabled")
+    configs = [dataclasses.replace(base, attn_coef=0.0, seed=0),
+               dataclasses.replace(base, attn_coef=0.01, seed=1)]
+    env = QuadrantEnv([s for c in configs for s in env_seeds(c.seed, c.num_envs)],
+                      episode_length=3)
+    return base, configs, env
+
+
+def _train_two_iterations(initial, runs_axis: str, loops: str, per_call: int) -> tuple:
+    """The grid trained ACCEL_ITERATIONS iterations from the host state `initial` with the given
+    execution flags -> (final runs state, metrics of every iteration, each [R])."""
+    base, configs, env = _two_run_grid()
+    config = dataclasses.replace(base, runs_axis=runs_axis, loops=loops,
+                                 iterations_per_call=per_call)
+    network = make_network("attention", env.num_actions)
+    iterate = make_iterate(config, network, env.step, len(configs),
+                           reset_step_after_done=env.reset_step_after_done)
+    assert iterate.iterations_per_call == per_call
+    state = jax.tree_util.tree_map(jax.numpy.asarray, initial)  # a fresh copy: it is donated
+    metrics = []
+    for _ in range(ACCEL_ITERATIONS // per_call):
+        state, m = iterate(state)
+        m = jax.device_get(m)
+        metrics += [{k: v[i] for k, v in m.items()} for i in range(per_call)]
+    return jax.device_get(state.runs), metrics
+
+
+def test_accelerator_form_trains_as_the_cpu_form():
+    """The GPU defaults (--runs-axis vmap, --loops scan, 2 iterations per call) give the
+    parameters, optimizer state, RNG keys, episode statistics and metrics of the CPU form (map,
+    unroll, 1 per call) after 2 iterations of a 2-run grid: scan equals unroll, vmap equals
+    map, and the scan over iterations carries everything."""
+    _, configs, env = _two_run_grid()
+    network = make_network("attention", env.num_actions)
+    initial = jax.device_get(init_state(configs, network, *env.reset()))
+    want_runs, want_metrics = _train_two_iterations(initial, "map", "unroll", 1)
+    runs, metrics = _train_two_iterations(initial, "vmap", "scan", 2)
+    np.testing.assert_array_equal(runs.key, want_runs.key)
+    np.testing.assert_array_equal(runs.iteration, want_runs.iteration)
+    for got, want in zip(jax.tree_util.tree_leaves((runs.params, runs.opt_state)),
+                         jax.tree_util.tree_leaves((want_runs.params, want_runs.opt_state)),
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    for got, want in zip(jax.tree_util.tree_leaves(runs.stats),
+                         jax.tree_util.tree_leaves(want_runs.stats), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert len(metrics) == len(want_metrics) == ACCEL_ITERATIONS
+    for got, want in zip(metrics, want_metrics, strict=True):
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-6,
+                                       err_msg=name)
+    # both runs trained, each its own way
+    assert float(np.min(want_metrics[0]["approx_kl"])) > 0
+    assert not np.allclose(want_metrics[-1]["policy_loss"][0], want_metrics[-1]["policy_loss"][1])
