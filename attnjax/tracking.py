@@ -92,6 +92,7 @@ def attention_figure(obs: np.ndarray, attention: np.ndarray | None, title: str):
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
+    from matplotlib.patches import Rectangle
     from matplotlib.ticker import MaxNLocator
 
     heads = 0 if attention is None else attention.shape[-1]
@@ -110,13 +111,20 @@ def attention_figure(obs: np.ndarray, attention: np.ndarray | None, title: str):
         att = np.asarray(attention, np.float64)
         norm = Normalize(0.0, max(float(att.max()), 5 * UNIFORM_CELL))
         cmap = colormaps[ATTENTION_CMAP]
-        cells = np.linspace(-0.5, 83.5, att.shape[0] + 1)
+        cells = np.linspace(-0.5, 83.5, att.shape[0] + 1)  # 12 input pixels a cell
         for k in range(heads):
             ax, p = axes[k + 1], att[..., k]
-            rgba = cmap(norm(p))  # opaque with the weight above uniform; uniform: clear
-            rgba[..., 3] = 0.85 * np.clip((p - UNIFORM_CELL) / (norm.vmax - UNIFORM_CELL), 0, 1)
+            # opacity grows with the weight above uniform (uniform: clear); a light fill keeps
+            # what lies under a cell visible, its outline shows the colour at full strength
+            strength = np.clip((p - UNIFORM_CELL) / (norm.vmax - UNIFORM_CELL), 0, 1)
+            rgba = cmap(norm(p))
+            rgba[..., 3] = 0.45 * strength
             ax.imshow(rgba, extent=(cells[0], cells[-1], cells[-1], cells[0]),
                       interpolation="nearest")
+            for (i, j), a in np.ndenumerate(strength):
+                if a > 0.05:
+                    ax.add_patch(Rectangle((cells[j], cells[i]), 12, 12, fill=False, lw=1.2,
+                                           edgecolor=rgba[i, j, :3], alpha=float(a)))
             for edge in cells[1:-1]:
                 ax.axhline(edge, color="white", lw=0.4, alpha=0.3)
                 ax.axvline(edge, color="white", lw=0.4, alpha=0.3)
