@@ -515,7 +515,8 @@ def _legend_and_caption(fig, styles: dict[str, dict[str, Any]], labels: Sequence
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=styles[lab]["color"], marker=styles[lab]["marker"],
-                      linestyle=styles[lab]["ls"] if lines else "", label=styles[lab]["legend"])
+                      linestyle=styles[lab]["ls"] if lines else "", label=styles[lab]["legend"],
+                      markerfacecolor=styles[lab]["color"] if lines else "none")
                for lab in labels]
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), frameon=False)
     caption = textwrap.fill(caption, int(16 * fig.get_figwidth()))  # 7 pt: ~18 chars an inch
@@ -577,20 +578,25 @@ def plot_entropy_vs_reward(summary: dict[str, Any]):
                                if p["final_entropy"] is not None
                                and p["final_reward"] is not None]).reshape(-1, 2)
             style = styles[g["label"]]
-            ax.scatter(points[:, 0], points[:, 1], color=style["color"], s=22, alpha=0.8,
-                       marker=style["marker"], gid=f"dots:{g['label']}")
+            # hollow dots and crosses shrinking with the group's index: coinciding ones show
+            ax.scatter(points[:, 0], points[:, 1], facecolors="none", linewidths=1.3,
+                       s=max(20, 70 - 20 * style["index"]),
+                       edgecolors=[style["color"]], marker=style["marker"],
+                       gid=f"dots:{g['label']}")
             if g["cross"] is not None:
+                size = max(40, 160 - 40 * style["index"])
                 ax.scatter([g["cross"][0]], [g["cross"][1]], color=style["color"], marker="x",
-                           s=90, linewidths=2.2, gid=f"cross:{g['label']}", zorder=3)
+                           s=size, linewidths=2.0, gid=f"cross:{g['label']}", zorder=3)
             if g["label"] not in labels:
                 labels.append(g["label"])
-        for heads in sorted({k for g in groups for k in g.get("attn_heads", [2])}):
-            top = uniform_entropy(heads)
-            ax.axvline(top, color="0.3", ls="--", lw=1.0, gid=f"uniform:{heads}")
-            ax.annotate(f"uniform, K={heads}: {top:.2f}", (top, 1.0),
-                        xycoords=("data", "axes fraction"), xytext=(-3, -3),
-                        textcoords="offset points", ha="right", va="top", fontsize=7,
-                        color="0.3")
+        heads_used = sorted({k for g in groups for k in g.get("attn_heads", [2])})
+        most = max(uniform_entropy(max(heads_used)), ax.get_xlim()[1])
+        ax.set_xlim(0.0, 1.04 * most)  # entropy runs from 0 (one cell) to uniform
+        for heads in heads_used:
+            ax.axvline(uniform_entropy(heads), color="0.3", ls="--", lw=1.0, gid=f"uniform:{heads}")
+        top_axis = ax.secondary_xaxis("top")  # names the dashed lines above the plot
+        top_axis.set_xticks([uniform_entropy(k) for k in heads_used],
+                            labels=[f"uniform K={k}" for k in heads_used], fontsize=7)
         ax.set_title(game)
         ax.set_xlabel("final attention entropy (nats)")
         ax.set_ylabel("final full-game return")

@@ -279,7 +279,7 @@ def test_figures_read_at_a_glance(grid_runs, tmp_path):
         assert "nats" in ax.get_xlabel()
         uniform = next(line for line in ax.get_lines() if line.get_gid() == "uniform:2")
         assert uniform.get_xdata()[0] == pytest.approx(2 * math.log(49))
-        assert ax.get_xlim()[1] >= 2 * math.log(49)
+        assert ax.get_xlim()[0] == 0 and ax.get_xlim()[1] >= 2 * math.log(49)  # 0 to uniform
         dots = {c.get_gid(): c for c in ax.collections}
         assert dots["dots:λ=0"].get_paths()[0] != dots["dots:λ=0.005"].get_paths()[0]
         assert any("K·ln 49" in t.get_text() for t in fig.texts)
