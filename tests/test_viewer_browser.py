@@ -1,7 +1,9 @@
 """The relevance-tree viewer in a real browser: Debian's Chromium, headless, driven by Playwright.
 
-Skipped (with the reason) only when /usr/bin/chromium is missing or cannot start; Playwright
-never downloads a browser here. A screenshot goes to test-artifacts/viewer.png.
+Skipped (with the reason) when /usr/bin/chromium is missing or cannot start, except where
+ATTNJAX_REQUIRE_BROWSER=1 (set by .ci/run) makes that a failure, so CI cannot pass without the
+browser; Playwright never downloads a browser here. A screenshot goes to
+test-artifacts/viewer.png.
 """
 
 from __future__ import annotations
@@ -38,21 +40,28 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
+def _unavailable(reason: str) -> None:
+    """Skip, or fail where the browser is required (ATTNJAX_REQUIRE_BROWSER=1, as in CI)."""
+    if os.environ.get("ATTNJAX_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"ATTNJAX_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (.ci/install-browser.sh)")
+        _unavailable(f"{CHROMIUM} not found: install Debian's chromium (.ci/install-browser.sh)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as err:
-        pytest.skip(f"playwright is not installed ({err})")
+        _unavailable(f"playwright is not installed ({err})")
     manager = sync_playwright().start()
     try:
         chromium = manager.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                            args=CHROMIUM_ARGS)
     except Exception as err:  # noqa: BLE001 - any launch failure is a reason to skip
         manager.stop()
-        pytest.skip(f"{CHROMIUM} failed to launch: {str(err).splitlines()[0]}")
+        _unavailable(f"{CHROMIUM} failed to launch: {str(err).splitlines()[0]}")
     yield chromium
     chromium.close()
     manager.stop()
@@ -233,6 +242,9 @@ def _synthetic_recording(num_frames: int) -> tuple[V.Recording, list]:
 
 
 def test_hundred_frames_stay_responsive(browser, tmp_path):
+    """100 frames: every key press draws the next frame at once (within the same event, none
+    dropped) and only the current frame's tree is in the page. The times are printed, not
+    asserted: wall-clock limits fail on a loaded machine."""
     rec, trees = _synthetic_recording(100)
     meta = {"title": "100 frames", "run": "synthetic", "env_id": "Quadrant-v0",
             "network": "attention", "attn_coef": 0.0, "heads": 2, "global_step": 0}
@@ -243,7 +255,6 @@ def test_hundred_frames_stay_responsive(browser, tmp_path):
     p = page.page
     try:
         load_s = time.monotonic() - t0
-        assert load_s < 10, f"loading 100 frames took {load_s:.1f} s"
         for i in range(1, 4):  # real key presses...
             p.keyboard.press("ArrowRight")
             p.wait_for_selector(f'body[data-frame="{i}"]', timeout=5_000)
@@ -264,8 +275,8 @@ def test_hundred_frames_stay_responsive(browser, tmp_path):
         assert p.locator("#tree-svg .node").count() == trees[-1].num_nodes
         # only the current frame's tree is in the page
         assert p.locator("#tree-svg .node").count() < 2 * max(t.num_nodes for t in trees)
-        assert slowest < 500, f"slowest frame took {slowest:.0f} ms to draw"
-        assert stepping_s < 60
+        print(f"100 frames: loaded in {load_s:.1f} s, 96 frames stepped in {stepping_s:.1f} s, "
+              f"slowest drawn in {slowest:.0f} ms")
         page.check_clean()
     finally:
         page.close()
