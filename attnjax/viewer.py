@@ -20,6 +20,7 @@ import json
 import struct
 import sys
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,7 @@ def safe_json(payload: Any) -> str:
 
 
 def viewer_payload(recording: Recording, trees: list[RelevanceTree], meta: dict[str, Any],
-                   action_names: list[str] | None = None) -> dict[str, Any]:
+                   action_names: Sequence[str] | None = None) -> dict[str, Any]:
     """Everything the viewer shows, as JSON types."""
     if len(trees) != len(recording):
         raise ValueError(f"{len(trees)} trees for {len(recording)} frames")
@@ -392,14 +393,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _action_names(env_id: str) -> list[str] | None:
-    if env_id == "Quadrant-v0":
-        return ["top-left", "top-right", "bottom-left", "bottom-right"]
-    return None
-
-
 def main(args: argparse.Namespace) -> int:
     from attnjax.checkpoints import load_agent
+    from attnjax.envs import action_names
 
     config = tree_config_from_args(args)
     out = Path(args.out)
@@ -421,7 +417,8 @@ def main(args: argparse.Namespace) -> int:
                        warmup=args.warmup, stride=args.stride, progress=progress)
     trees = relevance_trees(recording.output, agent.params, config)
     meta = run_meta(agent, args.title)
-    payload = viewer_payload(recording, trees, meta, _action_names(agent.config.env_id))
+    names = action_names(agent.config.env_id, agent.num_actions)
+    payload = viewer_payload(recording, trees, meta, names)
     page = render_html(payload)
     out.write_text(page, encoding="utf-8")
     nodes = sum(t.num_nodes for t in trees)
@@ -435,8 +432,10 @@ def main(args: argparse.Namespace) -> int:
         bar = _Bar("drawing PNGs", len(trees), progress)
         try:
             for i, tree in enumerate(trees):
+                action = int(recording.actions[i])
                 title = (f"{meta['run']} \u00b7 frame {i + 1}/{len(trees)} \u00b7 step "
-                         f"{int(recording.env_steps[i])} \u00b7 action {int(recording.actions[i])}")
+                         f"{int(recording.env_steps[i])} \u00b7 action "
+                         f"{names[action] if names else action}")
                 draw_tree_png(tree, frame_image(recording, i, args.png_image),
                               folder / f"frame_{i:03d}.png", title=title)
                 bar.advance()

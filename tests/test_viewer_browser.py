@@ -130,10 +130,26 @@ def test_viewer_in_chromium(browser, viewer_file):
     page = Page(browser, viewer_file)
     p = page.page
     try:
-        # every node of the frame's trees is drawn, once, with its id
         nodes = list(_walk(frames[0]["tree"]["roots"]))
         drawn = p.locator("#tree-svg .node[data-node-id]")
+        # it opens folded to 3 levels, fitted to the panel's width, the legend in view
+        assert p.locator("#depth-select").input_value() == "3"
+        assert drawn.count() == sum(1 for _, depth, _ in nodes if depth < 3)
+        _check_tree_fits(p, fitted=True)
+        _check_in_view(p, "#legend-bar")
+        assert "attention hidden unit" in p.locator("#legend-bar").text_content()
+        labels = p.eval_on_selector_all("#tree-svg .node", "els => els.map(e => e.ariaLabel)")
+        assert any(t.startswith("attention hidden unit ") for t in labels)
+        assert not any(re.search(r"\bc\d+\b|\bpx\b", t) for t in labels), labels
+        assert any("× uniform" in t for t in labels)
+        heat = [float(v) for v in p.eval_on_selector_all(
+            "#heatmap rect", "els => els.map(e => e.getAttribute('fill-opacity'))")]
+        assert 0 < max(heat) <= 0.35  # a light heatmap: the frame stays visible under it
+
+        # every node of the frame's trees is drawn, once, with its id
+        p.locator("#expand-all").click()
         assert drawn.count() == len(nodes) > 0
+        _check_tree_fits(p, fitted=False)
         drawn_ids = p.eval_on_selector_all("#tree-svg .node[data-node-id]",
                                            "els => els.map(e => e.dataset.nodeId)")
         assert sorted(drawn_ids) == sorted(n["id"] for n, _, _ in nodes)
@@ -174,11 +190,18 @@ def test_viewer_in_chromium(browser, viewer_file):
             assert p.locator("#selection-overlay rect.ancestor").count() == depth
             assert p.locator("#selection-overlay rect.child").count() == len(node["children"])
 
-        # folding a peak hides its subtree; unfolding brings it back
+        # folding a peak hides its subtree, and lets go of a pinned node inside it
         root = frames[0]["tree"]["roots"][0]
         below = sum(1 for _ in _walk(root["children"]))
+        deep = next(n for n, d, _ in _walk(root["children"]) if not n["children"])
+        p.keyboard.press("Escape")  # unpin the node pinned above (it may be `deep`)
+        p.locator(f'#tree-svg .node[data-node-id="{deep["id"]}"] circle').click()
+        assert p.locator("#rf-highlight").get_attribute("data-node-id") == deep["id"]
         p.locator(f'#tree-svg .toggle[data-toggle-for="{root["id"]}"]').click()
         assert drawn.count() == len(nodes) - below
+        assert p.locator("#rf-highlight").count() == 0
+        assert p.locator("#tree-svg .node.selected").count() == 0
+        assert "Hover over or click" in p.locator("#node-info").text_content()
         p.locator(f'#tree-svg .toggle[data-toggle-for="{root["id"]}"]').click()
         assert drawn.count() == len(nodes)
 
@@ -218,6 +241,61 @@ def test_viewer_in_chromium(browser, viewer_file):
         p.keyboard.press("ArrowLeft")  # stops at the first frame
         assert p.locator("#frame-label").text_content() == f"frame 1 / {len(frames)}"
         assert p.locator("#prev").is_disabled()
+        page.check_clean()
+    finally:
+        page.close()
+
+
+def _check_tree_fits(p, fitted: bool) -> None:
+    """Every label lies inside the tree's drawing (none clipped); `fitted`: the drawing is no
+    wider than its panel (no sideways scrolling)."""
+    svg = p.locator("#tree-svg").bounding_box()
+    room = p.evaluate("document.getElementById('tree-scroll').clientWidth")
+    if fitted:
+        assert svg["width"] <= room, (svg, room)
+    right = max(p.eval_on_selector_all("#tree-svg text", "els => els.map(e => "
+                                       "e.getBoundingClientRect().right)"))
+    assert right <= svg["x"] + svg["width"] + 0.5, (right, svg)
+
+
+def _check_in_view(p, selector: str) -> None:
+    box = p.locator(selector).bounding_box()
+    viewport = p.viewport_size
+    assert box is not None and box["height"] > 0
+    assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], (box, viewport)
+    assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], (box, viewport)
+
+
+def test_near_uniform_frames_say_so(browser, tmp_path):
+    """A frame whose attention is uniform draws no heatmap and carries a note; a frame with a
+    real peak does not; a narrow window still shows the legend and a fitted tree."""
+    rec, trees = _synthetic_recording(2)
+    meta = {"title": "uniform", "run": "synthetic", "env_id": "Quadrant-v0",
+            "network": "attention", "attn_coef": 0.0, "heads": 2, "global_step": 12288}
+    payload = V.viewer_payload(rec, trees, meta)
+    for i, peak in enumerate((1 / 49 + 1e-4, 0.3)):
+        tree = payload["frames"][i]["tree"]
+        tree["attention"] = np.full((7, 7, 2), 1 / 49).tolist()
+        tree["attention"][3][3] = [peak, peak]
+        for root in tree["roots"]:
+            root["activation"] = peak
+    path = tmp_path / "uniform.html"
+    path.write_text(V.render_html(payload), encoding="utf-8")
+    page = Page(browser, path, width=1100, height=750)
+    p = page.page
+    try:
+        assert p.locator("#uniform-note").is_visible()
+        assert "near uniform" in p.locator("#uniform-note").text_content()
+        heat = p.eval_on_selector_all("#heatmap rect",
+                                      "els => els.map(e => Number(e.getAttribute('fill-opacity')))")
+        assert max(heat) == 0
+        assert "1.0× uniform" in p.locator("#frame-info").text_content()
+        assert "12,288" in p.locator("#run-meta").text_content()
+        _check_in_view(p, "#legend-bar")
+        _check_tree_fits(p, fitted=True)
+        p.keyboard.press("ArrowRight")
+        assert not p.locator("#uniform-note").is_visible()
+        assert "15× uniform" in p.locator("#frame-info").text_content()
         page.check_clean()
     finally:
         page.close()

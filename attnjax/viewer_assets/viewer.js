@@ -13,13 +13,21 @@
     LAYERS[layer.name] = layer;
   });
   var STYLE = {
-    attention: { color: "#ff4fd8", label: "attention peak", short: "peak" },
-    a1: { color: "#ffd166", label: "a1 (attention hidden, 1x1 conv + ELU)", short: "a1" },
-    conv3: { color: "#ef476f", label: "conv3 (L2-normalised per cell)", short: "conv3" },
-    conv2: { color: "#06d6a0", label: "conv2", short: "conv2" },
-    conv1: { color: "#4cc9f0", label: "conv1", short: "conv1" },
-    input: { color: "#f1f1f1", label: "input pixel (channel = stacked frame)", short: "px" }
+    attention: { color: "#ff4fd8", label: "attention peak", short: "attention peak" },
+    a1: { color: "#ffd166", label: "attention hidden unit (a1: 1x1 conv + ELU)",
+      short: "attention hidden unit" },
+    conv3: { color: "#ef476f", label: "conv3 channel (L2-normalised per cell)",
+      short: "conv3 channel" },
+    conv2: { color: "#06d6a0", label: "conv2 channel", short: "conv2 channel" },
+    conv1: { color: "#4cc9f0", label: "conv1 channel", short: "conv1 channel" },
+    input: { color: "#f1f1f1", label: "input pixel (of one of the 4 stacked frames)",
+      short: "pixel" }
   };
+  var CELLS = 49; // 7x7 attention cells: uniform attention is 1/49 per cell
+  var NEAR_UNIFORM = 2; // a peak under twice uniform shows no focus (attnjax.baseline)
+  var OPEN_LEVELS = 3; // levels unfolded when a frame opens
+  var MIN_SCALE = 0.75; // the tree shrinks to fit the panel's width, down to this
+  var HEAT_OPACITY = 0.35; // the heatmap's strongest cell
   var HEAD_COLORS = ["#ffb703", "#8ecae6", "#c77dff", "#90be6d", "#f94144", "#f8961e"];
   var ROW = 18;
   var COL = 170;
@@ -34,7 +42,7 @@
     heatmap: true,
     head: "sum",
     overlay: true,
-    levels: maxLevels,
+    levels: Math.min(OPEN_LEVELS, maxLevels),
     collapsed: new Set(),
     expanded: new Set(),
     selected: null,
@@ -74,6 +82,18 @@
 
   function signed(v) { return (v >= 0 ? "+" : "") + fmt(v); }
 
+  // "15x" for 0.31, "1.0x" for 0.02: an attention weight against uniform (1/49)
+  function timesUniform(v) {
+    var r = v * CELLS;
+    return (r >= 9.95 ? r.toFixed(0) : r.toFixed(1)) + "\u00d7 uniform";
+  }
+
+  function vsUniform(v) { return fmt(v, 2) + " = " + timesUniform(v); }
+
+  function nearUniform(frame) {
+    return frame.tree.roots.every(function (r) { return r.activation * CELLS < NEAR_UNIFORM; });
+  }
+
   // ---------------------------------------------------------------------------------- indexing
 
   function buildIndex(frame) {
@@ -99,16 +119,13 @@
   }
 
   function label(node) {
-    var rank = "";
+    var at = " (" + node.y + "," + node.x + ")";
     if (node.layer === "attention") {
-      rank = Number(node.id.split("p")[1]) + 1;
-      return "head " + node.channel + " \u00b7 peak " + rank + " (" + node.y + "," + node.x +
-        ") \u00b7 " + fmt(node.activation);
+      var rank = Number(node.id.split("p")[1]) + 1;
+      return "head " + node.channel + " peak " + rank + at + ": " + vsUniform(node.activation);
     }
-    if (node.layer === "input") {
-      return "px (" + node.y + "," + node.x + ") f" + node.channel;
-    }
-    return STYLE[node.layer].short + " c" + node.channel + " (" + node.y + "," + node.x + ")";
+    if (node.layer === "input") return "pixel" + at + " of stacked frame " + node.channel;
+    return STYLE[node.layer].short + " " + node.channel + at;
   }
 
   // ------------------------------------------------------------------------------------ tree
@@ -146,7 +163,6 @@
     return { items: items, edges: edges, rows: row, headRows: headRows };
   }
 
-  function px(item) { return MARGIN_X + item.depth * COL; }
   function py(item) { return MARGIN_Y + item.y * ROW; }
 
   function drawTree() {
@@ -154,11 +170,8 @@
     var tree = $("tree-svg");
     clear(tree);
     var lay = layout(frame.tree.roots);
-    var width = MARGIN_X + state.levels * COL + 120;
     var height = MARGIN_Y * 2 + lay.rows * ROW;
-    tree.setAttribute("width", width);
     tree.setAttribute("height", height);
-    tree.setAttribute("viewBox", "0 0 " + width + " " + height);
     tree.setAttribute("data-frame", state.frame);
 
     var edgeLayer = svg("g", { id: "tree-edges" }, tree);
@@ -166,6 +179,55 @@
     lay.headRows.forEach(function (h) {
       var t = svg("text", { class: "head-label", x: 8, y: MARGIN_Y + h.row * ROW }, nodeLayer);
       t.textContent = "head " + h.head;
+    });
+
+    // nodes first: a column is as wide as the longest label of an open parent in it (those
+    // labels run above the branches to the next column), at least COL
+    var labelWidth = [];
+    lay.items.forEach(function (item) {
+      var node = item.node;
+      var cls = "node";
+      if (node.children.length && !item.open) cls += " collapsed";
+      if (node.id === state.selected) cls += " selected";
+      var g = svg("g", {
+        class: cls,
+        "data-node-id": node.id,
+        "data-layer": node.layer,
+        role: "treeitem",
+        "aria-label": label(node)
+      }, nodeLayer);
+      item.g = g;
+      svg("circle", { r: node.layer === "attention" ? 7 : 5.5, fill: STYLE[node.layer].color }, g);
+      // open parents carry their label above the branches, leaves beside the dot
+      var text = svg("text", item.open ? { x: 6, y: -10 } : { x: 11, y: 0.5 }, g);
+      text.textContent = label(node);
+      if (node.relevance !== null) {
+        var rel = svg("tspan", { class: "rel", dx: 6 }, text);
+        rel.textContent = signed(node.relevance);
+      }
+      if (node.children.length) {
+        var t = svg("g", { class: "toggle", "data-toggle-for": node.id,
+          transform: "translate(-19,0)" }, g);
+        svg("rect", { x: -5.5, y: -5.5, width: 11, height: 11, rx: 2 }, t);
+        var glyph = svg("text", { x: 0, y: 0.5 }, t);
+        glyph.textContent = item.open ? "\u2212" : "+";
+        if (!item.open) {
+          var more = svg("tspan", { class: "rel", dx: 4 }, text);
+          more.textContent = "[+" + countBelow(node) + "]";
+        }
+      }
+      if (item.open) {
+        labelWidth[item.depth] = Math.max(labelWidth[item.depth] || 0,
+          text.getComputedTextLength());
+      }
+    });
+    var columns = [MARGIN_X];
+    for (var d = 1; d < maxLevels; d++) {
+      columns[d] = columns[d - 1] + Math.max(COL, (labelWidth[d - 1] || 0) + 36);
+    }
+    function px(item) { return columns[item.depth]; }
+    lay.items.forEach(function (item) {
+      item.g.setAttribute("transform", "translate(" + px(item) + "," + py(item) + ")");
     });
 
     // edge width: |relevance| relative to the strongest sibling
@@ -192,44 +254,29 @@
         "data-to": e.to.node.id
       }, edgeLayer);
     });
-
-    lay.items.forEach(function (item) {
-      var node = item.node;
-      var cls = "node";
-      if (node.children.length && !item.open) cls += " collapsed";
-      if (node.id === state.selected) cls += " selected";
-      var g = svg("g", {
-        class: cls,
-        transform: "translate(" + px(item) + "," + py(item) + ")",
-        "data-node-id": node.id,
-        "data-layer": node.layer,
-        role: "treeitem",
-        "aria-label": label(node)
-      }, nodeLayer);
-      svg("circle", { r: node.layer === "attention" ? 7 : 5.5, fill: STYLE[node.layer].color }, g);
-      // open parents carry their label above the branches, leaves beside the dot
-      var text = svg("text", item.open ? { x: 6, y: -10 } : { x: 11, y: 0.5 }, g);
-      text.textContent = label(node);
-      if (node.relevance !== null) {
-        var rel = svg("tspan", { class: "rel", dx: 6 }, text);
-        rel.textContent = signed(node.relevance);
-      }
-      if (node.children.length) {
-        var t = svg("g", { class: "toggle", "data-toggle-for": node.id,
-          transform: "translate(-19,0)" }, g);
-        svg("rect", { x: -5.5, y: -5.5, width: 11, height: 11, rx: 2 }, t);
-        var glyph = svg("text", { x: 0, y: 0.5 }, t);
-        glyph.textContent = item.open ? "\u2212" : "+";
-        if (!item.open) {
-          var more = svg("tspan", { class: "rel", dx: 4 }, text);
-          more.textContent = "[+" + countBelow(node) + "]";
-        }
-      }
-    });
+    fitTree(tree, nodeLayer, height);
     var shown = lay.items.length;
     var total = index.size;
     $("tree-header").textContent = frame.tree.roots.length + " peaks \u00b7 " + shown + " of " +
       total + " nodes shown \u00b7 click a node to pin it, hover to inspect, \u00b1 to fold";
+    var note = $("uniform-note");
+    note.hidden = !nearUniform(frame);
+    note.textContent = "Attention is near uniform in this frame (every peak under " +
+      NEAR_UNIFORM + "\u00d7 uniform = " + fmt(NEAR_UNIFORM / CELLS, 3) + "): no cell stands " +
+      "out, so these trees start from cells barely above the rest.";
+  }
+
+  // the tree's own width (its widest label included), shrunk to the panel's width if wider,
+  // down to MIN_SCALE (then the panel scrolls sideways); nothing is clipped
+  function fitTree(tree, content, height) {
+    var box = content.getBBox();
+    var width = Math.ceil(Math.max(box.x + box.width, 0) + 12);
+    var room = $("tree-scroll").clientWidth - 2;
+    var scale = room > 0 && width > room ? Math.max(MIN_SCALE, room / width) : 1;
+    tree.setAttribute("viewBox", "0 0 " + width + " " + height);
+    tree.setAttribute("width", Math.floor(width * scale));
+    tree.setAttribute("height", Math.floor(height * scale));
+    tree.setAttribute("data-scale", scale.toFixed(3));
   }
 
   // --------------------------------------------------------------------------------- frame view
@@ -274,12 +321,17 @@
       }
     }
     var color = state.head === "sum" ? "#ffb703" : HEAD_COLORS[Number(state.head) % HEAD_COLORS.length];
+    // light, and only what lies above uniform (1/49 a head; K/49 for the sum of K heads): a
+    // near-uniform map leaves the frame clear, a focused one never hides it
+    var uniform = (state.head === "sum" ? att[0][0].length : 1) / CELLS;
+    var top = Math.max(max, 5 * uniform);
     values.forEach(function (c) {
+      var a = HEAT_OPACITY * Math.min(1, Math.max(0, (c[2] - uniform) / (top - uniform)));
       svg("rect", {
         class: "heat",
         x: c[1] * cell, y: c[0] * cell, width: cell, height: cell,
         fill: color,
-        "fill-opacity": max > 0 ? (0.5 * c[2] / max).toFixed(3) : 0,
+        "fill-opacity": a.toFixed(3),
         "data-value": c[2]
       }, g);
     });
@@ -383,7 +435,8 @@
       var dd = html("dd", value, dl);
       if (id) dd.id = id;
     }
-    var channelName = node.layer === "attention" ? "head" : node.layer === "input" ? "frame" : "channel";
+    var channelName = node.layer === "attention" ? "head" : node.layer === "input" ? "stacked frame" :
+      node.layer === "a1" ? "hidden unit" : "channel";
     row("layer", STYLE[node.layer].label, "info-layer");
     row("position (y, x)", "(" + node.y + ", " + node.x + ") of " + layer.grid + "\u00d7" + layer.grid,
       "info-position");
@@ -391,6 +444,8 @@
     var actName = node.layer === "attention" ? "attention weight" :
       node.layer === "conv3" ? "activation (L2-normalised)" : "activation";
     row(actName, fmt(node.activation, 4), "info-activation");
+    if (node.layer === "attention") row("against uniform", timesUniform(node.activation) +
+      " (uniform: 1/" + CELLS + " = " + fmt(1 / CELLS, 3) + " per cell)", "info-uniform");
     if (node.pre_activation !== null) {
       row(node.layer === "attention" ? "logit" : "pre-activation", fmt(node.pre_activation, 4),
         "info-pre");
@@ -422,12 +477,24 @@
     row("reward", fmt(frame.reward, 2));
     row("value estimate", fmt(frame.value, 3));
     var peaks = frame.tree.roots.map(function (r) {
-      return "h" + r.channel + " (" + r.y + "," + r.x + ") " + fmt(r.activation, 2);
+      return "head " + r.channel + " at (" + r.y + "," + r.x + "): " + vsUniform(r.activation);
     });
-    row("peaks", peaks.join(", ") || "none");
+    row("peaks", peaks.join("; ") || "none");
   }
 
   function buildLegend() {
+    var bar = $("legend-bar");
+    DATA.layers.forEach(function (layer, depth) {
+      if (depth >= maxLevels) return;
+      var chip = html("span", null, bar, "chip");
+      html("span", null, chip, "swatch").style.background = STYLE[layer.name].color;
+      html("span", STYLE[layer.name].short, chip);
+    });
+    [["var(--pos)", "excites"], ["var(--neg)", "inhibits"]].forEach(function (item) {
+      var chip = html("span", null, bar, "chip");
+      html("span", null, chip, "swatch line").style.borderColor = item[0];
+      html("span", item[1], chip);
+    });
     var box = $("legend");
     html("h2", "legend", box);
     DATA.layers.forEach(function (layer, depth) {
@@ -442,7 +509,8 @@
       ["line", "var(--pos)", "positive relevance (activation \u00d7 weight); width \u221d |relevance| among siblings"],
       ["line", "var(--neg)", "negative relevance (inhibition)"],
       ["square", "var(--accent)", "receptive field of the hovered / pinned node; dashed: its ancestors"],
-      ["square", "#ffb703", "attention heatmap: 7\u00d77 cells stretched over the frame"],
+      ["square", "#ffb703", "attention heatmap: 7\u00d77 cells stretched over the frame, " +
+        "shaded by their weight above uniform (1/49)"],
       ["square", STYLE.attention.color, "dashed: a peak's heatmap cell (its receptive field, " +
         "36\u00d736, is centred on the big dot)"]
     ];
@@ -460,7 +528,7 @@
     var meta = DATA.meta;
     $("run-meta").textContent = [
       meta.env_id, meta.network + " network", "\u03bb = " + meta.attn_coef, "K = " + meta.heads,
-      "step " + meta.global_step, FRAMES.length + " frames",
+      "step " + Number(meta.global_step).toLocaleString("en-US"), FRAMES.length + " frames",
       "peaks/head " + meta.tree_config.num_peaks, "branching " + meta.tree_config.branching.join(","),
       "rank " + meta.tree_config.rank
     ].join(" \u00b7 ");
@@ -479,6 +547,7 @@
       var od = html("option", (d === maxLevels ? "all " : "") + d + " (to " + name + ")", depthSelect);
       od.value = String(d);
     }
+    depthSelect.value = String(state.levels);
     var modes = FRAMES.length ? Object.keys(FRAMES[0].images) : [];
     Array.prototype.forEach.call($("image-mode").options, function (o) {
       if (modes.indexOf(o.value) < 0) o.disabled = true;
@@ -591,6 +660,12 @@
 
   function redrawTree() {
     drawTree();
+    // a pinned or hovered node that folded away is let go
+    ["selected", "hovered"].forEach(function (key) {
+      if (state[key] && !document.querySelector('#tree-svg .node[data-node-id="' + state[key] + '"]')) {
+        state[key] = null;
+      }
+    });
     drawTreeOverlay();
     drawSelection();
   }
@@ -626,6 +701,7 @@
 
   buildControls();
   buildLegend();
+  window.addEventListener("resize", function () { if (FRAMES.length) redrawTree(); });
   if (FRAMES.length) {
     render();
   } else {
