@@ -66,19 +66,39 @@ class RunCheckpointer:
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
+    def discard_after(self, iteration: int) -> list[int]:
+        """Delete the checkpoints newer than `iteration` (unreadable ones, or a grid partner's
+        that the grid cannot use): a resume from `iteration` writes them again, as it writes the
+        metrics lines after it again. Returns the iterations deleted."""
+        newer = [step for step in self.steps() if step > iteration]
+        for step in newer:
+            self._manager.delete(step)
+        return newer
+
     def restore(self, iteration: int, params_like: Any, state_like: Any) -> tuple[Any, Any, dict]:
-        """Restore into the structures of `params_like` / `state_like` (pytrees of arrays)."""
+        """Restore into the structures of `params_like` / `state_like` (pytrees of arrays).
+        Raises CheckpointMismatch when the checkpoint's recorded parameter shapes are another
+        network's; any other exception means it is unreadable (corrupt, half-written)."""
         ocp = _ocp()
-        restored = self._manager.restore(
-            iteration,
-            args=ocp.args.Composite(
-                params=ocp.args.StandardRestore(_abstract(params_like)),
-                state=ocp.args.StandardRestore(_abstract(state_like)),
-                meta=ocp.args.JsonRestore(),
-            ),
-        )
-        params = _like(params_like, restored["params"])
-        state = _like(state_like, restored["state"])
+        try:
+            restored = self._manager.restore(
+                iteration,
+                args=ocp.args.Composite(
+                    params=ocp.args.StandardRestore(_abstract(params_like)),
+                    state=ocp.args.StandardRestore(_abstract(state_like)),
+                    meta=ocp.args.JsonRestore(),
+                ),
+            )
+            params = _like(params_like, restored["params"])
+            state = _like(state_like, restored["state"])
+        except Exception as err:
+            # orbax raises ValueError both for corrupt data and for other shapes: its metadata
+            # (the shapes written with the checkpoint) tells them apart
+            saved = _saved_shapes(self.run_dir / CHECKPOINT_DIR / str(iteration) / "params")
+            if saved is not None and saved != _shapes(params_like):
+                raise CheckpointMismatch(
+                    f"checkpoint {iteration} holds parameters of another network") from err
+            raise
         return params, state, dict(restored["meta"])
 
     def close(self) -> None:
@@ -87,6 +107,23 @@ class RunCheckpointer:
 
 def _abstract(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), tree)
+
+
+class CheckpointMismatch(ValueError):
+    """A readable checkpoint whose parameters are another network's (not corruption)."""
+
+
+def _shapes(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x: tuple(np.shape(x)), tree)
+
+
+def _saved_shapes(item_dir: Path) -> Any | None:
+    """The array shapes an orbax item's metadata records (nested dicts), None if unreadable."""
+    try:
+        metadata = _ocp().StandardCheckpointer().metadata(Path(item_dir).resolve())
+        return jax.tree_util.tree_map(lambda m: tuple(m.shape), metadata.item_metadata.tree)
+    except Exception:  # noqa: BLE001 - unreadable metadata: the checkpoint is corrupt
+        return None
 
 
 def _like(template: Any, restored: Any) -> Any:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from attnjax.checkpoints import CHECKPOINT_DIR, RunCheckpointer
+from attnjax.checkpoints import CHECKPOINT_DIR, CheckpointMismatch, RunCheckpointer
 from attnjax.config import RUN_DEFINING_FIELDS, TrainConfig, check_out_dir_writable, validate
 from attnjax.envs import QUADRANT_ENV_ID, EpisodeStats, env_seeds, make_env
 from attnjax.errors import UserError, make_folder, os_error_reason, remove_folders
@@ -229,9 +229,9 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
                 params, saved, meta = checkpointer.restore(iteration, run.params,
                                                            _saved_state(run))
                 if meta["config"]["attn_coef"] != configs[r].attn_coef:
-                    raise ValueError("checkpoint of another run")
+                    raise CheckpointMismatch("checkpoint of another run")
                 restored.append((params, saved))
-        except ValueError as err:  # shapes differ: another architecture, not corruption
+        except CheckpointMismatch as err:  # another architecture, not corruption
             raise UserError(
                 f"the checkpoints in {checkpointers[r].run_dir} do not fit the "
                 f"{configs[r].network} network (K={configs[r].attn_heads}) their config.json "
@@ -289,8 +289,9 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     start_iteration = 0
     if resume:
         state, start_iteration = _restore(state, checkpointers, configs)
-        for run_dir in run_dirs:
+        for run_dir, checkpointer in zip(run_dirs, checkpointers, strict=True):
             truncate_metrics(run_dir, start_iteration * base.batch_size)
+            checkpointer.discard_after(start_iteration)
     state = shard_state(state, mesh)
     trackers = [WandbRun(c, d) for c, d in zip(configs, run_dirs, strict=True)]
     logs = [MetricsLog(d) for d in run_dirs]

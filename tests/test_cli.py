@@ -1,17 +1,11 @@
-"""Bad input answers with one line, exit code 2, no traceback and nothing written; a run
-killed with SIGKILL resumes to its total steps with a gap-free metrics file."""
+"""Bad input answers with one line, exit code 2, no traceback and nothing written (train.py's
+flags, OS errors preparing run folders, visualize.py outputs that cannot be written)."""
 
 import json
-import os
-import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import jax
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,54 +164,3 @@ def test_resume_of_another_architecture(finished_run, tmp_path):
     proc = run_train("--resume", str(run))
     assert_one_line_error(proc, "another architecture")
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
-
-
-def _global_steps(run):
-    return [json.loads(x)["global_step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def test_sigkill_after_first_checkpoint_then_resume(tmp_path):
-    from attnjax import load_agent
-    from attnjax.checkpoints import RunCheckpointer
-    from attnjax.config import TrainConfig
-    from attnjax.envs import env_seeds, make_env
-    from attnjax.networks import make_network
-    from attnjax.ppo import init_state
-    from attnjax.train import _restore, load_run_config
-
-    total = 64 * 60  # 60 iterations of 64 steps
-    cmd = [sys.executable, str(ROOT / "train.py"), *TINY, "--total-timesteps", str(total),
-           "--checkpoint-every", "5", "--out-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    run = tmp_path / "Quadrant__attn0__s0"
-    deadline = time.time() + 240
-    while not (run / "checkpoints" / "5").is_dir():
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.2)
-    time.sleep(random.uniform(0.0, 3.0))
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    steps_before = _global_steps(run)
-    assert steps_before and steps_before[-1] < total
-
-    # the parameters a resume starts from are the newest good checkpoint's
-    agent = load_agent(run)
-    config = load_run_config(run)
-    env = make_env(config.env_id, env_seeds(config.seed, config.num_envs))
-    network = make_network(config.network, env.num_actions, config.attn_heads)
-    state = init_state([config], network, *env.reset())
-    state, iteration = _restore(state, [RunCheckpointer(run)], [config])
-    assert iteration == agent.iteration
-    for a, b in zip(jax.tree_util.tree_leaves(agent.params),
-                    jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x: x[0],
-                                                                     state.runs.params)),
-                    strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert isinstance(config, TrainConfig)
-
-    proc = run_train("--resume", str(run), timeout=400)
-    assert proc.returncode == 0, proc.stderr
-    steps = _global_steps(run)
-    assert steps == list(range(64, total + 1, 64)), "strictly increasing, no gap, no repeat"
-    assert load_agent(run).step == total
