@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import time
+import tomllib
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from attnjax.saliency import (
 
 FORMAT = "attnjax-saliency"
 FORMAT_VERSION = 1
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 # key -> (description, shape); `<method>` and `<method>_<stack>` are added per method
 KEYS = {
@@ -66,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True,
                         help="run folder written by train.py, or one of its checkpoints/<iter>")
     parser.add_argument("--out", required=True, help="output file, ending in .npz")
+    parser.add_argument("--png", default=None, metavar="DIR",
+                        help="also draw each frame and its maps (log colour scale) into "
+                             "DIR/frame_NNN.png")
     parser.add_argument("--frames", type=int, default=None,
                         help="frames to play and explain (default 64; with --obs: all of them)")
     parser.add_argument("--obs", default=None,
@@ -166,9 +171,24 @@ def play_frames(agent: Any, frames: int, seed: int, policy: str, warmup: int, st
 # writing
 
 
+def attnjax_version() -> str:
+    """The installed attnjax's version, else (run from a checkout) pyproject.toml's."""
+    try:
+        return importlib_metadata.version("attnjax")
+    except importlib_metadata.PackageNotFoundError:
+        pass
+    try:
+        project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+        if project.get("name") == "attnjax":
+            return str(project["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        pass
+    return "unknown"
+
+
 def _versions() -> dict[str, str]:
-    out = {}
-    for name in ("attnjax", "jax", "flax"):
+    out = {"attnjax": attnjax_version()}
+    for name in ("jax", "flax"):
         try:
             out[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
@@ -288,11 +308,51 @@ def export(agent: Any, config: SaliencyConfig, out: str | Path, *, frames: int |
     return meta
 
 
+def write_pngs(arrays: dict[str, np.ndarray], methods: tuple[str, ...], stack: str,
+               folder: str | Path, title: str = "") -> list[Path]:
+    """One PNG per frame: the newest observation frame, then each method's map (`<method>_
+    <stack>`) on a logarithmic colour scale over 4 decades below the frame's maximum (squared
+    gradients span many orders of magnitude: 1e-3 to 1e-12 across methods and targets)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in range(len(arrays["obs"])):
+        fig, axes = plt.subplots(1, 1 + len(methods), figsize=(2.6 * (1 + len(methods)), 2.9),
+                                 layout="constrained", squeeze=False)
+        axes[0, 0].imshow(arrays["obs"][i, -1], cmap="gray", vmin=0, vmax=255)
+        axes[0, 0].set_title(f"observation, step {int(arrays['env_step'][i]):,}", fontsize=8)
+        for ax, method in zip(axes[0, 1:], methods, strict=True):
+            m = arrays[f"{method}_{stack}"][i]
+            top = max(float(m.max()), 1e-30)
+            image = ax.imshow(np.maximum(m, top * 1e-4), norm=LogNorm(top * 1e-4, top),
+                              cmap="inferno")
+            fig.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
+            ax.set_title(f"{method} ({STACK_MEANING[stack].split(' (')[0]})", fontsize=7)
+        for ax in axes.flat:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if title:
+            fig.suptitle(title, fontsize=9)
+        path = folder / f"frame_{i:03d}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
 def main(args: argparse.Namespace) -> int:
     from attnjax.checkpoints import load_agent
 
     config = config_from_args(args)
     out = check_out_path(args.out)
+    if args.png:
+        writable_folder(args.png, "--png")
     agent = load_agent(args.run)
     meta = export(agent, config, out, frames=args.frames, obs_file=args.obs, seed=args.seed,
                   policy=args.policy, warmup=args.warmup, stride=args.stride,
@@ -301,4 +361,11 @@ def main(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({meta['frames']} frames, {', '.join(config.methods)}, target "
           f"{config.target} of {config.layer}, preset {args.preset}, {size_mb:.1f} MB, "
           f"{meta['seconds']:.1f} s)")
+    if args.png:
+        with np.load(out, allow_pickle=False) as data:  # the pictures come from the file
+            arrays = {k: data[k] for k in ("obs", "env_step", *(f"{m}_{config.stack}"
+                                                                for m in config.methods))}
+        paths = write_pngs(arrays, config.methods, config.stack, args.png,
+                           title=f"{agent.run_dir.name} · step {agent.step:,} · log colour scale")
+        print(f"wrote {len(paths)} PNGs to {args.png}/")
     return 0

@@ -8,8 +8,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import flax.linen as nn
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DIM = 4 * 84 * 84
 HEADS = 2
 DOCS = ROOT / "docs" / "saliency_and_videos.md"
+README = ROOT / "README.md"
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,13 +317,31 @@ def test_sigma_scopes_and_config_errors(real):
 
 
 def test_nature_network_value_and_action_saliency():
+    """The network without attention: the action and value maps are the squared input
+    gradients of the greedy action's logit and of the value, as jax.grad of the network's own
+    outputs gives them; SmoothGrad at spread 0 is the gradient."""
     net = make_network("nature", num_actions=4)
     params = init_params(net, jax.random.PRNGKey(0))
-    result = S.compute_saliency(net, params, _frames(2), S.SaliencyConfig(target="action",
-                                                                          samples=2))
-    assert result.attention is None
-    assert result.maps["smoothgrad"].shape == (2, 4, 84, 84)
-    assert result.maps["gradient"].max() > 0
+    obs = _frames(2, seed=7)
+    x = jnp.asarray(S.to_unit(obs))
+    out = net.apply({"params": params}, obs)
+    greedy = np.asarray(out.logits).argmax(axis=1)
+    wants = {
+        "action": jax.vmap(jax.grad(lambda xi, a: net.apply(
+            {"params": params}, xi[None] * 255.0).logits[0, a]))(x, jnp.asarray(greedy)),
+        "value": jax.vmap(jax.grad(lambda xi: net.apply(
+            {"params": params}, xi[None] * 255.0).value[0]))(x),
+    }
+    for target, grad in wants.items():
+        want = np.asarray(grad) ** 2
+        assert want.max() > 0, target
+        result = S.compute_saliency(net, params, obs, S.SaliencyConfig(target=target, samples=2,
+                                                                         spread=0.0))
+        assert result.attention is None
+        np.testing.assert_array_equal(result.greedy_actions, greedy)
+        for method in ("gradient", "smoothgrad"):
+            np.testing.assert_allclose(result.maps[method], want, rtol=1e-4,
+                                       atol=1e-5 * want.max(), err_msg=f"{target} {method}")
 
 
 def test_memory_estimate_bounds_xla_and_chunks_respect_budget(real, monkeypatch):
@@ -399,42 +420,45 @@ def test_frames_split_over_two_host_devices_equal_one_device():
 
 def test_saliency_peak_lies_on_the_attended_quadrant_object(quadrant_run):
     """On Quadrant-v0 the agent trained with lambda > 0 attends to a cell whose receptive field
-    holds the bright 8 px square. Measured on 48 random positions (`max` target, max over the
-    stacked frames, 16 samples): the gradient's and SmoothGrad's peaks lie inside that
-    receptive field in ~96% of frames; SmoothGrad's peak is within 2 px of the square in ~65%
-    (on it in ~35%); on the square's pixels the maps are ~2.5x (gradient) and ~6x (SmoothGrad)
-    stronger than elsewhere (medians).
-
-    The plain gradient's peak pixel is on the square in only ~4% of frames: the attention is
-    most sensitive to dark pixels next to the square, which the maps faithfully show; SmoothGrad
-    averages that out. That is a property of the trained agent, not of the saliency code."""
+    holds the bright 8 px square, and the saliency maps (`max` target, max over the stacked
+    frames, 16 samples, 48 random positions) show it. Training differs from CPU to CPU like
+    from seed to seed, so the bounds sit well inside what six seeds of the fixture's training
+    gave on the 2-core machine (min .. max over seeds 0-5; chance in brackets):
+    - the attended cell sees the square: 100% in every seed;
+    - peak inside that cell's receptive field: gradient 92-98%, SmoothGrad 62-96% (~18%);
+    - peak within 2 px of the square: gradient 21-75%, SmoothGrad 31-54% (~2%);
+    - median enrichment on the square's pixels: gradient 2.4-26x, SmoothGrad 4.2-13x (1x).
+    The plain gradient's peak is often on the dark pixels next to the square, to which the
+    attention is most sensitive; SmoothGrad averages that out. That is a property of the
+    trained agent, not of the saliency code."""
     from attnjax.checkpoints import load_agent
     from attnjax.envs import QuadrantEnv
     from attnjax.render import cell_box_obs
 
     agent = load_agent(quadrant_run)
-    env = QuadrantEnv([0])
-    size = env.object_size
+    size = QuadrantEnv.object_size
     positions = np.random.default_rng(1).integers(0, 84 - size + 1, (48, 2))
-    obs = np.concatenate([np.asarray(env._render(jnp.asarray(p[None]))) for p in positions])
+    obs = np.zeros((48, 4, 84, 84), np.uint8)  # Quadrant-v0's screens: the square, 4 times
+    for frame, (y, x) in zip(obs, positions, strict=True):
+        frame[:, y : y + size, x : x + size] = 255
     config = S.SaliencyConfig(methods=("gradient", "smoothgrad"), target="max", samples=16)
     result = S.agent_saliency(agent, obs, config, seed=0)
-    for method, min_near_square, min_enrichment in (("gradient", 0.0, 1.6),
-                                                     ("smoothgrad", 0.45, 3.0)):
+    for method, min_in_field, min_near_square, min_enrichment in (
+            ("gradient", 0.75, 0.08, 1.5), ("smoothgrad", 0.45, 0.12, 2.0)):
         maps = result.aggregate(method)
-        in_field, near_square, enrichment = [], [], []
+        sees, in_field, near_square, enrichment = [], [], [], []
         for i, (y, x) in enumerate(positions):
             ci, cj, _ = np.unravel_index(np.argmax(result.attention[i]), (7, 7, HEADS))
             top, left, bottom, right = cell_box_obs(ci, cj)
-            assert top < y + size and y < bottom and left < x + size and x < right, (
-                f"frame {i}: attended cell {(ci, cj)} does not see the object at {(y, x)}")
+            sees.append(top < y + size and y < bottom and left < x + size and x < right)
             py, px = np.unravel_index(np.argmax(maps[i]), maps[i].shape)
             in_field.append(top <= py < bottom and left <= px < right)
             near_square.append(y - 2 <= py < y + size + 2 and x - 2 <= px < x + size + 2)
             on = np.zeros((84, 84), bool)
             on[y : y + size, x : x + size] = True
             enrichment.append(maps[i][on].mean() / maps[i][~on].mean())
-        assert np.mean(in_field) >= 0.85, (method, np.mean(in_field))
+        assert np.mean(sees) >= 0.9, np.mean(sees)
+        assert np.mean(in_field) >= min_in_field, (method, np.mean(in_field))
         assert np.mean(near_square) >= min_near_square, (method, np.mean(near_square))
         assert np.median(enrichment) > min_enrichment, (method, np.median(enrichment))
 
@@ -481,6 +505,8 @@ def test_export_writes_documented_keys_and_shapes_without_pickle(tmp_path):
     assert loaded["config"]["attn_coef"] == 0.001
     assert loaded["saliency"]["samples"] == 3 and loaded["saliency"]["target"] == "max_sum"
     assert set(loaded["keys"]) == files
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert loaded["versions"]["attnjax"] == pyproject["version"]  # installed or not
     np.testing.assert_array_equal(arrays["smoothgrad_max"], arrays["smoothgrad"].max(axis=1))
     # the screens are the env's, and they show the observation of the same step
     np.testing.assert_array_equal(arrays["screens"][..., 0], arrays["obs"][:, -1])
@@ -529,20 +555,33 @@ def test_export_bad_input(tmp_path):
     assert not list(tmp_path.glob("x*"))
 
 
-def test_cli_exports_trained_run(quadrant_run, tmp_path, capsys):
+def test_cli_exports_trained_run(quadrant_run, tmp_path, capsys, monkeypatch):
     import visualize
 
     out = tmp_path / "q.npz"
     args = visualize.build_parser("saliency").parse_args(
         ["saliency", "--run", str(quadrant_run), "--frames", "5", "--samples", "3",
          "--methods", "gradient,smoothgrad,vargrad", "--target", "max_sum", "--out", str(out),
-         "--no-progress"])
+         "--png", str(tmp_path / "png"), "--no-progress"])
     assert args._main(args) == 0
-    assert "wrote" in capsys.readouterr().out
+    assert "wrote 5 PNGs" in capsys.readouterr().out
     with np.load(out) as data:
         meta = json.loads(data["metadata"][()])
         assert data["smoothgrad"].shape == (5, 4, 84, 84)
     assert meta["config"]["env_id"] == "Quadrant-v0" and meta["checkpoint_step"] > 0
+    import imageio.v2 as imageio
+
+    pngs = sorted((tmp_path / "png").iterdir())
+    assert [p.name for p in pngs] == [f"frame_{i:03d}.png" for i in range(5)]
+    assert imageio.imread(pngs[0]).shape[1] > 4 * 200  # the frame and three maps side by side
+    # the README's snippet plots a map of this file on a log scale
+    (snippet,) = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+                  if "LogNorm" in b]
+    assert len(snippet.strip().splitlines()) <= 5
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "saliency.npz").symlink_to(out)
+    exec(compile(snippet, "README.md", "exec"), {})  # noqa: S102 - the project's own README
+    assert [p for p in tmp_path.glob("*.png") if p.stat().st_size > 5_000]
     bad = visualize.build_parser("saliency").parse_args(
         ["saliency", "--run", str(tmp_path), "--out", str(out)])
     with pytest.raises(UserError):
