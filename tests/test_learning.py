@@ -34,13 +34,13 @@ def object_cell(position: np.ndarray, size: int) -> np.ndarray:
 
 
 def test_agent_learns_and_lambda_focuses_attention_on_the_object(quadrant_grid):
-    """Measured on the 2-core CPU machine (8192 steps, lr 3e-3, both runs ~65 s together),
-    seed 0 (seeds 1, 2 in brackets): the lambda = 0.01 agent's final full-game return is 19.1
-    (18.1, 16.6; chance 8) and it names the square's quadrant in 81% of 512 fresh frames (77%,
-    84%; chance 25%). Its attention entropy ends at 0.58 (0.35, 3.69) against 4.34 (4.62, 6.29)
-    for lambda = 0. Its attention argmax lies in the object's cell or a neighbour in 63% of the
-    frames (62%, 79%; chance at most 18%), in the cell itself in 10%, and the attended cell
-    sees the square in 100% (a random cell: 22%).
+    """Training differs from CPU to CPU like from seed to seed, so the bounds sit well inside
+    what six seeds (0-5) of the fixture's training gave on the 2-core machine (min .. max):
+    the lambda = 0.01 agent's final full-game return 15.8-19.3 (chance 8); it names the
+    square's quadrant in 74-89% of 512 fresh frames (chance 25%); its attention entropy ends at
+    0.25-3.8 against 3.6-6.0 for lambda = 0, lower by 1.9-4.7 in every seed; its attention
+    argmax lies in the object's cell or a neighbour in 46-79% of the frames (chance at most
+    18%), and the attended cell sees the square in 100% (a random cell: 29%).
 
     "The object's cell" is the cell of the 7x7 grid laid over the screen (12 px each, as the
     viewer's heatmap) that holds the square's centre; "sees" means the cell's 36 px receptive
@@ -48,7 +48,7 @@ def test_agent_learns_and_lambda_focuses_attention_on_the_object(quadrant_grid):
     focused, plain = quadrant_grid[QUADRANT_LAMBDA], quadrant_grid[0.0]
     final_return = _final(focused, "episodic_return")
     assert final_return > CHANCE_RETURN + 3, final_return
-    assert _final(focused, "attention_entropy") < _final(plain, "attention_entropy") - 1.0
+    assert _final(focused, "attention_entropy") < _final(plain, "attention_entropy") - 0.5
 
     env = QuadrantEnv(env_seeds(12345, 512))
     state, obs = env.reset()
@@ -59,7 +59,7 @@ def test_agent_learns_and_lambda_focuses_attention_on_the_object(quadrant_grid):
     attention = np.asarray(out.attention).mean(-1).reshape(512, 49)  # mean of the heads
     attended = attention.argmax(-1)
     near = np.all(np.abs(np.stack(divmod(attended, 7), -1) - cell) <= 1, axis=-1)
-    assert near.mean() > 0.5, near.mean()  # chance: at most 9 of 49 cells
+    assert near.mean() > 0.3, near.mean()  # chance: at most 9 of 49 cells
     on_object = sees[np.arange(512), attended].mean()
     assert on_object > 0.9 and on_object > sees.mean() + 0.2, (on_object, sees.mean())
     quadrant = np.asarray(env.quadrant(state.position))

@@ -320,7 +320,13 @@ def test_json_round_trip(net, batch):
     doc = json.loads(text)
     assert doc["schema"] == R.SCHEMA_VERSION and doc["meta"] == {"env_id": "Quadrant-v0"}
     assert [layer["name"] for layer in doc["layers"]] == list(R.LAYERS)
-    assert sum(1 for _ in trees[0].nodes()) == trees[0].num_nodes
+    def walk(nodes):
+        for node in nodes:
+            yield node
+            yield from walk(node["children"])
+
+    ids = [node["id"] for node in walk(doc["frames"][0]["roots"])]  # counted in the JSON
+    assert len(ids) == len(set(ids)) == trees[0].num_nodes > len(trees[0].roots)
     back = R.trees_from_json(text)
     assert [R.tree_to_dict(t) for t in back] == [R.tree_to_dict(t) for t in trees]
     assert back[0].roots == trees[0].roots

@@ -152,6 +152,37 @@ def test_atari_screens_frames_and_static_drawing(tmp_path):
     path = V.draw_tree_png(trees[0], rec.screens[0], tmp_path / "tree.png", title="t")
     drawn = mpimg.imread(path)
     assert drawn.shape[0] > drawn.shape[1]  # the tall Atari screen keeps its aspect
+    _check_tree_drawing(trees[0], tmp_path)
+
+
+def _check_tree_drawing(tree, tmp_path):
+    """Drawn over a plain brown screen without the heatmap (the brown's bounding box is where
+    the 84x84 input lies): a peak's star in the attention colour at the centre of each root's
+    receptive field, every layer of the tree in its colour (conv3 is hidden under a1), the rest
+    of the screen brown."""
+    import matplotlib.colors
+
+    brown = np.array([100, 40, 10])
+    screen = np.broadcast_to(brown, (210, 160, 3)).astype(np.uint8)
+    path = V.draw_tree_png(tree, screen, tmp_path / "brown.png", heatmap=False)
+    drawn = mpimg.imread(path)[..., :3] * 255
+    rows, cols = np.nonzero(np.all(np.abs(drawn - brown) < 2, axis=-1))
+    top, left = rows.min(), cols.min()
+    scale_y, scale_x = (rows.max() + 1 - top) / 84, (cols.max() + 1 - left) / 84
+
+    def rgb(layer):
+        return np.asarray(matplotlib.colors.to_rgb(V.LAYER_COLORS[layer])) * 255
+
+    for root in tree.roots:
+        y, x, size = root.rf
+        centre = drawn[int(top + (y + size / 2) * scale_y), int(left + (x + size / 2) * scale_x)]
+        assert np.abs(centre - rgb("attention")).max() < 30, (root.id, centre)
+    inside = drawn[top:rows.max() + 1, left:cols.max() + 1]
+    # conv3 units lie under the a1 units above them (a 1x1 convolution): same centre, hidden
+    for layer in {node.layer for node in tree.nodes()} - {"conv3"}:
+        close = np.all(np.abs(inside - rgb(layer)) < 30, axis=-1)
+        assert close.sum() > 20, layer
+    assert np.all(np.abs(inside - brown) < 2, axis=-1).mean() > 0.2  # not painted over
 
 
 def test_command_line_errors(tmp_path):
