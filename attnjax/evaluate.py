@@ -46,7 +46,7 @@ from flax import struct
 from attnjax.envs import StepResult, env_seeds, make_env
 from attnjax.errors import UserError, writable_folder
 from attnjax.losses import ENTROPY_EPS
-from attnjax.render import ProgressBar
+from attnjax.progress import ProgressBar
 
 CHUNK_STEPS = 64  # env steps per compiled call; at most this many are played past the last game
 UNIFORM_ENTROPY = math.log(49)  # nats of a head spread evenly over the 7x7 cells

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -241,65 +239,6 @@ def pad_to_multiple(image: np.ndarray, multiple: int = 16) -> np.ndarray:
     if not ph and not pw:
         return image
     return np.pad(image, ((0, ph), (0, pw), (0, 0)))
-
-
-# --------------------------------------------------------------------------------------------
-# progress
-
-
-class ProgressBar:
-    """A rich progress bar on a terminal; elsewhere (pipes, CI) a plain line every `every_s`
-    seconds; nothing when disabled."""
-
-    def __init__(self, label: str, total: int, enabled: bool = True, every_s: float = 15.0,
-                 unit: str = "frames") -> None:
-        self.label, self.total, self.enabled, self.every_s, self.unit = (
-            label, total, enabled, every_s, unit)
-        self.done = 0
-        self.t0 = self._last = time.monotonic()
-        self._bar = None
-        if enabled and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), console=Console(stderr=True))
-            self._task = self._bar.add_task(label, total=total)
-            self._bar.start()
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.advance(self._task, n)
-        elif self.enabled and time.monotonic() - self._last >= self.every_s:
-            self._last = time.monotonic()
-            rate = self.done / max(self._last - self.t0, 1e-9)
-            print(f"[{self.label}] {self.done}/{self.total} {self.unit} ({rate:.1f}/s)",
-                  file=sys.stderr, flush=True)
-
-    def set_description(self, label: str) -> None:
-        self.label = label
-        if self._bar is not None:
-            self._bar.update(self._task, description=label)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-    def __enter__(self) -> ProgressBar:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------------------------

@@ -150,7 +150,8 @@ def load_obs_file(path: str | Path, frames: int | None) -> dict[str, np.ndarray]
 
 def play_frames(agent: Any, frames: int, seed: int, policy: str, warmup: int, stride: int,
                 progress: bool) -> dict[str, np.ndarray]:
-    from attnjax.render import ProgressBar, play
+    from attnjax.progress import ProgressBar
+    from attnjax.render import play
 
     kept: dict[str, list] = {k: [] for k in ("obs", "screens", "actions", "rewards", "episode",
                                              "env_step")}
@@ -257,7 +258,7 @@ def export(agent: Any, config: SaliencyConfig, out: str | Path, *, frames: int |
     Returns the metadata written."""
     import jax
 
-    from attnjax.render import ProgressBar
+    from attnjax.progress import ProgressBar
     from attnjax.saliency import check_network, compute_saliency, frames_per_chunk
 
     out = check_out_path(out)

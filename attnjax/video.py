@@ -34,10 +34,10 @@ from attnjax.envs import action_names
 from attnjax.errors import UserError, writable_folder
 from attnjax.networks import GRID
 from attnjax.presets import add_saliency_arguments, saliency_config_from_args
+from attnjax.progress import ProgressBar
 from attnjax.render import (
     OVERLAY_SCALES,
     Frame,
-    ProgressBar,
     conv_geometry,
     draw_attention,
     draw_heatmap,

@@ -18,7 +18,6 @@ import datetime as dt
 import html
 import json
 import struct
-import sys
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import numpy as np
 from attnjax.cli import non_negative_int, positive_int
 from attnjax.errors import UserError, writable_folder
 from attnjax.presets import add_tree_arguments, tree_config_from_args
+from attnjax.progress import ProgressBar
 from attnjax.relevance import (
     LAYERS,
     SCHEMA_VERSION,
@@ -107,28 +107,6 @@ class Recording:
         return len(self.obs)
 
 
-class _Bar:
-    """A rich progress bar on a terminal, nothing otherwise."""
-
-    def __init__(self, label: str, total: int, enabled: bool) -> None:
-        self._bar = None
-        if enabled and sys.stdout.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            self._bar = Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), transient=False)
-            self._task = self._bar.add_task(label, total=total)
-            self._bar.start()
-
-    def advance(self, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
 def record(agent: Any, num_frames: int, seed: int = 0, policy: str = "sample", warmup: int = 0,
            stride: int = 1, progress: bool = False) -> Recording:
     """Play one environment with the agent: `warmup` steps unrecorded, then record every
@@ -145,7 +123,7 @@ def record(agent: Any, num_frames: int, seed: int = 0, policy: str = "sample", w
     kept: dict[str, list] = {k: [] for k in ("obs", "screens", "steps", "actions", "rewards",
                                              "values", "outputs")}
     total = warmup + (num_frames - 1) * stride + 1
-    bar = _Bar("playing", total, progress)
+    bar = ProgressBar("playing", total, progress, unit="steps", every_s=None, stream="stdout")
     try:
         for t in range(total):
             out = agent.apply(obs)
@@ -429,7 +407,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"wrote {args.json}")
     if args.png:
         folder = Path(args.png)
-        bar = _Bar("drawing PNGs", len(trees), progress)
+        bar = ProgressBar("drawing PNGs", len(trees), progress, unit="PNGs", every_s=None,
+                          stream="stdout")
         try:
             for i, tree in enumerate(trees):
                 action = int(recording.actions[i])

@@ -29,7 +29,7 @@ import numpy as np
 
 from attnjax.errors import UserError, writable_folder
 from attnjax.metrics import faithfulness, ground_truth, localization, samples, sanity
-from attnjax.render import ProgressBar
+from attnjax.progress import ProgressBar
 
 PARTS = ("localization", "sanity", "samples", "faithfulness")
 DEFAULT_TARGETS = "max_sum,action"
