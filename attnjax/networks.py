@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -21,6 +22,40 @@ CONV_LAYERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
 GRID = 7  # attention cells per side
 NUM_CELLS = GRID * GRID
 NETWORKS = ("attention", "nature")
+OBS_SIZE = 84  # observation pixels per side
+
+
+class LayerGeometry(NamedTuple):
+    """Where the units of one layer look on the 84x84 input (no padding anywhere)."""
+
+    jump: int  # input pixels between neighbouring units
+    size: int  # side of a unit's receptive-field square, in input pixels
+    grid: int  # units per side
+
+
+def _conv_geometry() -> dict[str, LayerGeometry]:
+    """Composed from CONV_LAYERS (kernel k, stride s): size_l = size_{l-1} + (k_l - 1) jump_{l-1},
+    jump_l = jump_{l-1} s_l, grid_l = (grid_{l-1} - k_l) // s_l + 1."""
+    out = {"input": LayerGeometry(1, 1, OBS_SIZE)}
+    jump, size, grid = 1, 1, OBS_SIZE
+    for i, (_, kernel, stride) in enumerate(CONV_LAYERS, start=1):
+        size += (kernel - 1) * jump
+        jump *= stride
+        grid = (grid - kernel) // stride + 1
+        out[f"conv{i}"] = LayerGeometry(jump, size, grid)
+    return out
+
+
+# input, conv1 (jump 4, 8 px, 20 units), conv2 (8, 20 px, 9), conv3 (8, 36 px, 7): attention
+# cell (i, j) is conv3 unit (i, j) and sees input rows 8i .. 8i + 35
+CONV_GEOMETRY = _conv_geometry()
+
+
+def receptive_field(layer: str, y: Any, x: Any) -> tuple[Any, Any, int]:
+    """(top, left, size) of the receptive-field square of unit(s) (y, x) of `layer` (input,
+    conv1, conv2, conv3) on the 84x84 input: rows top .. top + size - 1. Ints or int arrays."""
+    geometry = CONV_GEOMETRY[layer]
+    return y * geometry.jump, x * geometry.jump, geometry.size
 
 
 @struct.dataclass

@@ -16,8 +16,8 @@ keeping the strongest few inputs of every node (fewer the deeper it goes, as the
 The L2 normalisation of c3 is a per-cell scale: a conv3 node carries the normalised activation
 (what a1 sees), its children explain its raw pre-activation. Every node records its layer,
 (y, x, channel), activation, pre-activation, relevance to its parent, the sum of all its inputs'
-relevances, and its receptive-field square in 84x84 input coordinates, derived from the
-kernel sizes and strides in `networks.CONV_LAYERS`.
+relevances, and its receptive-field square in 84x84 input coordinates
+(`networks.CONV_GEOMETRY`).
 
 Everything is computed from the activations one `network.apply` returns and the parameters; only
 the per-unit products activation x weight are formed here. Trees for a batch of frames are built
@@ -35,7 +35,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from attnjax.errors import UserError
-from attnjax.networks import CONV_LAYERS, GRID
+from attnjax.networks import CONV_GEOMETRY, CONV_LAYERS
+from attnjax.networks import receptive_field as network_receptive_field
 
 SCHEMA_VERSION = 1
 
@@ -62,21 +63,8 @@ class LayerSpec:
     description: str
 
 
-def _geometry() -> dict[str, tuple[int, int]]:
-    """(jump, receptive-field size) in input pixels for each conv layer, composed from
-    CONV_LAYERS: size_l = size_{l-1} + (kernel_l - 1) * jump_{l-1};
-    jump_l = jump_{l-1} * stride_l."""
-    geometry = {"input": (1, 1)}
-    jump, size = 1, 1
-    for i, (_, kernel, stride) in enumerate(CONV_LAYERS, start=1):
-        size += (kernel - 1) * jump
-        jump *= stride
-        geometry[f"conv{i}"] = (jump, size)
-    return geometry
-
-
 def _specs() -> dict[str, LayerSpec]:
-    geo = _geometry()
+    geo = {layer: g[:2] for layer, g in CONV_GEOMETRY.items()}  # (jump, rf_size)
     (_, k1, s1), (_, k2, s2), (_, k3, s3) = CONV_LAYERS
     return {
         "attention": LayerSpec("attention", "attention", "attention_logits", ("attn_logits",),
@@ -98,10 +86,15 @@ SPECS: dict[str, LayerSpec] = _specs()
 
 
 def receptive_field(layer: str, y: Any, x: Any) -> tuple[Any, Any, int]:
-    """(top, left, size) of the receptive-field square of unit(s) (y, x) of `layer` in 84x84
-    input coordinates: rows top .. top + size - 1. Works on ints and integer arrays."""
-    spec = SPECS[layer]
-    return y * spec.jump, x * spec.jump, spec.rf_size
+    """(top, left, size) of the receptive-field square of unit(s) (y, x) of any tree layer in
+    84x84 input coordinates (`networks.receptive_field`; attention and a1 units are conv3's)."""
+    return network_receptive_field(_grid_of(layer), y, x)
+
+
+def _grid_of(layer: str) -> str:
+    """The conv layer whose units a tree layer's units are: attention and a1 are 1x1 maps of
+    conv3, the rest are themselves."""
+    return "conv3" if layer in ("attention", "a1") else layer
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,14 +510,9 @@ def tree_from_dict(d: Mapping[str, Any]) -> RelevanceTree:
 
 def layer_table() -> list[dict[str, Any]]:
     """Geometry of every layer, for documentation and the viewer's legend."""
-    grids = {"attention": GRID, "a1": GRID, "conv3": GRID, "input": 84}
-    size = 84
-    for i, (_, kernel, stride) in enumerate(CONV_LAYERS, start=1):
-        size = (size - kernel) // stride + 1
-        grids[f"conv{i}"] = size
     return [
-        {"name": s.name, "grid": grids[s.name], "jump": s.jump, "rf_size": s.rf_size,
-         "description": s.description}
+        {"name": s.name, "grid": CONV_GEOMETRY[_grid_of(s.name)].grid, "jump": s.jump,
+         "rf_size": s.rf_size, "description": s.description}
         for s in SPECS.values()
     ]
 

@@ -1,16 +1,12 @@
 """Playing agents and drawing what they see: shared by `visualize.py saliency` and `video`.
 
-Geometry. The attention map's cell (i, j) is one unit of conv3. Composing the three
-convolutions of `networks.CONV_LAYERS` (kernel k_l, stride s_l, no padding):
-
-    jump_l = jump_{l-1} * s_l,  size_l = size_{l-1} + (k_l - 1) * jump_{l-1},  jump_0 = size_0 = 1
-
-gives conv1 (jump 4, 8 px), conv2 (jump 8, 20 px), conv3 (jump 8, 36 px): cell (i, j) sees
-observation rows 8i .. 8i + 35 and columns 8j .. 8j + 35 of the 84x84 input (cell 6 ends at
-row 83, the last). envpool makes the observation by an area resize of the WHOLE 210x160 screen
-(no crop), so observation row r averages screen rows [2.5 r, 2.5 (r + 1)); the screen region a
-cell sees is every screen pixel with a non-zero weight in its observation box:
-rows floor(2.5 top) .. ceil(2.5 bottom) - 1, columns likewise with 160 / 84.
+Geometry. The attention map's cell (i, j) is one unit of conv3; `networks.CONV_GEOMETRY`
+composes the three convolutions: cell (i, j) sees observation rows 8i .. 8i + 35 and columns
+8j .. 8j + 35 of the 84x84 input (cell 6 ends at row 83, the last). envpool makes the
+observation by an area resize of the WHOLE 210x160 screen (no crop), so observation row r
+averages screen rows [2.5 r, 2.5 (r + 1)); the screen region a cell sees is every screen pixel
+with a non-zero weight in its observation box: rows floor(2.5 top) .. ceil(2.5 bottom) - 1,
+columns likewise with 160 / 84.
 
 Playing. `play` steps R agents in lockstep in ONE vectorised env whose R copies share the same
 env seed, so every agent starts the same game (same no-ops, same first screen); each agent acts
@@ -30,9 +26,8 @@ import numpy as np
 
 from attnjax.baseline import NEAR_UNIFORM, UNIFORM_CELL
 from attnjax.errors import UserError
-from attnjax.networks import CONV_LAYERS, GRID
+from attnjax.networks import GRID, OBS_SIZE, receptive_field
 
-OBS_SIZE = 84
 # one colour per attention head (RGB), repeated if there are more heads
 HEAD_COLORS = ((255, 64, 64), (64, 170, 255), (90, 230, 90), (255, 210, 50), (230, 90, 255),
                (255, 140, 40))
@@ -42,21 +37,11 @@ HEAD_COLORS = ((255, 64, 64), (64, 170, 255), (90, 230, 90), (255, 210, 50), (23
 # geometry
 
 
-def conv_geometry() -> list[tuple[int, int]]:
-    """(jump, receptive-field size) in input pixels after each layer of CONV_LAYERS."""
-    out, jump, size = [], 1, 1
-    for _, kernel, stride in CONV_LAYERS:
-        size += (kernel - 1) * jump
-        jump *= stride
-        out.append((jump, size))
-    return out
-
-
 def cell_box_obs(i: int, j: int) -> tuple[int, int, int, int]:
     """(top, left, bottom, right), bottom/right exclusive: the 84x84 observation pixels that
-    attention cell (i, j) sees."""
-    jump, size = conv_geometry()[-1]
-    return i * jump, j * jump, i * jump + size, j * jump + size
+    attention cell (i, j) sees (`networks.receptive_field` of conv3 unit (i, j))."""
+    top, left, size = receptive_field("conv3", i, j)
+    return top, left, top + size, left + size
 
 
 def obs_box_to_screen(box: Sequence[int], screen_hw: tuple[int, int]) -> tuple[int, int, int, int]:

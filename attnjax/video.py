@@ -32,13 +32,12 @@ import numpy as np
 from attnjax.baseline import vs_uniform
 from attnjax.envs import action_names
 from attnjax.errors import UserError, writable_folder
-from attnjax.networks import GRID
+from attnjax.networks import CONV_GEOMETRY, GRID
 from attnjax.presets import add_saliency_arguments, saliency_config_from_args
 from attnjax.progress import ProgressBar
 from attnjax.render import (
     OVERLAY_SCALES,
     Frame,
-    conv_geometry,
     draw_attention,
     draw_heatmap,
     draw_text,
@@ -119,7 +118,7 @@ def paper_attention_map(attention: np.ndarray) -> np.ndarray:
     value spread over its receptive field (36 x 36 at stride 8, overlapping: the transposed
     convolution of the sum with a 36 x 36 kernel of ones). Heads padded with NaN are skipped."""
     summed = np.nansum(np.asarray(attention, np.float64), axis=-1)
-    jump, size = conv_geometry()[-1]
+    jump, size, _ = CONV_GEOMETRY["conv3"]
     out = np.zeros((jump * (GRID - 1) + size,) * 2, np.float32)
     for i in range(GRID):
         for j in range(GRID):

@@ -104,3 +104,18 @@ def test_fast_input_gradient_conv_matches_lax(shape, kernel, stride):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
     uses_blocks = "custom_vjp" in str(jax.make_jaxpr(loss(conv_with_fast_input_gradient))(x, w))
     assert uses_blocks == (stride > 1 and shape[1] % stride == 0)
+
+
+def test_receptive_field_geometry_from_conv_layers():
+    """The geometry every tool draws with: conv3 cell (0, 0) sees a 36 px square, cells 8 px
+    apart, a 7x7 grid; the conv1/conv2 steps in between; arrays work as well as ints."""
+    from attnjax.networks import CONV_GEOMETRY, GRID, receptive_field
+
+    assert CONV_GEOMETRY["input"] == (1, 1, 84)
+    assert CONV_GEOMETRY["conv1"] == (4, 8, 20)
+    assert CONV_GEOMETRY["conv2"] == (8, 20, 9)
+    assert CONV_GEOMETRY["conv3"] == (8, 36, GRID)
+    assert receptive_field("conv3", 0, 0) == (0, 0, 36)
+    assert receptive_field("conv3", 6, 6) == (48, 48, 36)  # ends at row 83, the last
+    top, left, size = receptive_field("conv1", np.array([0, 19]), np.array([1, 2]))
+    assert top.tolist() == [0, 76] and left.tolist() == [4, 8] and size == 8

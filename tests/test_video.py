@@ -19,7 +19,7 @@ from attnjax.checkpoints import Agent
 from attnjax.config import TrainConfig
 from attnjax.envs import action_names
 from attnjax.errors import UserError
-from attnjax.networks import CONV_LAYERS, init_params, make_network
+from attnjax.networks import CONV_GEOMETRY, CONV_LAYERS, init_params, make_network
 
 ATARI = "Breakout-v5"
 
@@ -57,7 +57,7 @@ def test_cell_receptive_fields_match_brute_force_perturbation():
     out = net.apply({"params": params}, np.stack(batch))
     logits = np.asarray(out.activations["attention_logits"])  # [169, 7, 7, K]
     changed = np.abs(logits[1:] - logits[:1]).max(axis=-1) > 1e-6  # [168, 7, 7]
-    assert R.conv_geometry()[-1] == (8, 36)
+    assert CONV_GEOMETRY["conv3"] == (8, 36, 7)
     for i in range(7):
         for j in range(7):
             rows = np.nonzero(changed[:84, i, j])[0]

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.render import OBS_SIZE
+from attnjax.networks import OBS_SIZE
 
 MAX_RMS_PX = 2.0  # screen pixels: a mapping with a larger fit error does not hold
 MIN_DETECTIONS = 20  # frames with a clean detection needed to fit a mapping

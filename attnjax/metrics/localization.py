@@ -10,7 +10,7 @@ frames, chosen with hindsight) is the bar a map must clear to show it follows th
 Conventions. An object is a box (top, left, bottom, right), bottom/right exclusive, in
 continuous 84x84 observation coordinates (pixel p covers [p, p + 1)); its pixels are those the
 box overlaps (what an area resize of the screen smears it into). Attention cell (i, j) sees
-observation rows 8i .. 8i + 35 and columns 8j .. 8j + 35 (`render.cell_box_obs`); the cells
+observation rows 8i .. 8i + 35 and columns 8j .. 8j + 35 (`networks.CONV_GEOMETRY`); the cells
 that "cover" an object are those whose receptive field contains all its pixels.
 
 - hit rate: the head's argmax cell covers the object;
@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.networks import GRID
-from attnjax.render import OBS_SIZE, conv_geometry
+from attnjax.networks import CONV_GEOMETRY, GRID, OBS_SIZE
 
 RANDOM_DRAWS = 8  # random maps per frame for the uniform-random baseline
 
@@ -70,7 +69,7 @@ def near_masks(boxes: np.ndarray, radius: float, size: int = OBS_SIZE) -> np.nda
 def covering_cells(boxes: np.ndarray) -> np.ndarray:
     """[N, 4] boxes -> bool [N, 7, 7]: cells whose receptive field contains all the object's
     pixels."""
-    jump, field = conv_geometry()[-1]
+    jump, field, _ = CONV_GEOMETRY["conv3"]
     px = object_pixels(boxes)
     start = np.arange(GRID)[None] * jump  # [1, 7]
     rows = (start <= px[:, :1]) & (px[:, 2:3] <= start + field)  # [N, 7]
