@@ -52,7 +52,8 @@ def build_parser() -> OneLineArgumentParser:
 
 
 def configs_from_args(args: argparse.Namespace) -> list[TrainConfig]:
-    from attnjax.train import load_run_config, merge_resume_overrides
+    from attnjax.runs import load_run_config
+    from attnjax.train import merge_resume_overrides
 
     given = {k: v for k, v in vars(args).items() if k not in ("resume", "dry_run", "quiet")}
     if "wandb_tags" in given:
@@ -72,25 +73,23 @@ def main() -> int:
 
     use_cpu_cores_as_devices()  # before JAX runs anything: on CPU, loops="split" uses them
     args = build_parser().parse_args()
-    from attnjax.config import check_out_dir_writable, validate
-    from attnjax.train import TrainingDiverged, check_grid, plan, train
+    from attnjax.runs import ATTENTION_PNG, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE
+    from attnjax.train import TrainingDiverged, plan, prepare, train
 
     configs = configs_from_args(args)
-    for config in configs:
-        validate(config)
-    check_grid(configs)
-    check_out_dir_writable(configs[0].out_dir)
+    resume = bool(getattr(args, "resume", None))
     if getattr(args, "dry_run", False):
+        prepare(configs, resume)  # what train() checks first
         print(plan(configs))
         return 0
     try:
-        run_dirs = train(configs, progress=not getattr(args, "quiet", False),
-                         resume=bool(getattr(args, "resume", None)))
+        run_dirs = train(configs, progress=not getattr(args, "quiet", False), resume=resume)
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for run_dir in run_dirs:
-        print(f"run folder: {run_dir}  (config.json, metrics.jsonl, checkpoints/, attention.png)")
+        print(f"run folder: {run_dir}  ({CONFIG_FILE}, {METRICS_FILE}, {CHECKPOINT_DIR}/, "
+              f"{ATTENTION_PNG})")
     return 0
 
 

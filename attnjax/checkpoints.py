@@ -21,8 +21,7 @@ import numpy as np
 
 from attnjax.config import TrainConfig
 from attnjax.errors import UserError
-
-CHECKPOINT_DIR = "checkpoints"
+from attnjax.runs import CHECKPOINT_DIR, checkpoint_path, find_checkpoints, run_of_checkpoint
 
 # orbax logs every save at INFO/WARNING level through absl; keep training output readable
 logging.getLogger("absl").setLevel(logging.ERROR)
@@ -94,7 +93,7 @@ class RunCheckpointer:
         except Exception as err:
             # orbax raises ValueError both for corrupt data and for other shapes: its metadata
             # (the shapes written with the checkpoint) tells them apart
-            saved = _saved_shapes(self.run_dir / CHECKPOINT_DIR / str(iteration) / "params")
+            saved = _saved_shapes(checkpoint_path(self.run_dir, iteration) / "params")
             if saved is not None and saved != _shapes(params_like):
                 raise CheckpointMismatch(
                     f"checkpoint {iteration} holds parameters of another network") from err
@@ -137,32 +136,9 @@ def _like(template: Any, restored: Any) -> Any:
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), got)
 
 
-def find_checkpoint_dirs(path: Path) -> tuple[Path, list[int]]:
-    """(run folder, checkpoint iterations newest first) for a run folder or one checkpoint."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path} does not exist; pass a run folder or one of its checkpoints")
-    if (path / CHECKPOINT_DIR).is_dir():
-        run_dir = path
-        steps = sorted(
-            (int(p.name) for p in (path / CHECKPOINT_DIR).iterdir() if p.name.isdigit()),
-            reverse=True,
-        )
-    elif path.parent.name == CHECKPOINT_DIR and path.name.isdigit():
-        run_dir, steps = path.parent.parent, [int(path.name)]
-    else:
-        raise UserError(
-            f"{path} holds no checkpoints (no {CHECKPOINT_DIR}/ folder); pass a run folder "
-            "written by train.py or one of its checkpoints/<iteration> folders"
-        )
-    if not steps:
-        raise UserError(f"{path / CHECKPOINT_DIR} is empty; train first or pick another run")
-    return run_dir, steps
-
-
 def read_checkpoint_meta(run_dir: Path, iteration: int) -> dict[str, Any]:
-    meta_file = Path(run_dir) / CHECKPOINT_DIR / str(iteration) / "meta" / "metadata"
-    return json.loads(meta_file.read_text())
+    """The `meta` item of a checkpoint (JSON, as orbax's JsonSave wrote it)."""
+    return json.loads((checkpoint_path(run_dir, iteration) / "meta" / "metadata").read_text())
 
 
 @dataclass
@@ -182,7 +158,7 @@ class Agent:
         """The run folder the agent was trained in (a published agent's own folder)."""
         from attnjax.publish import is_published
 
-        return self.path if is_published(self.path) else self.path.parent.parent
+        return self.path if is_published(self.path) else run_of_checkpoint(self.path)
 
     def __post_init__(self) -> None:
         self._apply = jax.jit(lambda params, obs: self.network.apply({"params": params}, obs))
@@ -201,7 +177,7 @@ def load_agent(path: str | Path) -> Agent:
 
     if is_published(Path(path)):
         return load_published(Path(path))
-    run_dir, steps = find_checkpoint_dirs(Path(path))
+    run_dir, steps = find_checkpoints(Path(path))
     checkpointer = RunCheckpointer(run_dir)
     ocp = _ocp()
     errors = []
@@ -219,7 +195,7 @@ def load_agent(path: str | Path) -> Agent:
                 params = _like(template, restored["params"])
             except ValueError:
                 raise UserError(
-                    f"checkpoint {run_dir / CHECKPOINT_DIR / str(iteration)} does not match the "
+                    f"checkpoint {checkpoint_path(run_dir, iteration)} does not match the "
                     f"{config.network} network its config names (K={config.attn_heads}); it was "
                     "written by another architecture"
                 ) from None
@@ -241,7 +217,7 @@ def load_agent(path: str | Path) -> Agent:
             step=int(meta["global_step"]),
             iteration=int(meta["iteration"]),
             num_actions=int(meta["num_actions"]),
-            path=run_dir / CHECKPOINT_DIR / str(iteration),
+            path=checkpoint_path(run_dir, iteration),
         )
     checkpointer.close()
     raise UserError(f"no readable checkpoint in {run_dir} ({'; '.join(errors)}); retrain the run")

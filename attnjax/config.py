@@ -9,11 +9,8 @@ metadata is the flag's help text. A grid of runs is a list of configs that diffe
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from attnjax.errors import UserError
@@ -88,17 +85,9 @@ class TrainConfig:
     def game(self) -> str:
         return self.env_id.split("-")[0]
 
-    def default_run_name(self) -> str:
-        return f"{self.game}__attn{self.attn_coef:g}__s{self.seed}"
-
-    @property
-    def resolved_run_name(self) -> str:
-        return self.run_name or self.default_run_name()
-
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["wandb_tags"] = list(self.wandb_tags)
-        d["run_name"] = self.resolved_run_name
         return d
 
     @classmethod
@@ -108,9 +97,6 @@ class TrainConfig:
         if "wandb_tags" in kw:
             kw["wandb_tags"] = tuple(kw["wandb_tags"])
         return cls(**kw)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
 # Fields that change what a run means; `--resume` refuses to change them.
@@ -123,10 +109,8 @@ RUN_DEFINING_FIELDS = (
 
 
 def validate(config: TrainConfig) -> None:
-    """Raise UserError with the problem and its fix; cheap checks only, before any compilation."""
-    from attnjax.envs import validate_env_id
-
-    validate_env_id(config.env_id)
+    """Raise UserError with the problem and its fix; cheap checks only, before any compilation.
+    The env id is checked by `envs.validate_env_id` (config sits below envs)."""
     if not (math.isfinite(config.attn_coef) and config.attn_coef >= 0):
         raise UserError(f"--attn-coef must be a finite number >= 0, got {config.attn_coef}")
     for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "attn_heads"):
@@ -151,23 +135,6 @@ def validate(config: TrainConfig) -> None:
         raise UserError("--checkpoint-every and --keep-checkpoints must be at least 1")
     if config.iterations_per_call < 0:
         raise UserError("--iterations-per-call must be >= 0 (0 = automatic)")
-
-
-def check_out_dir_writable(out_dir: str) -> None:
-    """UserError unless out_dir exists and is writable or can be created (a cheap check that
-    writes nothing; root passes it almost anywhere, so `train._prepare_run_dirs` turns the OS
-    errors of really creating the folders into UserErrors too)."""
-    try:
-        probe = Path(out_dir).resolve()
-        while not probe.exists():
-            probe = probe.parent
-        usable = probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
-    except (OSError, RuntimeError) as err:  # no permission to look, a symlink loop
-        raise UserError(f"--out-dir {out_dir} cannot be used ({err}); choose another "
-                        "folder") from None
-    if not usable:
-        raise UserError(f"--out-dir {out_dir} is not writable ({probe} is not a writable "
-                        "folder); choose another folder")
 
 
 def expand_grid(base: TrainConfig, attn_coefs: list[float], seeds: list[int]) -> list[TrainConfig]:

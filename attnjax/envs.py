@@ -83,14 +83,23 @@ MINIMAL_ACTIONS = {
 QUADRANT_ACTIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
+def _game_actions(env_id: str) -> tuple[str, ...]:
+    """The env's listed action names; ALE's full set for a game not in MINIMAL_ACTIONS."""
+    if env_id == QUADRANT_ENV_ID:
+        return QUADRANT_ACTIONS
+    return MINIMAL_ACTIONS.get(env_id.rsplit("/", 1)[-1].split("-v")[0], ALE_ACTIONS)
+
+
+def planned_num_actions(env_id: str) -> int:
+    """The env's action count without starting it (for `--dry-run`): exact for Quadrant-v0 and
+    the games in MINIMAL_ACTIONS, else 18, the full ALE set, the most a game can have."""
+    return len(_game_actions(env_id))
+
+
 def action_names(env_id: str, num_actions: int) -> tuple[str, ...] | None:
     """The meaning of each action index of the env (FIRE, LEFT, ...), or None when unknown
     (a game not listed in MINIMAL_ACTIONS, or a count that does not match)."""
-    if env_id == QUADRANT_ENV_ID:
-        names = QUADRANT_ACTIONS
-    else:
-        game = env_id.rsplit("/", 1)[-1].split("-v")[0]
-        names = MINIMAL_ACTIONS.get(game, ALE_ACTIONS)
+    names = _game_actions(env_id)
     return names if len(names) == num_actions else None
 
 
@@ -104,7 +113,6 @@ class AtariEnv:
     def __init__(self, env_id: str, seeds: list[int], render: bool = False) -> None:
         import envpool
 
-        validate_env_id(env_id)
         self.env_id = env_id
         self.num_envs = len(seeds)
         kwargs: dict[str, Any] = {}

@@ -46,6 +46,7 @@ from flax import struct
 from attnjax.envs import StepResult, env_seeds, make_env
 from attnjax.errors import UserError, writable_folder
 from attnjax.losses import ENTROPY_EPS
+from attnjax.runs import run_name
 from attnjax.progress import ProgressBar
 
 CHUNK_STEPS = 64  # env steps per compiled call; at most this many are played past the last game
@@ -226,7 +227,7 @@ def run_entry(run: str, agent: Any, result: RunResult, policy: str, seed: int) -
     scores, lengths = result.scores, result.lengths
     config = agent.config
     return {
-        "run": str(run), "run_name": config.resolved_run_name, "env_id": config.env_id,
+        "run": str(run), "run_name": run_name(config), "env_id": config.env_id,
         "attn_coef": config.attn_coef, "seed": config.seed, "network": config.network,
         "attn_heads": config.attn_heads if config.network == "attention" else None,
         "checkpoint": str(agent.path), "global_step": agent.step, "policy": policy,

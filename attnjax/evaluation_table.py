@@ -14,15 +14,10 @@ from typing import Any
 import numpy as np
 
 from attnjax.errors import UserError
-from attnjax.figures import (
-    format_cell,
-    game_name,
-    game_order,
-    group_label,
-    group_order,
-    is_number,
-    read_json_object,
-)
+from attnjax.figures.records import game_name
+from attnjax.figures.summary import game_order, group_label, group_order
+from attnjax.figures.tables import format_cell
+from attnjax.runs import is_number, read_json_object
 
 EVALUATION_KEYS = {"env_id": str, "network": str, "attn_coef": float, "seed": int,
                    "policy": str, "games": int, "mean": float}

@@ -25,8 +25,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from attnjax.config import TrainConfig
 from attnjax.errors import UserError
+from attnjax.runs import CONFIG_FILE, METRICS_FILE, metrics_lines_up_to, read_config, write_config
 
 PARAMS_FILE = "params.npz"
 AGENT_FILE = "agent.json"
@@ -79,12 +79,10 @@ def publish_agent(run: str | Path, out: str | Path) -> Path:
         tmp.mkdir(parents=True)
         np.savez_compressed(tmp / PARAMS_FILE, **flatten_params(agent.params))
         (tmp / AGENT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        (tmp / "config.json").write_text(agent.config.to_json() + "\n")
-        metrics = run_dir / "metrics.jsonl"
-        if metrics.exists():  # the log up to the published step only
-            lines = [line for line in metrics.read_text().splitlines()
-                     if line.strip() and json.loads(line)["global_step"] <= agent.step]
-            (tmp / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+        write_config(tmp, agent.config)
+        if (run_dir / METRICS_FILE).exists():  # the log up to the published step only
+            lines = metrics_lines_up_to(run_dir, agent.step)
+            (tmp / METRICS_FILE).write_text("".join(line + "\n" for line in lines))
         for name in ("README.md", *(p.name for p in out.glob("evaluation*.json"))):
             if (out / name).exists():  # keep what was written next to an earlier version
                 shutil.copy2(out / name, tmp / name)
@@ -108,7 +106,7 @@ def load_published(path: Path) -> Any:
     if meta.get("format") != FORMAT:
         raise UserError(f"{path / AGENT_FILE} is format {meta.get('format')!r}, not {FORMAT}; "
                         "publish the run again with this version")
-    config = TrainConfig.from_dict(json.loads((path / "config.json").read_text()))
+    config = read_config(path, fix="publish the run again")
     network = make_network(meta["network"], meta["num_actions"], meta["attn_heads"])
     template = init_params(network, jax.random.PRNGKey(0))
     with np.load(path / PARAMS_FILE, allow_pickle=False) as data:
@@ -134,6 +132,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     out = publish_agent(args.run, args.out)
     size = (out / PARAMS_FILE).stat().st_size
-    print(f"published {out}  ({PARAMS_FILE} {size / 2**20:.1f} MiB, {AGENT_FILE}, config.json, "
-          "metrics.jsonl)")
+    print(f"published {out}  ({PARAMS_FILE} {size / 2**20:.1f} MiB, {AGENT_FILE}, {CONFIG_FILE}, "
+          f"{METRICS_FILE})")
     return 0

@@ -1,13 +1,13 @@
-"""Where training results go: metrics.jsonl, Weights & Biases, attention pictures, progress.
+"""Where training results go besides the run folder's files (attnjax.runs): Weights & Biases,
+attention pictures, progress.
 
 Why here: the train loop only produces per-iteration dictionaries; this module decides how they
-are written (JSON lines that survive a kill and a resume), shown (rich bar on a terminal, plain
-lines otherwise) and tracked (W&B, offline by default, never blocking training).
+are shown (rich bar on a terminal, plain lines otherwise) and tracked (W&B, offline by default,
+never blocking training).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import secrets
@@ -23,9 +23,7 @@ import numpy as np
 
 from attnjax.baseline import UNIFORM_CELL, UNIFORM_HEAD_ENTROPY, near_uniform, vs_uniform
 from attnjax.config import TrainConfig
-
-METRICS_FILE = "metrics.jsonl"
-WANDB_ID_FILE = "wandb_run_id"
+from attnjax.runs import WANDB_DIR, WANDB_ID_FILE, config_record, run_name
 
 
 def clean_number(value: Any) -> float | int | None:
@@ -34,41 +32,6 @@ def clean_number(value: Any) -> float | int | None:
     if isinstance(value, bool | int):
         return int(value)
     return float(value) if math.isfinite(value) else None
-
-
-class MetricsLog:
-    """Appends one JSON line per iteration to `<run>/metrics.jsonl`, flushed at once."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / METRICS_FILE
-        self._file = self.path.open("a", encoding="utf-8")
-
-    def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def truncate_metrics(run_dir: Path, max_global_step: int) -> int:
-    """Keep only lines with global_step <= max_global_step (and drop a torn last line), so a
-    resumed run continues with no duplicated and no missing steps. Returns lines kept."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
-        return 0
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("global_step", math.inf) <= max_global_step:
-            kept.append(line)
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-    os.replace(tmp, path)
-    return len(kept)
 
 
 ATTENTION_DPI = 160  # attention.png
@@ -166,7 +129,7 @@ class WandbRun:
         if mode == "online" and not _wandb_reachable():
             warnings.warn(
                 "W&B online mode asked for but the W&B server is unreachable; logging offline "
-                f"instead (sync later with `wandb sync {run_dir}/wandb/offline-run-*`)",
+                f"instead (sync later with `wandb sync {run_dir}/{WANDB_DIR}/offline-run-*`)",
                 stacklevel=2,
             )
             mode = "offline"
@@ -183,12 +146,12 @@ class WandbRun:
                 entity=config.wandb_entity or None,
                 group=config.wandb_group or config.env_id,
                 tags=list(config.wandb_tags) or None,
-                name=config.resolved_run_name,
+                name=run_name(config),
                 id=run_id,
                 resume="allow",
                 dir=str(run_dir),
                 mode=mode,
-                config=config.to_dict(),
+                config=config_record(config),
                 reinit="create_new",
                 settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
             )

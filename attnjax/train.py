@@ -4,9 +4,8 @@ metrics, W&B and progress, for one run or a lambda x seed grid trained in one pr
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
+import functools
 import math
 import os
 import time
@@ -20,11 +19,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from attnjax.checkpoints import CHECKPOINT_DIR, CheckpointMismatch, RunCheckpointer
-from attnjax.config import RUN_DEFINING_FIELDS, TrainConfig, check_out_dir_writable, validate
-from attnjax.envs import QUADRANT_ENV_ID, EpisodeStats, env_seeds, make_env
-from attnjax.errors import UserError, make_folder, os_error_reason, remove_folders
-from attnjax.networks import make_network
+from attnjax import runs
+from attnjax.checkpoints import CheckpointMismatch, RunCheckpointer
+from attnjax.config import RUN_DEFINING_FIELDS, TrainConfig, validate
+from attnjax.envs import (
+    QUADRANT_ENV_ID,
+    EpisodeStats,
+    env_seeds,
+    make_env,
+    planned_num_actions,
+    validate_env_id,
+)
+from attnjax.errors import UserError
+from attnjax.networks import init_params, make_network
 from attnjax.ppo import (
     LOSS_METRICS,
     RunState,
@@ -35,26 +42,13 @@ from attnjax.ppo import (
     resolve_execution,
     shard_state,
 )
-from attnjax.tracking import (
-    ATTENTION_DPI,
-    MetricsLog,
-    Progress,
-    WandbRun,
-    attention_figure,
-    clean_number,
-    truncate_metrics,
-)
+from attnjax.tracking import ATTENTION_DPI, Progress, WandbRun, attention_figure, clean_number
 
-ATTENTION_PNG = "attention.png"
 GRID_FIELDS = ("attn_coef", "seed", "run_name")
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN/Inf; the last good checkpoint is kept."""
-
-
-def run_dir_of(config: TrainConfig) -> Path:
-    return Path(config.out_dir) / config.resolved_run_name
 
 
 def check_grid(configs: list[TrainConfig]) -> None:
@@ -70,16 +64,38 @@ def check_grid(configs: list[TrainConfig]) -> None:
                 f"runs trained together must share {', '.join(differing)}; resume runs of "
                 "different settings separately"
             )
-    names = [c.resolved_run_name for c in configs]
+    names = [runs.run_name(c) for c in configs]
     if len(set(names)) != len(names):
         raise UserError("two runs of the grid have the same folder name; repeat no lambda/seed")
+
+
+def prepare(configs: list[TrainConfig], resume: bool = False) -> list[Path]:
+    """Every check before anything is written or compiled, run once whether training or
+    `--dry-run`: the env id, each config, the grid, the out dir and what the run folders hold
+    (checkpoints to resume from, none to overwrite). Returns the run folders; UserError."""
+    for env_id in dict.fromkeys(c.env_id for c in configs):
+        validate_env_id(env_id)
+    for config in configs:
+        validate(config)
+    check_grid(configs)
+    runs.check_out_dir_writable(configs[0].out_dir)
+    return runs.check_run_dirs(configs, resume)
+
+
+def parameter_count(config: TrainConfig) -> int:
+    """The network's parameters, from their shapes alone (`jax.eval_shape`: nothing is
+    initialised or compiled)."""
+    network = make_network(config.network, planned_num_actions(config.env_id),
+                           config.attn_heads)
+    shapes = jax.eval_shape(functools.partial(init_params, network), jax.random.PRNGKey(0))
+    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
 
 
 def plan(configs: list[TrainConfig]) -> str:
     """What `--dry-run` prints: runs, steps, folders and a memory estimate."""
     c = configs[0]
     obs_bytes = 4 * 84 * 84
-    params = 3136 * 512 + 8 * 8 * 4 * 32 + 4 * 4 * 32 * 64 + 3 * 3 * 64 * 64 + 64 * 512 + 512 * 20
+    params = parameter_count(c)
     state_bytes = 4 * params * 4  # params, Adam mu and nu, gradients (float32)
     rollout_bytes = c.batch_size * (obs_bytes + 5 * 4)
     # forward + backward activations of one minibatch (conv1 dominates), float32, x3 for grads
@@ -96,14 +112,8 @@ def plan(configs: list[TrainConfig]) -> str:
         f"{c.minibatch_size}; envs in one pool: {len(configs) * c.num_envs}",
         f"  estimated device memory: {total / 2**20:,.0f} MiB",
     ]
-    lines += [f"  run: {run_dir_of(x)}  (lambda={x.attn_coef:g}, seed={x.seed})" for x in configs]
+    lines += [f"  run: {runs.run_dir(x)}  (lambda={x.attn_coef:g}, seed={x.seed})" for x in configs]
     return "\n".join(lines)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _run_slice(tree: Any, r: int) -> Any:
@@ -118,45 +128,6 @@ def _saved_state(run: RunState) -> dict[str, Any]:
     """The part of one run's state a checkpoint keeps (envs restart on resume)."""
     return {"opt_state": run.opt_state, "key": run.key, "stats": run.stats,
             "iteration": run.iteration}
-
-
-def _prepare_run_dirs(configs: list[TrainConfig], resume: bool) -> list[Path]:
-    """Check and create the run folders (with `checkpoints/`), then write each config.json.
-    Any OS error (a parent that cannot be created, a file in the way, no permission, /proc as
-    root) is a UserError naming the path that leaves nothing behind: the folders created here
-    are removed again, and no config.json is written before every folder exists."""
-    check_out_dir_writable(configs[0].out_dir)
-    dirs = [run_dir_of(c) for c in configs]
-    created: list[Path] = []
-    run_dir = dirs[0]
-    try:
-        for run_dir in dirs:
-            saved = run_dir / CHECKPOINT_DIR
-            has_checkpoints = saved.is_dir() and any(p.name.isdigit() for p in saved.iterdir())
-            if resume and not has_checkpoints:
-                raise UserError(f"--resume {run_dir}: no checkpoint there to resume from; train "
-                                "it anew without --resume")
-            if not resume and has_checkpoints:
-                raise UserError(f"run folder {run_dir} already holds checkpoints; continue it "
-                                f"with --resume {run_dir}, or pick another --out-dir/--run-name")
-            if (run_dir / "metrics.jsonl").is_dir():
-                raise IsADirectoryError(21, "is a folder", str(run_dir / "metrics.jsonl"))
-        for run_dir in dirs:
-            make_folder(run_dir / CHECKPOINT_DIR, created)
-        for config, run_dir in zip(configs, dirs, strict=True):
-            if not resume:
-                (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-            _write_atomic(run_dir / "config.json", config.to_json() + "\n")
-    except OSError as err:
-        for folder in dirs:
-            if folder in created:
-                for name in ("config.json", "config.json.tmp"):
-                    with contextlib.suppress(OSError):
-                        (folder / name).unlink(missing_ok=True)
-        remove_folders(created)
-        raise UserError(f"cannot prepare run folder {run_dir} ({os_error_reason(err)}); choose "
-                        "another --out-dir") from None
-    return dirs
 
 
 def make_env_pools(configs: list[TrainConfig], num_pools: int) -> tuple[list, Any, jax.Array]:
@@ -220,12 +191,12 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
              configs: list[TrainConfig]) -> tuple[TrainState, int]:
     """Load every run from the newest iteration all runs have a good checkpoint of."""
     common = set.intersection(*(set(c.steps()) for c in checkpointers))
-    runs = state.runs
+    stacked_runs = state.runs
     for iteration in sorted(common, reverse=True):
         restored = []
         try:
             for r, checkpointer in enumerate(checkpointers):
-                run = _run_slice(runs, r)
+                run = _run_slice(stacked_runs, r)
                 params, saved, meta = checkpointer.restore(iteration, run.params,
                                                            _saved_state(run))
                 if meta["config"]["attn_coef"] != configs[r].attn_coef:
@@ -246,7 +217,7 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
             continue
         new_runs = []
         for r, (params, saved) in enumerate(restored):
-            run = _run_slice(runs, r)
+            run = _run_slice(stacked_runs, r)
             stats: EpisodeStats = saved["stats"]
             stats = stats.replace(running_return=jnp.zeros_like(stats.running_return),
                                   running_length=jnp.zeros_like(stats.running_length))
@@ -267,8 +238,9 @@ def _log_attention(network: Any, run: RunState, run_dir: Path, tracker: WandbRun
     out = network.apply({"params": run.params}, obs)
     attention = None if out.attention is None else np.asarray(out.attention[0])
     fig = attention_figure(np.asarray(obs[0]), attention, f"{title}  step {global_step:,}")
-    fig.savefig(run_dir / (ATTENTION_PNG + ".tmp.png"), dpi=ATTENTION_DPI)
-    os.replace(run_dir / (ATTENTION_PNG + ".tmp.png"), run_dir / ATTENTION_PNG)
+    png = run_dir / runs.ATTENTION_PNG
+    fig.savefig(png.with_name(png.name + ".tmp.png"), dpi=ATTENTION_DPI)
+    os.replace(png.with_name(png.name + ".tmp.png"), png)
     tracker.log_figure(fig, global_step)
     plt.close(fig)
 
@@ -277,10 +249,8 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     """Train the runs (a grid shares one env pool and one compiled iteration); returns their
     run folders. Raises UserError for bad input (before compiling) and TrainingDiverged when a
     loss becomes non-finite."""
-    for config in configs:
-        validate(config)
-    check_grid(configs)
-    run_dirs = _prepare_run_dirs(configs, resume)
+    prepare(configs, resume)
+    run_dirs = runs.create_run_dirs(configs, resume)
     base = configs[0]
     num_runs = len(configs)
     program = build_program(configs)
@@ -290,11 +260,11 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     if resume:
         state, start_iteration = _restore(state, checkpointers, configs)
         for run_dir, checkpointer in zip(run_dirs, checkpointers, strict=True):
-            truncate_metrics(run_dir, start_iteration * base.batch_size)
+            runs.truncate_metrics(run_dir, start_iteration * base.batch_size)
             checkpointer.discard_after(start_iteration)
     state = shard_state(state, mesh)
     trackers = [WandbRun(c, d) for c, d in zip(configs, run_dirs, strict=True)]
-    logs = [MetricsLog(d) for d in run_dirs]
+    logs = [runs.MetricsLog(d) for d in run_dirs]
     iterate = program.iterate
     per_call = iterate.iterations_per_call
     label = base.game if num_runs == 1 else f"{base.game} x{num_runs}"
@@ -304,10 +274,10 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
         print(plan(configs).splitlines()[0] + "; compiling the PPO iteration...", flush=True)
 
     def checkpoint(iteration: int) -> None:
-        runs = jax.device_get(state.runs)  # on the host: no cross-device program (_run_slice)
+        host = jax.device_get(state.runs)  # on the host: no cross-device program (_run_slice)
         for r, (checkpointer, config) in enumerate(zip(checkpointers, configs, strict=True)):
-            run = _run_slice(runs, r)
-            meta = {"config": config.to_dict(), "iteration": iteration,
+            run = _run_slice(host, r)
+            meta = {"config": runs.config_record(config), "iteration": iteration,
                     "global_step": iteration * base.batch_size, "num_actions": env.num_actions,
                     "wandb_run_id": trackers[r].id, "saved_at": time.time()}
             checkpointer.save(iteration, run.params, _saved_state(run), meta)
@@ -326,8 +296,8 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
                     if not math.isfinite(float(metrics["loss"][i, r])):
                         raise TrainingDiverged(
                             f"loss became {float(metrics['loss'][i, r])} at iteration {iteration} "
-                            f"of run {configs[r].resolved_run_name}; the last good checkpoint in "
-                            f"{run_dirs[r] / 'checkpoints'} is kept (try a smaller "
+                            f"of run {runs.run_name(configs[r])}; the last good checkpoint in "
+                            f"{run_dirs[r] / runs.CHECKPOINT_DIR} is kept (try a smaller "
                             "--learning-rate or --attn-coef)"
                         )
                     record = {"iteration": iteration,
@@ -346,10 +316,10 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
                        ent if base.network == "attention" else None)
             final = iteration >= base.num_iterations
             if base.log_images_every and (iteration % base.log_images_every == 0 or final):
-                runs = jax.device_get(state.runs.replace(opt_state=None))  # host, see _run_slice
+                host = jax.device_get(state.runs.replace(opt_state=None))  # see _run_slice
                 for r in range(num_runs):
-                    _log_attention(network, _run_slice(runs, r), run_dirs[r], trackers[r],
-                                   iteration * base.batch_size, configs[r].resolved_run_name)
+                    _log_attention(network, _run_slice(host, r), run_dirs[r], trackers[r],
+                                   iteration * base.batch_size, runs.run_name(configs[r]))
             if iteration % base.checkpoint_every == 0 or final:
                 checkpoint(iteration)
         bar.update(iteration * base.batch_size, 0.0, None, None, final=True)
@@ -363,17 +333,6 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
             checkpointer.close()
         program.close()
     return run_dirs
-
-
-def load_run_config(run_dir: Path) -> TrainConfig:
-    """The config a run folder was trained with, placed where the folder now is."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise UserError(f"--resume {run_dir}: no config.json there; pass a run folder written "
-                        "by train.py")
-    config = TrainConfig.from_dict(json.loads(path.read_text()))
-    return dataclasses.replace(config, out_dir=str(Path(run_dir).parent),
-                               run_name=Path(run_dir).name)
 
 
 def merge_resume_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:

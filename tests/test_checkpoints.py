@@ -19,9 +19,8 @@ import pytest
 
 from attnjax import load_agent
 from attnjax.checkpoints import RunCheckpointer
-from attnjax.networks import make_network
-from attnjax.ppo import init_state, make_iterate
-from attnjax.train import load_run_config, make_env_pools
+from attnjax.runs import load_run_config
+from attnjax.train import build_program
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--env-id", "Quadrant-v0", "--num-envs", "4", "--num-steps", "16",
@@ -99,10 +98,8 @@ def test_grid_resume_past_a_corrupt_checkpoint_continues_exactly(grid, tmp_path)
         assert checkpoints(run) == [3, 4], run.name
 
     # what resuming from 3 must give: iteration 3's state, one more iteration (envs restart)
-    configs = [load_run_config(run) for run in runs]
-    pools, env_state, obs = make_env_pools(configs, 1)
-    network = make_network(configs[0].network, pools[0].num_actions, configs[0].attn_heads)
-    state = init_state(configs, network, env_state, obs)
+    program = build_program([load_run_config(run) for run in runs])
+    state = program.state
     template = jax.tree_util.tree_map(lambda x: x[0], state.runs)
     restored = []
     for r, run in enumerate(runs):
@@ -114,10 +111,8 @@ def test_grid_resume_past_a_corrupt_checkpoint_continues_exactly(grid, tmp_path)
             params=params, opt_state=saved["opt_state"], key=saved["key"], stats=stats,
             iteration=saved["iteration"]))
     state = state.replace(runs=jax.tree_util.tree_map(lambda *xs: np.stack(xs), *restored))
-    iterate = make_iterate(configs[0], network, pools[0].step, len(configs),
-                           reset_step_after_done=pools[0].reset_step_after_done)
-    state, _ = iterate(state)
-    pools[0].close()
+    state, _ = program.iterate(state)
+    program.close()
     for r, run in enumerate(runs):
         want_run = jax.device_get(jax.tree_util.tree_map(lambda x, r=r: x[r], state.runs))
         params, saved = saved_state(run, 4, want_run)

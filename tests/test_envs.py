@@ -12,6 +12,8 @@ from attnjax.envs import (
     QuadrantEnv,
     StepResult,
     env_seeds,
+    make_env,
+    planned_num_actions,
     validate_env_id,
 )
 from attnjax.errors import UserError
@@ -144,6 +146,15 @@ def test_unknown_env_id_suggests_close_names():
     validate_env_id("Quadrant-v0")
     with pytest.raises(UserError, match="Breakout-v5"):
         validate_env_id("Breakout-v4")
+
+
+def test_planned_action_counts_are_the_envs():
+    """--dry-run's action count, known without starting the env, is the env's own."""
+    for env_id in ("Breakout-v5", "MsPacman-v5", "Quadrant-v0"):
+        env = make_env(env_id, [0])
+        assert planned_num_actions(env_id) == env.num_actions, env_id
+        env.close()
+    assert planned_num_actions("Asterix-v5") == 18  # not listed: the full set, an upper bound
 
 
 def test_envpool_ignores_the_action_of_the_step_after_a_lost_life():

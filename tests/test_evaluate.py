@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnjax import figures
 from attnjax.envs import StepResult
 from attnjax.errors import UserError
 from attnjax.evaluate import UNIFORM_ENTROPY, Tally, slot_quotas
+from attnjax.figures.tables import format_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 RANDOM_GAMES = 8
@@ -38,16 +38,17 @@ def random_breakout_run(root: Path) -> Path:
     from attnjax.checkpoints import RunCheckpointer
     from attnjax.config import TrainConfig
     from attnjax.networks import init_params, make_network
+    from attnjax.runs import config_record, run_name, write_config
 
     config = TrainConfig(env_id="Breakout-v5", wandb_mode="disabled")
-    run = root / config.resolved_run_name
+    run = root / run_name(config)
     run.mkdir(parents=True)
-    (run / "config.json").write_text(config.to_json() + "\n")
+    write_config(run, config)
     num_actions = 4  # Breakout's minimal action set
     params = init_params(make_network("attention", num_actions), jax.random.PRNGKey(0))
     checkpointer = RunCheckpointer(run)
     checkpointer.save(0, params, {"iteration": np.zeros((), np.int32)},
-                      {"config": config.to_dict(), "global_step": 0, "iteration": 0,
+                      {"config": config_record(config), "global_step": 0, "iteration": 0,
                        "num_actions": num_actions})
     checkpointer.close()
     return run
@@ -213,9 +214,9 @@ def test_figures_table_consumes_evaluations(random_breakout, tmp_path):
     assert args._main(args) == 0
     mean = result["runs"][0]["mean"]
     table = (tmp_path / "fig" / "evaluation_table.md").read_text()
-    assert f"| 0 | {figures.format_cell(mean, 0.0)} |" in table
+    assert f"| 0 | {format_cell(mean, 0.0)} |" in table
     assert "not the training metric" in table and f"{RANDOM_GAMES} games per run" in table
-    assert figures.format_cell(99.0, 0.0) in (tmp_path / "fig" / "final_table.md").read_text()
+    assert format_cell(99.0, 0.0) in (tmp_path / "fig" / "final_table.md").read_text()
     rows = (tmp_path / "fig" / "evaluation_table.csv").read_text().splitlines()
     assert rows[1].split(",")[:5] == ["Breakout", "0.0", "attention", "1", f"{mean}"]
 

@@ -17,6 +17,10 @@ import pytest
 from attnjax import figures
 from attnjax.cli import run_cli
 from attnjax.errors import UserError
+from attnjax.figures.plots import plot_entropy_vs_reward, plot_reward_curves
+from attnjax.figures.records import FiguresWarning, load_runs
+from attnjax.figures.summary import final_value, interpolate_on_grid, summarize
+from attnjax.figures.tables import format_cell, table_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,15 +83,15 @@ def test_final_value_window_and_fallbacks():
     steps = np.array([100, 200, 300, 400])
     vals = np.array([1.0, 2.0, 3.0, 5.0])
     # window: step >= 400 - 0.5 * (400 - 100) = 250 -> 3, 5
-    assert figures.final_value(steps, vals, 100, 400, 0.5) == 4.0
+    assert final_value(steps, vals, 100, 400, 0.5) == 4.0
     # nothing non-null in the window -> last non-null value
-    assert figures.final_value(steps[:2], vals[:2], 100, 400, 0.1) == 2.0
-    assert math.isnan(figures.final_value(steps[:0], vals[:0], 100, 400, 0.1))
+    assert final_value(steps[:2], vals[:2], 100, 400, 0.1) == 2.0
+    assert math.isnan(final_value(steps[:0], vals[:0], 100, 400, 0.1))
 
 
 def test_interpolate_is_nan_before_first_point():
     grid = np.array([0.0, 50.0, 100.0, 150.0, 300.0])
-    out = figures.interpolate_on_grid(np.array([100, 200]), np.array([1.0, 3.0]), grid)
+    out = interpolate_on_grid(np.array([100, 200]), np.array([1.0, 3.0]), grid)
     assert np.isnan(out[:2]).all()
     np.testing.assert_allclose(out[2:], [1.0, 2.0, 3.0])
 
@@ -123,8 +127,8 @@ def test_summary_scatter_points_and_crosses(outputs):
 
 
 def test_scatter_artists_match_finals(grid_runs):
-    summary = figures.summarize(figures.load_runs([grid_runs]), final="window")
-    fig = figures.plot_entropy_vs_reward(summary)
+    summary = summarize(load_runs([grid_runs]), final="window")
+    fig = plot_entropy_vs_reward(summary)
     try:
         axes = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
         assert set(axes) == {"BeamRider", "Breakout"}
@@ -154,7 +158,7 @@ def test_curve_mean_std_on_common_grid(tmp_path):
         rows = [row(s, None if seed == 2 and s < 2000 else k * s / 1000)
                 for s in range(1000, last + 1, 500)]
         write_run(tmp_path, f"s{seed}", rows, seed=seed)
-    summary = figures.summarize(figures.load_runs([tmp_path]), grid_points=10)
+    summary = summarize(load_runs([tmp_path]), grid_points=10)
     curve = summary["games"]["Breakout"]["groups"][0]["curve"]
     assert curve["grid"] == pytest.approx(np.arange(0, 9001, 1000))
     assert curve["mean"][0] is None and curve["std"][0] is None
@@ -162,7 +166,7 @@ def test_curve_mean_std_on_common_grid(tmp_path):
     g = np.arange(2000, 9001, 1000) / 1000
     assert curve["mean"][2:] == pytest.approx(2 * g)
     assert curve["std"][2:] == pytest.approx(np.std([1, 2, 3]) * g)
-    fig = figures.plot_reward_curves(summary)
+    fig = plot_reward_curves(summary)
     line = [ln for ln in fig.axes[0].lines if ln.get_gid() == "mean:λ=0"][0]
     np.testing.assert_allclose(line.get_ydata()[2:], 2 * g)
     import matplotlib.pyplot as plt
@@ -177,8 +181,8 @@ def test_nulls_nature_and_short_last_line(tmp_path):
     write_run(tmp_path, "nat", [row(s, 5.0, None) for s in (1000, 2000)], network="nature")
     cut = tmp_path / "a1" / "metrics.jsonl"
     cut.write_text(cut.read_text() + '{"global_step": 3000, "episodic_ret')  # being written
-    with pytest.warns(figures.FiguresWarning) as record:
-        summary = figures.summarize(figures.load_runs([tmp_path]))
+    with pytest.warns(FiguresWarning) as record:
+        summary = summarize(load_runs([tmp_path]))
     messages = " ".join(str(w.message) for w in record)
     assert "unfinished last line" in messages and "no episode finished" in messages
     attention, nature = summary["games"]["Breakout"]["groups"]
@@ -187,9 +191,9 @@ def test_nulls_nature_and_short_last_line(tmp_path):
     assert attention["cross"] == pytest.approx([6.0, 15.0])
     assert nature["label"] == "nature CNN" and nature["cross"] is None
     assert nature["final_entropy"] is None and nature["final_reward"]["mean"] == 5.0
-    md = figures.table_markdown(summary)
+    md = table_markdown(summary)
     assert "| 0 | 15±5 |" in md and "| nature CNN | 5±0 (n=1) |" in md and "over 2 seeds" in md
-    fig = figures.plot_entropy_vs_reward(summary)
+    fig = plot_entropy_vs_reward(summary)
     gids = {c.get_gid() for c in fig.axes[0].collections}
     assert gids == {"dots:λ=0", "cross:λ=0"}  # the nature run is left out
     import matplotlib.pyplot as plt
@@ -260,8 +264,8 @@ def test_figures_read_at_a_glance(grid_runs, tmp_path):
     no jargon, and PDFs embed TrueType fonts (no Type 3)."""
     import matplotlib.pyplot as plt
 
-    summary = figures.summarize(figures.load_runs([grid_runs]))
-    fig = figures.plot_reward_curves(summary)
+    summary = summarize(load_runs([grid_runs]))
+    fig = plot_reward_curves(summary)
     try:
         ax = next(a for a in fig.axes if a.get_title() == "Breakout")
         lines = {line.get_gid(): line for line in ax.get_lines()}
@@ -273,7 +277,7 @@ def test_figures_read_at_a_glance(grid_runs, tmp_path):
         assert not any("ddof" in t.get_text() for t in fig.texts)
     finally:
         plt.close(fig)
-    fig = figures.plot_entropy_vs_reward(summary)
+    fig = plot_entropy_vs_reward(summary)
     try:
         ax = next(a for a in fig.axes if a.get_title() == "Breakout")
         assert "nats" in ax.get_xlabel()
@@ -309,10 +313,10 @@ def test_final_last_is_the_default_and_takes_each_runs_last_logged_values(grid_r
             assert g["final_reward"]["mean"] == pytest.approx(np.mean(rets) + 1)
     md = (out / "final_table.md").read_text()
     assert "| 0 | 541±33 | 131±24 |" in md and "last logged value" in md
-    window = figures.summarize(figures.load_runs([grid_runs]), final="window")
-    assert "over the last 10% of its logged" in figures.table_markdown(window)
+    window = summarize(load_runs([grid_runs]), final="window")
+    assert "over the last 10% of its logged" in table_markdown(window)
     # Figure 3's dots and caption follow --final
-    fig = figures.plot_entropy_vs_reward(summary)
+    fig = plot_entropy_vs_reward(summary)
     try:
         axes = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
         rets, ents = FINALS[("Breakout-v5", 0.005)]
@@ -331,7 +335,7 @@ def test_final_last_is_the_default_and_takes_each_runs_last_logged_values(grid_r
     assert figures.main(args) == 0
     assert json.loads((tmp_path / "w" / "summary.json").read_text())["final"] == "window"
     with pytest.raises(UserError, match="--final"):
-        figures.summarize(figures.load_runs([grid_runs]), final="median")
+        summarize(load_runs([grid_runs]), final="median")
 
 
 @pytest.mark.parametrize("mean, std, text", [
@@ -343,4 +347,4 @@ def test_final_last_is_the_default_and_takes_each_runs_last_logged_values(grid_r
     (-12.345, 0.0, "-12.3±0"),
 ])
 def test_table_cells_keep_significant_digits(mean, std, text):
-    assert figures.format_cell(mean, std) == text
+    assert format_cell(mean, std) == text

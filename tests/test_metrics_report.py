@@ -25,16 +25,17 @@ def breakout_run(root: Path, attn_coef: float, seed: int) -> Path:
     from attnjax.checkpoints import RunCheckpointer
     from attnjax.config import TrainConfig
     from attnjax.networks import init_params, make_network
+    from attnjax.runs import config_record, run_name, write_config
 
     config = TrainConfig(env_id="Breakout-v5", attn_coef=attn_coef, seed=seed,
                          wandb_mode="disabled")
-    run = root / config.resolved_run_name
+    run = root / run_name(config)
     run.mkdir(parents=True)
-    (run / "config.json").write_text(config.to_json() + "\n")
+    write_config(run, config)
     params = init_params(make_network("attention", 4), jax.random.PRNGKey(seed))
     checkpointer = RunCheckpointer(run)
     checkpointer.save(0, params, {"iteration": np.zeros((), np.int32)},
-                      {"config": config.to_dict(), "global_step": 0, "iteration": 0,
+                      {"config": config_record(config), "global_step": 0, "iteration": 0,
                        "num_actions": 4})
     checkpointer.close()
     return run

@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 
 from attnjax.config import TrainConfig
+from attnjax.runs import run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -50,7 +51,7 @@ def test_visualize_examples_use_runs_that_exist_after_the_quickstart():
         for coef in _values(argv, "--attn-coef"):
             for seed in _values(argv, "--seed"):
                 config = TrainConfig(env_id=env_id, attn_coef=float(coef), seed=int(seed))
-                made.add(f"{out_dir}/{config.resolved_run_name}")
+                made.add(f"{out_dir}/{run_name(config)}")
     used = {cmd[2]: set() for cmd in _commands("visualize.py")}
     for argv in _commands("visualize.py"):
         runs = _values(argv, "--run") + _values(argv, "--runs")

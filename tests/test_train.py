@@ -116,3 +116,41 @@ def test_two_devices_give_the_same_results_as_one(tmp_path):
         assert [x["global_step"] for x in one] == [x["global_step"] for x in two]
         for a, b in zip(one, two, strict=True):
             assert a["attention_entropy"] == pytest.approx(b["attention_entropy"], abs=1e-4)
+
+
+@pytest.mark.parametrize("network", ["attention", "nature"])
+def test_plan_counts_the_parameters_of_the_real_network(network):
+    """The --dry-run plan's parameter count (shapes only) is the real network's."""
+    from attnjax.envs import make_env
+    from attnjax.networks import init_params, make_network
+    from attnjax.train import parameter_count
+
+    config = TrainConfig(env_id="Breakout-v5", network=network, attn_heads=3)
+    env = make_env(config.env_id, [0])
+    params = init_params(make_network(network, env.num_actions, 3), jax.random.PRNGKey(0))
+    env.close()
+    assert parameter_count(config) == sum(x.size for x in jax.tree_util.tree_leaves(params))
+
+
+def test_prepare_checks_everything_before_writing(tmp_path):
+    """prepare (what --dry-run and train run first) refuses a bad env id, a bad config, a
+    mixed grid and a new run over checkpoints, and writes nothing."""
+    from attnjax.errors import UserError
+    from attnjax.train import prepare
+
+    base = TrainConfig(**TINY, out_dir=str(tmp_path / "out"))
+    run = tmp_path / "out" / "Quadrant__attn0__s0"
+    assert prepare([base]) == [run]
+    bad = [{"env_id": "Quadrant-v9"}, {"num_envs": 0}]
+    for change, needle in zip(bad, ["unknown env id", "--num-envs"], strict=True):
+        with pytest.raises(UserError, match=needle):
+            prepare([TrainConfig(**{**TINY, **change}, out_dir=str(tmp_path / "out"))])
+    with pytest.raises(UserError, match="must share num_steps"):
+        prepare([base, TrainConfig(**{**TINY, "num_steps": 8}, attn_coef=0.5)])
+    with pytest.raises(UserError, match="no checkpoint there"):
+        prepare([base], resume=True)
+    assert not (tmp_path / "out").exists()
+    (run / "checkpoints" / "1").mkdir(parents=True)
+    with pytest.raises(UserError, match="already holds checkpoints"):
+        prepare([base])
+    assert prepare([base], resume=True) == [run]

@@ -29,6 +29,7 @@ import numpy as np
 
 from attnjax.errors import UserError, writable_folder
 from attnjax.metrics import faithfulness, ground_truth, localization, samples, sanity
+from attnjax.runs import run_name
 from attnjax.progress import ProgressBar
 
 PARTS = ("localization", "sanity", "samples", "faithfulness")
@@ -188,7 +189,7 @@ def localize_object(obj: ground_truth.ObjectTruth, attention: np.ndarray | None,
 
 
 def run_label(agent: Any) -> str:
-    return agent.config.resolved_run_name
+    return run_name(agent.config)
 
 
 def measure(agents: list[Any], frames: ground_truth.Frames, settings: dict[str, Any],

@@ -1,0 +1,112 @@
+"""Paper figures and table from run folders' metrics.jsonl alone (no checkpoints, no W&B).
+
+Writes, under --out: reward_curves.png/.pdf (the paper's Figure 2: per game, mean ± std over
+seeds of the full-game return against agent steps, one colour, line style and marker per
+lambda, the seed count in the legend), final_table.csv and
+final_table.md (the paper's table: final return mean±std over seeds per lambda and game),
+entropy_vs_reward.png/.pdf (the paper's Figure 3: final attention entropy against final return,
+a dot per run and a cross per lambda at the mean over its seeds, the entropy in nats with a
+dashed line at the uniform maximum K·ln 49 (`attnjax.baseline`); attention networks only) and
+summary.json (every plotted number). With --evaluations (JSON files of `visualize.py evaluate`)
+also evaluation_table.csv/.md: the table's layout holding each run's evaluated mean score (mean±std
+over seeds), next to the training-metric table, not instead of it.
+
+"Final" value of a run (episodic_return or attention_entropy), --final: `last` (default, as the
+paper's notebook: `ep_reward_mean.iloc[-1]`, the last logged mean of the last 100 games, and
+the last attention entropy) = its last non-null logged value; `window` = the mean of its
+non-null values over the rows whose global_step lies in the last FRAC of the run's logged
+global_step range, i.e. global_step >= last - FRAC * (last - first), FRAC =
+--final-window-frac (default 0.1: the last 1M of 10M steps), or the last non-null value if the
+window holds none. With no non-null value at all the final value is NaN (a warning names the
+run) and the run is left out of the statistics. Spreads are population standard deviations
+over seeds (ddof=0). PDFs embed their fonts as TrueType (pdf.fonttype 42).
+Curves: each seed is linearly interpolated onto a common grid of --grid-points steps from 0 to
+the smallest last global_step among the seeds; grid points before a seed's first non-null
+return are NaN for that seed, and the mean/std at a point use the seeds that have a value there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from attnjax.errors import writable_folder
+from attnjax.figures.plots import plot_entropy_vs_reward, plot_reward_curves, pyplot
+from attnjax.figures.records import FiguresWarning, load_runs
+from attnjax.figures.summary import FINALS, summarize
+from attnjax.figures.tables import table_markdown, write_table_csv
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", nargs="+", required=True, metavar="DIR",
+                        help="run folders, or folders searched recursively for them")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
+    parser.add_argument("--final", choices=FINALS, default="last",
+                        help="a run's final return and entropy (table, Figure 3): last = its last "
+                        "logged value, as the paper (default); window = the mean over the last "
+                        "--final-window-frac of its logged steps")
+    parser.add_argument("--final-window-frac", type=float, default=0.1, metavar="FRAC",
+                        help="with --final window: the mean over the last FRAC of each run's "
+                        "logged steps (default 0.1)")
+    parser.add_argument("--grid-points", type=int, default=100, metavar="N",
+                        help="points of the common step grid of the reward curves (default 100)")
+    parser.add_argument("--evaluations", nargs="+", default=None, metavar="JSON",
+                        help="`visualize.py evaluate` files: also write evaluation_table.md/.csv "
+                        "of the evaluated scores, next to the training-metric table")
+
+
+def make_figures(run_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
+                 final_window_frac: float = 0.1, grid_points: int = 100,
+                 final: str = "last") -> list[Path]:
+    """Load the runs, write every output under `out`, return the paths written."""
+    runs = load_runs(run_paths)
+    summary = summarize(runs, final_window_frac, grid_points, final)
+    out = Path(out)
+    writable_folder(out, "--out")
+    written: list[Path] = []
+    plt = pyplot()
+    for name, plot in (("reward_curves", plot_reward_curves),
+                       ("entropy_vs_reward", plot_entropy_vs_reward)):
+        if name == "entropy_vs_reward" and not any(
+                g["network"] == "attention" for e in summary["games"].values()
+                for g in e["groups"]):
+            warnings.warn("no attention-network runs: entropy_vs_reward is not drawn",
+                          FiguresWarning, stacklevel=2)
+            continue
+        fig = plot(summary)
+        for ext in ("png", "pdf"):
+            fig.savefig(out / f"{name}.{ext}", dpi=150)
+            written.append(out / f"{name}.{ext}")
+        plt.close(fig)
+    write_table_csv(summary, out / "final_table.csv")
+    (out / "final_table.md").write_text(table_markdown(summary))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
+    written += [out / "final_table.csv", out / "final_table.md", out / "summary.json"]
+    return written
+
+
+def main(args: argparse.Namespace) -> int:
+    from attnjax.evaluation_table import load_evaluations, write_evaluation_tables
+
+    evaluations = load_evaluations(args.evaluations) if args.evaluations else None  # checked first
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FiguresWarning)
+        try:
+            written = make_figures(args.runs, args.out, args.final_window_frac, args.grid_points,
+                                   final=args.final)
+        finally:
+            for w in caught:
+                if issubclass(w.category, FiguresWarning):
+                    print(f"warning: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if evaluations:
+        written += write_evaluation_tables(evaluations, Path(args.out))
+    for path in written:
+        print(path)
+    return 0

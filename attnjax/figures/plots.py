@@ -1,0 +1,163 @@
+"""Drawing the paper's Figure 2 (reward curves) and Figure 3 (entropy against reward) from a
+summary; every group keeps one colour, line style and marker across figures."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from attnjax.baseline import uniform_entropy
+from attnjax.figures.summary import group_label, group_order
+from attnjax.figures.tables import final_caption
+
+NATURE_COLOUR = "0.35"
+LINESTYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matplotlib.rcParams["pdf.fonttype"] = 42  # TrueType in PDFs (publishers refuse Type 3)
+    matplotlib.rcParams["ps.fonttype"] = 42
+    return plt
+
+
+def group_styles(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per group label, the same in every figure: a colour (viridis over λ, grey for nature), a
+    line style and a marker (so curves and dots that coincide stay visible), and the legend
+    text with the seed count."""
+    import matplotlib
+
+    entries = [g for e in summary["games"].values() for g in e["groups"]]
+    groups = group_order((g["network"], g["attn_coef"]) for g in entries)
+    attention = [g for g in groups if g[0] == "attention"]
+    cmap = matplotlib.colormaps["viridis"]
+    styles: dict[str, dict[str, Any]] = {}
+    for i, group in enumerate(groups):
+        label = group_label(group)
+        counts = sorted({len(g["seeds"]) for g in entries if g["label"] == label})
+        n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+        colour = (cmap(0.9 * attention.index(group) / max(len(attention) - 1, 1))
+                  if group in attention else NATURE_COLOUR)
+        styles[label] = {"color": colour, "ls": LINESTYLES[i % len(LINESTYLES)],
+                         "marker": MARKERS[i % len(MARKERS)], "index": i,
+                         "legend": f"{label} ({n} seed{'' if n == '1' else 's'})"}
+    return styles
+
+
+def _grid_of_axes(plt, n: int):
+    ncols = min(3, max(n, 1))
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(4.2 * ncols, 7.0), 3.3 * nrows + 0.9),
+                             squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def _legend_and_caption(fig, styles: dict[str, dict[str, Any]], labels: Sequence[str],
+                        caption: str, lines: bool = True) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=styles[lab]["color"], marker=styles[lab]["marker"],
+                      linestyle=styles[lab]["ls"] if lines else "", label=styles[lab]["legend"],
+                      markerfacecolor=styles[lab]["color"] if lines else "none")
+               for lab in labels]
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), frameon=False)
+    caption = textwrap.fill(caption, int(16 * fig.get_figwidth()))  # 7 pt: ~18 chars an inch
+    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7)
+    bottom = (caption.count("\n") + 1) * 9.5 / (72 * fig.get_figheight()) + 0.02
+    fig.tight_layout(rect=(0, bottom, 1, 0.9))
+
+
+def plot_reward_curves(summary: dict[str, Any]):
+    """Figure 2: per game, mean ± std of the return over seeds for each group; each group's
+    own line style, and markers at staggered points so that coinciding curves stay visible."""
+    plt = pyplot()
+    styles = group_styles(summary)
+    fig, axes = _grid_of_axes(plt, len(summary["games"]))
+    labels: list[str] = []
+    for ax, (game, entry) in zip(axes, summary["games"].items(), strict=False):
+        for g in entry["groups"]:
+            curve = g["curve"]
+            grid = np.asarray(curve["grid"], dtype=float)
+            mean = np.array(curve["mean"], dtype=float)
+            std = np.array(curve["std"], dtype=float)
+            style = styles[g["label"]]
+            every = max(1, len(grid) // 8)
+            offset = (style["index"] * every // max(len(styles), 1)) % every
+            ax.plot(grid, mean, color=style["color"], ls=style["ls"], marker=style["marker"],
+                    markevery=(offset, every), ms=4, lw=1.4, gid=f"mean:{g['label']}")
+            ax.fill_between(grid, mean - std, mean + std, color=style["color"], alpha=0.15,
+                            lw=0)
+            if g["label"] not in labels:
+                labels.append(g["label"])
+        ax.set_title(game)
+        ax.set_xlabel("agent steps")
+        ax.set_ylabel("full-game return")
+        ax.grid(alpha=0.3)
+    caption = ("Line: mean over seeds of the full-game return (all lives, unclipped scores; "
+               "the mean of the last 100 games); band: ± one standard deviation over seeds. "
+               "Each seed is interpolated onto a common step grid.")
+    _legend_and_caption(fig, styles, [lab for lab in styles if lab in labels], caption)
+    return fig
+
+
+def plot_entropy_vs_reward(summary: dict[str, Any]):
+    """Figure 3: final attention entropy (x, nats) vs final return (y); dots per run, a cross
+    per λ, a dashed line at the entropy of uniform attention (K·ln 49, the maximum).
+
+    Dots carry gid 'dots:<label>', crosses 'cross:<label>' (PathCollections from `scatter`),
+    the uniform line 'uniform:<K>'.
+    """
+    plt = pyplot()
+    styles = group_styles(summary)
+    games = {game: [g for g in entry["groups"] if g["network"] == "attention"]
+             for game, entry in summary["games"].items()}
+    games = {game: groups for game, groups in games.items() if groups}
+    fig, axes = _grid_of_axes(plt, len(games))
+    labels: list[str] = []
+    for ax, (game, groups) in zip(axes, games.items(), strict=False):
+        for g in groups:
+            points = np.array([(p["final_entropy"], p["final_reward"]) for p in g["runs"]
+                               if p["final_entropy"] is not None
+                               and p["final_reward"] is not None]).reshape(-1, 2)
+            style = styles[g["label"]]
+            # hollow dots and crosses shrinking with the group's index: coinciding ones show
+            ax.scatter(points[:, 0], points[:, 1], facecolors="none", linewidths=1.3,
+                       s=max(20, 70 - 20 * style["index"]),
+                       edgecolors=[style["color"]], marker=style["marker"],
+                       gid=f"dots:{g['label']}")
+            if g["cross"] is not None:
+                size = max(40, 160 - 40 * style["index"])
+                ax.scatter([g["cross"][0]], [g["cross"][1]], color=style["color"], marker="x",
+                           s=size, linewidths=2.0, gid=f"cross:{g['label']}", zorder=3)
+            if g["label"] not in labels:
+                labels.append(g["label"])
+        heads_used = sorted({k for g in groups for k in g.get("attn_heads", [2])})
+        most = max(uniform_entropy(max(heads_used)), ax.get_xlim()[1])
+        ax.set_xlim(0.0, 1.04 * most)  # entropy runs from 0 (one cell) to uniform
+        for heads in heads_used:
+            ax.axvline(uniform_entropy(heads), color="0.3", ls="--", lw=1.0, gid=f"uniform:{heads}")
+        top_axis = ax.secondary_xaxis("top")  # names the dashed lines above the plot
+        top_axis.set_xticks([uniform_entropy(k) for k in heads_used],
+                            labels=[f"uniform K={k}" for k in heads_used], fontsize=7)
+        ax.set_title(game)
+        ax.set_xlabel("final attention entropy (nats)")
+        ax.set_ylabel("final full-game return")
+        ax.grid(alpha=0.3)
+    caption = (f"{final_caption(summary)} Entropy: summed over the K attention heads. Dots: "
+               "runs; crosses: mean over seeds per λ. Dashed: uniform attention, K·ln 49 nats "
+               "(7.78 for K = 2), the most there can be; further left = attention on fewer "
+               "cells. Attention networks only.")
+    _legend_and_caption(fig, styles, [lab for lab in styles if lab in labels], caption,
+                        lines=False)
+    return fig

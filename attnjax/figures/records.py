@@ -1,0 +1,88 @@
+"""Reading run folders for the figures: one RunRecord per run, through attnjax.runs (config.json
+as a TrainConfig, metrics.jsonl checked line by line), null values dropped from each series."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from attnjax import runs
+from attnjax.errors import UserError
+
+CONFIG_KEYS = ("env_id", "attn_coef", "seed", "network")
+METRIC_KEYS = ("global_step", "episodic_return", "attention_entropy")
+FiguresWarning = runs.PartialRunWarning  # a run the figures can only partly use
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the figures need from one run folder; null values are dropped from each series."""
+
+    path: Path
+    env_id: str
+    attn_coef: float
+    seed: int
+    network: str
+    attn_heads: int  # K
+    first_step: int  # first logged global_step (any row)
+    last_step: int  # last logged global_step (any row)
+    return_steps: np.ndarray  # global_step of rows with a non-null episodic_return
+    returns: np.ndarray
+    entropy_steps: np.ndarray  # global_step of rows with a non-null attention_entropy
+    entropies: np.ndarray
+
+    @property
+    def game(self) -> str:
+        return game_name(self.env_id)
+
+    @property
+    def group(self) -> tuple[str, float]:
+        return (self.network, self.attn_coef)
+
+
+def game_name(env_id: str) -> str:
+    """'Breakout-v5' -> 'Breakout' (also drops an 'ALE/' style prefix)."""
+    return re.sub(r"-v\d+$", "", env_id.rsplit("/", 1)[-1])
+
+
+def load_run(run_dir: str | os.PathLike) -> RunRecord:
+    """Read one run folder's config.json and metrics.jsonl; UserError on anything malformed."""
+    run_dir = Path(run_dir)
+    config = runs.read_config(run_dir, required=CONFIG_KEYS)
+    if config.attn_heads < 1:
+        raise UserError(f"{run_dir / runs.CONFIG_FILE}: attn_heads must be a positive integer, "
+                        f"got {config.attn_heads!r}; fix the file or leave that run out of --runs")
+    rows = runs.read_metrics(run_dir, required=METRIC_KEYS, numbers=METRIC_KEYS[1:])
+
+    def series(key: str) -> tuple[np.ndarray, np.ndarray]:
+        kept = [(r["global_step"], float(r[key])) for r in rows if r[key] is not None]
+        steps = np.array([s for s, _ in kept], dtype=np.int64)
+        values = np.array([v for _, v in kept], dtype=np.float64)
+        return steps, values
+
+    return_steps, returns = series("episodic_return")
+    entropy_steps, entropies = series("attention_entropy")
+    return RunRecord(path=run_dir, env_id=config.env_id, attn_coef=float(config.attn_coef),
+                     seed=config.seed, network=config.network, attn_heads=config.attn_heads,
+                     first_step=rows[0]["global_step"],
+                     last_step=rows[-1]["global_step"], return_steps=return_steps,
+                     returns=returns, entropy_steps=entropy_steps, entropies=entropies)
+
+
+def load_runs(paths: Sequence[str | os.PathLike]) -> list[RunRecord]:
+    """All runs under `paths`; UserError if two folders hold the same game, network, λ and seed."""
+    records = [load_run(d) for d in runs.find_run_dirs(paths)]
+    seen: dict[tuple[str, str, float, int], Path] = {}
+    for run in records:
+        key = (run.env_id, run.network, run.attn_coef, run.seed)
+        if key in seen:
+            raise UserError(f"{seen[key]} and {run.path} are both {run.env_id} {run.network} "
+                            f"attn_coef={run.attn_coef:g} seed={run.seed}; pass --runs folders "
+                            "that hold each run once")
+        seen[key] = run.path
+    return records
