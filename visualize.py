@@ -41,14 +41,20 @@ def build_parser(selected: str | None) -> OneLineArgumentParser:
     return parser
 
 
-def main() -> int:
-    selected = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+def run(argv: list[str]) -> int:
+    """`visualize.py <argv>` in this process: parse, then the subcommand's `main(args)`. Bad
+    flags exit with code 2; a UserError propagates (`run_cli` turns it into one line)."""
+    selected = next((a for a in argv if not a.startswith("-")), None)
     if selected in ("saliency", "video"):  # batch saliency: one frame per core at a time
         from attnjax.devices import use_cpu_cores_as_devices
 
         use_cpu_cores_as_devices()  # before JAX runs anything; see attnjax.devices
-    args = build_parser(selected if selected in SUBCOMMANDS else None).parse_args()
+    args = build_parser(selected if selected in SUBCOMMANDS else None).parse_args(argv)
     return args._main(args)
+
+
+def main() -> int:
+    return run(sys.argv[1:])
 
 
 if __name__ == "__main__":

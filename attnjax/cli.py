@@ -84,3 +84,56 @@ def counts(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated positive counts such as 4,3,2,2, got {text!r}")
     return values
+
+
+# --------------------------------------------------------------------------------------------
+# the play flags: how the inspection tools play the agents before they look inside them
+
+
+POLICIES = ("sample", "greedy")
+PLAY_DEFAULTS: dict[str, object] = {"frames": None, "seed": 0, "policy": "sample", "warmup": 0,
+                                    "stride": 1}
+PLAY_HELP = {
+    "run": "run folder written by train.py (newest checkpoint) or one of its "
+           "checkpoints/<iteration> folders",
+    "runs": "run folders (or checkpoints) of one game; repeatable",
+    "frames": "frames to record (default %(default)s)",
+    "seed": "env seed and action sampling (default %(default)s)",
+    "policy": "how the agent acts: sample (as in training; default) or greedy (argmax)",
+    "warmup": "env steps played before the first recorded frame (default %(default)s)",
+    "stride": "record every n-th step (default %(default)s)",
+}
+
+
+def add_play_arguments(parser: argparse.ArgumentParser, *, runs: bool = False,
+                       skip: tuple[str, ...] = (), help_texts: dict[str, str] | None = None,
+                       **defaults: object) -> None:
+    """--run --frames --seed --policy --warmup --stride, as video, tree, saliency, evaluate and
+    metrics share them. runs: --run takes several runs (`--run a b` or `--run a --run b`);
+    skip: flags the tool does not have; help_texts: a tool's own help texts; defaults: its own
+    defaults (e.g. frames=20). Values are checked by `check_play_arguments`."""
+    defaults = {**PLAY_DEFAULTS, **defaults}
+    texts = {**PLAY_HELP, **(help_texts or {})}
+    if runs:
+        parser.add_argument("--run", nargs="+", action="extend", required=True, metavar="RUN",
+                            help=texts["runs"])
+    else:
+        parser.add_argument("--run", required=True, help=texts["run"])
+    for name, kind in (("frames", int), ("seed", int), ("warmup", int), ("stride", int)):
+        if name not in skip:
+            parser.add_argument(f"--{name}", type=kind, default=defaults[name], help=texts[name])
+    if "policy" not in skip:
+        parser.add_argument("--policy", default=defaults["policy"], choices=POLICIES,
+                            help=texts["policy"])
+
+
+def check_play_arguments(args: argparse.Namespace) -> None:
+    """UserError (one line, exit 2) unless --frames and --stride are >= 1, --warmup >= 0 and
+    --policy is sample or greedy; flags the namespace lacks or leaves None are not checked."""
+    for name, low in (("frames", 1), ("stride", 1), ("warmup", 0)):
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            raise UserError(f"--{name} must be at least {low}, got {value}")
+    policy = getattr(args, "policy", None)
+    if policy is not None and policy not in POLICIES:
+        raise UserError(f"--policy must be {' or '.join(POLICIES)}, got {policy!r}")

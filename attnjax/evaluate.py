@@ -43,15 +43,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.envs import StepResult, env_seeds, make_env
 from attnjax.errors import UserError, writable_folder
 from attnjax.losses import ENTROPY_EPS
-from attnjax.runs import run_name
 from attnjax.progress import ProgressBar
+from attnjax.runs import run_name
 
 CHUNK_STEPS = 64  # env steps per compiled call; at most this many are played past the last game
 UNIFORM_ENTROPY = math.log(49)  # nats of a head spread evenly over the 7x7 cells
-POLICIES = ("sample", "greedy")
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,7 +166,12 @@ class RunResult:
 
 def play_games(agents: Sequence[Any], games: int, seed: int = 0, policy: str = "sample",
                envs: int = 16, progress: bool = False) -> list[RunResult]:
-    """Play `games` full games per agent (all of one env id), all in one env pool."""
+    """Play `games` full games per agent (all of one env id), all in one env pool.
+
+    Not `render.play`, on purpose: that loop records frames of one env per agent, step by step
+    from Python with screens; this one plays E envs per agent with fixed game quotas inside one
+    compiled `lax.scan` of CHUNK_STEPS steps and keeps only the tallies, which is what makes
+    hundreds of full games affordable."""
     check_settings(games, envs, policy)
     envs = min(envs, games)
     quota = slot_quotas(games, envs)
@@ -291,13 +296,10 @@ def write_json_atomic(out: Path, data: dict[str, Any]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", nargs="+", action="extend", required=True, metavar="RUN",
-                        help="run folders (or checkpoints) of one game; repeatable")
+    add_play_arguments(parser, runs=True, skip=("frames", "warmup", "stride"), help_texts={
+        "policy": "sample (as in training; default) or greedy (argmax)",
+        "seed": "env seeds and action sampling (default 0)"})
     parser.add_argument("--games", type=int, default=10, help="full games per run (default 10)")
-    parser.add_argument("--policy", default="sample", choices=POLICIES,
-                        help="sample (as in training; default) or greedy (argmax)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="env seeds and action sampling (default 0)")
     parser.add_argument("--envs", type=int, default=16,
                         help="games played at once per run (default 16, at most --games)")
     parser.add_argument("--out", required=True, help="JSON file to write, ending in .json")
@@ -319,8 +321,7 @@ def check_settings(games: int, envs: int, policy: str) -> None:
         raise UserError(f"--games must be at least 1, got {games}")
     if envs < 1:
         raise UserError(f"--envs must be at least 1, got {envs}")
-    if policy not in POLICIES:
-        raise UserError(f"--policy must be {' or '.join(POLICIES)}, got {policy!r}")
+    check_play_arguments(argparse.Namespace(policy=policy))
 
 
 def main(args: argparse.Namespace) -> int:

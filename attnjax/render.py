@@ -16,15 +16,17 @@ state (the screen is rendered before the step that follows it).
 
 from __future__ import annotations
 
+import argparse
 import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from attnjax.baseline import NEAR_UNIFORM, UNIFORM_CELL
+from attnjax.cli import check_play_arguments
 from attnjax.errors import UserError
 from attnjax.networks import GRID, OBS_SIZE, receptive_field
 
@@ -246,6 +248,7 @@ class Frame:
     values: np.ndarray  # [R]
     attention: np.ndarray | None  # [R, 7, 7, K] (None if any agent has no attention)
     active: np.ndarray  # [R] bool: False once an agent's game ended with stop_at_game_over
+    outputs: list[Any] | None = None  # with play(outputs=True): R AgentOutputs of 1 frame (host)
 
 
 def check_same_env(agents: Sequence[Any]) -> str:
@@ -265,20 +268,21 @@ def check_same_env(agents: Sequence[Any]) -> str:
 
 def play(agents: Sequence[Any], num_frames: int, seed: int = 0, policy: str = "sample",
          warmup: int = 0, stride: int = 1, stop_at_game_over: bool = False,
-         env_id: str | None = None) -> Iterator[Frame]:
+         env_id: str | None = None, outputs: bool = False) -> Iterator[Frame]:
     """Play the agents in lockstep on one env seed and yield up to `num_frames` recorded frames:
     `warmup` steps unrecorded, then every `stride`-th step. policy: "sample" (as in training)
     or "greedy" (argmax). stop_at_game_over: an agent whose game ends stops (its frames are
-    marked inactive and keep its last state) and playing ends when all have stopped."""
+    marked inactive and keep its last state) and playing ends when all have stopped.
+    outputs: also hand out every agent's whole `AgentOutput` (all activations; the relevance
+    trees need them). The one play loop of video, tree and saliency: the same --seed
+    --policy --warmup --stride play the same frames in each."""
     import jax
     import jax.numpy as jnp
 
     from attnjax.envs import QuadrantEnv, env_seeds, make_env
 
-    if policy not in ("sample", "greedy"):
-        raise UserError(f"--policy must be sample or greedy, got {policy!r}")
-    if num_frames < 1 or warmup < 0 or stride < 1:
-        raise UserError("--frames and --stride must be at least 1, --warmup at least 0")
+    check_play_arguments(argparse.Namespace(frames=num_frames, policy=policy, warmup=warmup,
+                                            stride=stride))
     env_id = env_id or check_same_env(agents)
     r = len(agents)
     env = make_env(env_id, env_seeds(seed, 1) * r, render=True)
@@ -326,9 +330,10 @@ def play(agents: Sequence[Any], num_frames: int, seed: int = 0, policy: str = "s
                     attention=None if any(a is None for a in att)
                     else _stack_ragged([np.asarray(a[0]) for a in att]),
                     active=active.copy(),
+                    outputs=jax.device_get(outs) if outputs else None,
                 )
                 if last is not None and not active.all():
-                    frame = _freeze(frame, last, active)
+                    frame = freeze_finished(frame, last, active)
                 yield frame
                 last = frame
                 recorded += 1
@@ -342,6 +347,32 @@ def play(agents: Sequence[Any], num_frames: int, seed: int = 0, policy: str = "s
         env.close()
 
 
+def record_one(agent: Any, num_frames: int, seed: int = 0, policy: str = "sample",
+               warmup: int = 0, stride: int = 1, outputs: bool = False,
+               advance: Callable[[], None] | None = None) -> dict[str, Any]:
+    """One agent's frames from `play`, stacked: obs [N, 4, 84, 84] uint8, screens [N, H, W, 3]
+    uint8, actions [N] int32, rewards [N] float32, episode [N] int32, env_step [N] int,
+    values [N] float32; with `outputs`, output: its AgentOutput of the N frames (host arrays).
+    advance: called after every frame (a progress bar)."""
+    fields = ("obs", "screens", "actions", "rewards", "episode", "values")
+    kept: dict[str, list] = {k: [] for k in (*fields, "env_step", "output")}
+    for frame in play([agent], num_frames, seed=seed, policy=policy, warmup=warmup,
+                      stride=stride, outputs=outputs):
+        for name in fields:
+            kept[name].append(getattr(frame, name)[0])
+        kept["env_step"].append(frame.t)
+        if outputs:
+            kept["output"].append(frame.outputs[0])
+        if advance is not None:
+            advance()
+    out: dict[str, Any] = {k: np.stack(kept[k]) for k in (*fields, "env_step")}
+    if outputs:
+        import jax
+
+        out["output"] = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *kept["output"])
+    return out
+
+
 def _stack_ragged(maps: list[np.ndarray]) -> np.ndarray:
     """Stack attention maps of agents with different head counts, padding heads with NaN."""
     heads = max(m.shape[-1] for m in maps)
@@ -351,13 +382,17 @@ def _stack_ragged(maps: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _freeze(frame: Frame, last: Frame, active: np.ndarray) -> Frame:
-    """Agents whose game ended keep showing their final recorded state."""
+def freeze_finished(frame: Frame, last: Frame, active: np.ndarray) -> Frame:
+    """`frame` with the agents whose game ended (`active` [R] False) showing their final
+    recorded state `last` (in place)."""
     keep = ~active
     for name in ("obs", "screens", "actions", "rewards", "returns", "episode", "logits",
                  "values", "attention"):
         new, old = getattr(frame, name), getattr(last, name)
         if new is not None and old is not None:
             new[keep] = old[keep]
+    if frame.outputs is not None and last.outputs is not None:
+        frame.outputs = [old if k else new
+                         for new, old, k in zip(frame.outputs, last.outputs, keep, strict=True)]
     frame.game_over[keep] = False
     return frame

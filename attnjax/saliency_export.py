@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
 from attnjax.presets import add_saliency_arguments, saliency_config_from_args
 from attnjax.saliency import (
@@ -65,14 +66,13 @@ STACK_MEANING = {"max": "max over the 4 stacked frames",
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True,
-                        help="run folder written by train.py, or one of its checkpoints/<iter>")
+    add_play_arguments(parser, help_texts={
+        "frames": "frames to play and explain (default 64; with --obs: all of them)",
+        "seed": "env seed, action sampling and noise (default 0)"})
     parser.add_argument("--out", required=True, help="output file, ending in .npz")
     parser.add_argument("--png", default=None, metavar="DIR",
                         help="also draw each frame and its maps (log colour scale) into "
                              "DIR/frame_NNN.png")
-    parser.add_argument("--frames", type=int, default=None,
-                        help="frames to play and explain (default 64; with --obs: all of them)")
     parser.add_argument("--obs", default=None,
                         help="take the frames from this .npz (key `obs`, uint8 [N, 4, 84, 84]; "
                              "optional `screens`, `actions`, `rewards`) instead of playing")
@@ -85,13 +85,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="square (both presets, as the paper) or abs of the gradient")
     parser.add_argument("--clean-first", action="store_true",
                         help="first noisy copy without noise, as the original code")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="env seed, action sampling and noise (default 0)")
-    parser.add_argument("--policy", default="sample", choices=("sample", "greedy"),
-                        help="how the agent acts while playing (default sample)")
-    parser.add_argument("--warmup", type=int, default=0,
-                        help="env steps played before the first recorded frame")
-    parser.add_argument("--stride", type=int, default=1, help="record every n-th step")
     parser.add_argument("--chunk-frames", type=int, default=None,
                         help="frames per compiled call (default: from the memory budget; "
                              "on CPU one frame per host device)")
@@ -150,22 +143,12 @@ def load_obs_file(path: str | Path, frames: int | None) -> dict[str, np.ndarray]
 
 def play_frames(agent: Any, frames: int, seed: int, policy: str, warmup: int, stride: int,
                 progress: bool) -> dict[str, np.ndarray]:
+    """The frames to explain, played by `render.play` (as `video` and `tree` play them)."""
     from attnjax.progress import ProgressBar
-    from attnjax.render import play
+    from attnjax.render import record_one
 
-    kept: dict[str, list] = {k: [] for k in ("obs", "screens", "actions", "rewards", "episode",
-                                             "env_step")}
     with ProgressBar("playing", frames, progress) as bar:
-        for frame in play([agent], frames, seed=seed, policy=policy, warmup=warmup,
-                          stride=stride):
-            kept["obs"].append(frame.obs[0])
-            kept["screens"].append(frame.screens[0])
-            kept["actions"].append(frame.actions[0])
-            kept["rewards"].append(frame.rewards[0])
-            kept["episode"].append(frame.episode[0])
-            kept["env_step"].append(frame.t)
-            bar.advance()
-    return {k: np.stack(v) for k, v in kept.items()}
+        return record_one(agent, frames, seed, policy, warmup, stride, advance=bar.advance)
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,8 +246,8 @@ def export(agent: Any, config: SaliencyConfig, out: str | Path, *, frames: int |
 
     out = check_out_path(out)
     check_network(agent.network, config)
-    if frames is not None and frames < 1:
-        raise UserError(f"--frames must be at least 1, got {frames}")
+    check_play_arguments(argparse.Namespace(frames=frames, policy=policy, warmup=warmup,
+                                            stride=stride))
     if chunk_frames is not None and chunk_frames < 1:
         raise UserError(f"--chunk-frames must be at least 1, got {chunk_frames}")
     t0 = time.monotonic()
@@ -350,6 +333,7 @@ def write_pngs(arrays: dict[str, np.ndarray], methods: tuple[str, ...], stack: s
 def main(args: argparse.Namespace) -> int:
     from attnjax.checkpoints import load_agent
 
+    check_play_arguments(args)
     config = config_from_args(args)
     out = check_out_path(args.out)
     if args.png:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from attnjax.baseline import vs_uniform
+from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.envs import action_names
 from attnjax.errors import UserError, writable_folder
 from attnjax.networks import CONV_GEOMETRY, GRID
@@ -224,18 +225,16 @@ def render_frame(layout: Layout, frame: Frame, labels: Sequence[str], heads: Seq
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", action="append", required=True,
-                        help="run folder or checkpoint; repeat for runs side by side")
+    add_play_arguments(parser, runs=True, skip=("stride",), frames=1000, help_texts={
+        "runs": "run folder or checkpoint; repeat for runs side by side",
+        "frames": "most frames to record (default 1000)",
+        "seed": "env seed shared by all runs",
+        "policy": "how the agents act (default sample, as in training)",
+        "warmup": "steps played before recording"})
     parser.add_argument("--out", required=True, help="output video, ending in .mp4")
-    parser.add_argument("--frames", type=int, default=1000,
-                        help="most frames to record (default 1000)")
     parser.add_argument("--until", default="game-over", choices=("game-over", "frames"),
                         help="game-over (default): each run plays one full game, the video "
                              "ends when all are over; frames: play on through new games")
-    parser.add_argument("--seed", type=int, default=0, help="env seed shared by all runs")
-    parser.add_argument("--policy", default="sample", choices=("sample", "greedy"),
-                        help="how the agents act (default sample, as in training)")
-    parser.add_argument("--warmup", type=int, default=0, help="steps played before recording")
     parser.add_argument("--label", action="append", default=None,
                         help="title of each run's column, in --run order (default: λ, seed, "
                              "steps)")
@@ -268,6 +267,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> Path:
+    check_play_arguments(args)
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise UserError(f"--out must end in .mp4, got {out}")
@@ -276,7 +276,7 @@ def _check_args(args: argparse.Namespace) -> Path:
                         f"{len(args.label)} labels)")
     if args.scale < 0:
         raise UserError(f"--scale must be 0 (auto) or a positive integer, got {args.scale}")
-    for name in ("frames", "stills_every", "block"):
+    for name in ("stills_every", "block"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if not args.overlay_gain > 0:
@@ -289,7 +289,7 @@ def _check_args(args: argparse.Namespace) -> Path:
     return out
 
 
-def _saliency_setup(args: argparse.Namespace, agents: Sequence[Any]) -> Any:
+def saliency_setup(args: argparse.Namespace, agents: Sequence[Any]) -> Any:
     """(config, per-run compiled functions, chunk) or None without --saliency."""
     if args.saliency == "none":
         return None
@@ -426,7 +426,7 @@ def main(args: argparse.Namespace) -> int:
     out = _check_args(args)
     agents = [load_agent(run) for run in args.run]
     check_same_env(agents)
-    setup = _saliency_setup(args, agents)
+    setup = saliency_setup(args, agents)
     summary = write_video(
         agents, out, frames=args.frames, until=args.until, seed=args.seed, policy=args.policy,
         warmup=args.warmup, labels=args.label, fps=args.fps, scale=args.scale,

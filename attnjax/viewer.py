@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.cli import non_negative_int, positive_int
+from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
 from attnjax.presets import add_tree_arguments, tree_config_from_args
 from attnjax.progress import ProgressBar
@@ -109,57 +109,17 @@ class Recording:
 
 def record(agent: Any, num_frames: int, seed: int = 0, policy: str = "sample", warmup: int = 0,
            stride: int = 1, progress: bool = False) -> Recording:
-    """Play one environment with the agent: `warmup` steps unrecorded, then record every
-    `stride`-th step until `num_frames` frames are held."""
-    import jax
-    import jax.numpy as jnp
+    """Play one environment with the agent through `render.play` (so `tree`, `saliency` and a
+    one-run `video` with the same flags record the same frames): `warmup` steps unrecorded,
+    then every `stride`-th step until `num_frames` frames are held, with every activation."""
+    from attnjax.render import record_one
 
-    from attnjax.envs import QuadrantEnv, env_seeds, make_env
-
-    env = make_env(agent.config.env_id, env_seeds(seed, 1), render=True)
-    step = jax.jit(env.step)
-    state, obs = env.reset()
-    key = jax.random.PRNGKey(seed)
-    kept: dict[str, list] = {k: [] for k in ("obs", "screens", "steps", "actions", "rewards",
-                                             "values", "outputs")}
-    total = warmup + (num_frames - 1) * stride + 1
-    bar = ProgressBar("playing", total, progress, unit="steps", every_s=None, stream="stdout")
-    try:
-        for t in range(total):
-            out = agent.apply(obs)
-            if policy == "greedy":
-                action = jnp.argmax(out.logits, axis=-1)
-            else:
-                key, sub = jax.random.split(key)
-                action = jax.random.categorical(sub, out.logits, axis=-1)
-            action = action.astype(jnp.int32)
-            record_now = t >= warmup and (t - warmup) % stride == 0
-            if record_now:
-                screen = env.render(state) if isinstance(env, QuadrantEnv) else env.render()
-                kept["obs"].append(np.asarray(obs[0]))
-                kept["screens"].append(np.asarray(screen[0]))
-                kept["steps"].append(t)
-                kept["actions"].append(int(action[0]))
-                kept["values"].append(float(out.value[0]))
-                kept["outputs"].append(jax.device_get(out))
-            state, result = step(state, action)
-            if record_now:
-                kept["rewards"].append(float(result.game_reward[0]))
-            obs = result.obs
-            bar.advance()
-    finally:
-        bar.close()
-        env.close()
-    output = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *kept["outputs"])
-    return Recording(
-        obs=np.stack(kept["obs"]).astype(np.uint8),
-        screens=np.stack(kept["screens"]).astype(np.uint8),
-        env_steps=np.asarray(kept["steps"]),
-        actions=np.asarray(kept["actions"]),
-        rewards=np.asarray(kept["rewards"], np.float32),
-        values=np.asarray(kept["values"], np.float32),
-        output=output,
-    )
+    with ProgressBar("playing", num_frames, progress, every_s=None, stream="stdout") as bar:
+        data = record_one(agent, num_frames, seed, policy, warmup, stride, outputs=True,
+                          advance=bar.advance)
+    return Recording(obs=data["obs"], screens=data["screens"], env_steps=data["env_step"],
+                     actions=data["actions"], rewards=data["rewards"], values=data["values"],
+                     output=data["output"])
 
 
 def frame_image(recording: Recording, i: int, mode: str) -> np.ndarray:
@@ -344,11 +304,12 @@ def draw_tree_png(tree: RelevanceTree, image: np.ndarray, path: Path, title: str
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True,
-                        help="run folder written by train.py (newest checkpoint) or one of its "
-                             "checkpoints/<iteration> folders")
-    parser.add_argument("--frames", type=positive_int, default=20,
-                        help="frames to record (default 20; 100 stay responsive)")
+    add_play_arguments(parser, frames=20, help_texts={
+        "frames": "frames to record (default 20; 100 stay responsive)",
+        "seed": "env and action-sampling seed",
+        "policy": "how the agent picks actions while recording (default sample)",
+        "warmup": "steps to play before the first recorded frame",
+        "stride": "steps between recorded frames (default 1)"})
     parser.add_argument("--out", default="relevance_trees.html",
                         help="HTML file to write (default relevance_trees.html)")
     parser.add_argument("--png", nargs="?", const="relevance_trees_png", default=None,
@@ -360,13 +321,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, metavar="FILE",
                         help="also save the trees with full precision as JSON")
     add_tree_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0, help="env and action-sampling seed")
-    parser.add_argument("--policy", choices=("sample", "greedy"), default="sample",
-                        help="how the agent picks actions while recording (default sample)")
-    parser.add_argument("--warmup", type=non_negative_int, default=0,
-                        help="steps to play before the first recorded frame")
-    parser.add_argument("--stride", type=positive_int, default=1,
-                        help="steps between recorded frames (default 1)")
     parser.add_argument("--title", default=None, help="title of the page")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -375,6 +329,7 @@ def main(args: argparse.Namespace) -> int:
     from attnjax.checkpoints import load_agent
     from attnjax.envs import action_names
 
+    check_play_arguments(args)
     config = tree_config_from_args(args)
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):

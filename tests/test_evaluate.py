@@ -147,10 +147,8 @@ def test_trained_quadrant_agents_score_their_training_return(quadrant_grid, tmp_
 
     runs = [quadrant_grid[coef] for coef in sorted(quadrant_grid)]
     out = tmp_path / "quadrant.json"
-    args = visualize.build_parser("evaluate").parse_args(
-        ["evaluate", "--run", *map(str, runs), "--games", "64", "--out", str(out),
-         "--no-progress"])
-    assert args._main(args) == 0
+    assert visualize.run(["evaluate", "--run", *map(str, runs), "--games", "64", "--out",
+                          str(out), "--no-progress"]) == 0
     entries = json.loads(out.read_text())["runs"]
     for run, entry in zip(runs, entries, strict=True):
         lines = (run / "metrics.jsonl").read_text().splitlines()
@@ -208,10 +206,8 @@ def test_figures_table_consumes_evaluations(random_breakout, tmp_path):
     evaluation.write_text(json.dumps(result))
     import visualize
 
-    parser = visualize.build_parser("figures")
-    args = parser.parse_args(["figures", "--runs", str(tmp_path / "runs"), "--out",
-                              str(tmp_path / "fig"), "--evaluations", str(evaluation)])
-    assert args._main(args) == 0
+    assert visualize.run(["figures", "--runs", str(tmp_path / "runs"), "--out",
+                          str(tmp_path / "fig"), "--evaluations", str(evaluation)]) == 0
     mean = result["runs"][0]["mean"]
     table = (tmp_path / "fig" / "evaluation_table.md").read_text()
     assert f"| 0 | {format_cell(mean, 0.0)} |" in table
@@ -222,8 +218,7 @@ def test_figures_table_consumes_evaluations(random_breakout, tmp_path):
 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"runs": [{"env_id": "Breakout-v5"}]}))
-    args = parser.parse_args(["figures", "--runs", str(tmp_path / "runs"), "--out",
-                              str(tmp_path / "fig2"), "--evaluations", str(bad)])
     with pytest.raises(UserError, match="lacks a valid"):
-        args._main(args)
+        visualize.run(["figures", "--runs", str(tmp_path / "runs"), "--out",
+                       str(tmp_path / "fig2"), "--evaluations", str(bad)])
     assert not (tmp_path / "fig2").exists()

@@ -45,8 +45,7 @@ def metrics(*argv: str) -> int:
     """`visualize.py metrics ...` in this process (compiled functions are shared)."""
     import visualize
 
-    args = visualize.build_parser("metrics").parse_args(["metrics", *argv])
-    return args._main(args)
+    return visualize.run(["metrics", *argv])
 
 
 def visualize_cli(*argv: str) -> subprocess.CompletedProcess:

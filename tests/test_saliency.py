@@ -559,11 +559,10 @@ def test_cli_exports_trained_run(quadrant_run, tmp_path, capsys, monkeypatch):
     import visualize
 
     out = tmp_path / "q.npz"
-    args = visualize.build_parser("saliency").parse_args(
+    assert visualize.run(
         ["saliency", "--run", str(quadrant_run), "--frames", "5", "--samples", "3",
          "--methods", "gradient,smoothgrad,vargrad", "--target", "max_sum", "--out", str(out),
-         "--png", str(tmp_path / "png"), "--no-progress"])
-    assert args._main(args) == 0
+         "--png", str(tmp_path / "png"), "--no-progress"]) == 0
     assert "wrote 5 PNGs" in capsys.readouterr().out
     with np.load(out) as data:
         meta = json.loads(data["metadata"][()])
@@ -582,10 +581,8 @@ def test_cli_exports_trained_run(quadrant_run, tmp_path, capsys, monkeypatch):
     (tmp_path / "saliency.npz").symlink_to(out)
     exec(compile(snippet, "README.md", "exec"), {})  # noqa: S102 - the project's own README
     assert [p for p in tmp_path.glob("*.png") if p.stat().st_size > 5_000]
-    bad = visualize.build_parser("saliency").parse_args(
-        ["saliency", "--run", str(tmp_path), "--out", str(out)])
     with pytest.raises(UserError):
-        bad._main(bad)
+        visualize.run(["saliency", "--run", str(tmp_path), "--out", str(out)])
 
 
 # --------------------------------------------------------------------------------------------

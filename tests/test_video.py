@@ -209,7 +209,7 @@ def test_finished_runs_keep_their_last_frame():
         getattr(last, name).flags.writeable = False
     active = np.array([False, True])
     before = new.obs[1].copy()
-    frozen = R._freeze(new, last, active)
+    frozen = R.freeze_finished(new, last, active)
     np.testing.assert_array_equal(frozen.obs[0], last.obs[0])
     np.testing.assert_array_equal(frozen.screens[0], last.screens[0])
     np.testing.assert_array_equal(frozen.obs[1], before)
@@ -355,7 +355,7 @@ def test_saliency_video_draws_heatmaps(tmp_path):
     agents = [_agent()]
     args = argparse.Namespace(saliency="smoothgrad", target="max_sum", layer="attention",
                               samples=2, spread=0.15, memory_budget_mb=256.0, block=4)
-    setup = V._saliency_setup(args, agents)
+    setup = V.saliency_setup(args, agents)
     out = tmp_path / "s.mp4"
     V.write_video(agents, out, frames=6, until="frames", saliency_setup=setup, block=4,
                   stills=tmp_path / "st", stills_every=100)
@@ -366,7 +366,7 @@ def test_saliency_video_draws_heatmaps(tmp_path):
     assert np.abs(a[0].astype(int) - b[0]).mean() > 1.0
     nature = [_agent(network="nature")]
     with pytest.raises(UserError, match="--target action"):
-        V._saliency_setup(args, nature)
+        V.saliency_setup(args, nature)
 
 
 def test_cli_video_two_trained_runs(quadrant_grid, tmp_path, capsys):
@@ -374,10 +374,9 @@ def test_cli_video_two_trained_runs(quadrant_grid, tmp_path, capsys):
 
     runs = [str(path) for path in quadrant_grid.values()]
     out = tmp_path / "two.mp4"
-    args = visualize.build_parser("video").parse_args(
+    assert visualize.run(
         ["video", "--run", runs[0], "--run", runs[1], "--out", str(out), "--frames", "40",
-         "--stills", str(tmp_path / "stills"), "--no-progress"])
-    assert args._main(args) == 0
+         "--stills", str(tmp_path / "stills"), "--no-progress"]) == 0
     assert "2 runs" in capsys.readouterr().out
     frames = _read_video(out)
     assert len(frames) == 32  # one full Quadrant game
@@ -388,10 +387,8 @@ def test_cli_video_two_trained_runs(quadrant_grid, tmp_path, capsys):
         (["--out", str(out), "--label", "only-one"], "one --label per --run"),
         (["--out", str(out), "--fps", "0"], "--fps"),
     ):
-        args = visualize.build_parser("video").parse_args(
-            ["video", "--run", runs[0], "--run", runs[1], *bad])
         with pytest.raises(UserError, match=message):
-            args._main(args)
+            visualize.run(["video", "--run", runs[0], "--run", runs[1], *bad])
 
 
 def test_pad_and_resize_helpers():
@@ -487,11 +484,11 @@ def test_cli_video_style_paper(tmp_path, monkeypatch, capsys):
     from attnjax import checkpoints
 
     monkeypatch.setattr(checkpoints, "load_agent", lambda run: _agent())
-    args = visualize.build_parser("video").parse_args(
+    assert visualize.run(
         ["video", "--run", "r", "--out", str(tmp_path / "c.mp4"), "--style", "paper",
          "--frames", "3", "--until", "frames", "--seed", "3", "--stills", str(tmp_path / "c"),
-         "--stills-every", "1", "--no-progress"])
-    assert args._main(args) == 0 and "wrote" in capsys.readouterr().out
+         "--stills-every", "1", "--no-progress"]) == 0
+    assert "wrote" in capsys.readouterr().out
     V.write_video([_agent()], tmp_path / "d.mp4", frames=3, until="frames", seed=3,
                   style="paper", stills=tmp_path / "d", stills_every=1)
     for i in range(3):

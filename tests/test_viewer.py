@@ -189,8 +189,8 @@ def test_command_line_errors(tmp_path):
     with pytest.raises(SystemExit) as err:
         _parse(["--run", "x", "--branching", "4,0"])
     assert err.value.code == 2
-    with pytest.raises(SystemExit):
-        _parse(["--run", "x", "--frames", "0"])
+    with pytest.raises(UserError, match="--frames must be at least 1, got 0"):
+        V.main(_parse(["--run", "x", "--frames", "0"]))
     with pytest.raises(UserError, match="does not exist"):
         V.main(_parse(["--run", str(tmp_path / "missing"), "--out", str(tmp_path / "v.html")]))
     with pytest.raises(UserError, match=r"\.html"):

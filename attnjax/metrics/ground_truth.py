@@ -258,7 +258,9 @@ def collect_frames(agent: Any, num_frames: int, seed: int = 0, policy: str = "sa
     """Play one agent on env seed `seed` and record every `stride`-th step after `warmup`
     (Atari: from step 1 on, the first state whose RAM a step returned). Atari: when fewer than
     `calibration_states` frames were recorded, play on and keep the screens and RAM of the
-    following steps for fitting the RAM -> screen mappings."""
+    following steps for fitting the RAM -> screen mappings. Not `render.play`: Atari frames
+    need the emulator RAM of each state (`step_with_ram`) and playing on past the recorded
+    frames, Quadrant-v0 the env state's square."""
     import jax
     import jax.numpy as jnp
 

@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
 from attnjax.metrics import faithfulness, ground_truth, localization, samples, sanity
-from attnjax.runs import run_name
 from attnjax.progress import ProgressBar
+from attnjax.runs import run_name
 
 PARTS = ("localization", "sanity", "samples", "faithfulness")
 DEFAULT_TARGETS = "max_sum,action"
@@ -39,10 +40,11 @@ DEFAULT_TARGETS = "max_sum,action"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from attnjax.saliency import LAYERS, METHODS, STACKS
 
-    parser.add_argument("--run", nargs="+", action="extend", required=True, metavar="RUN",
-                        help="run folders (or checkpoints) of one game; repeatable")
+    add_play_arguments(parser, runs=True, frames=256, stride=4, help_texts={
+        "seed": "env seed, action sampling, noise and random baselines (default 0)",
+        "policy": "how --frames-from plays (default sample)",
+        "warmup": "steps played before recording"})
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--frames", type=int, default=256, help="frames to record (default 256)")
     parser.add_argument("--frames-from", default=None, metavar="RUN",
                         help="the run whose policy plays the frames (default: the first --run)")
     parser.add_argument("--parts", default=",".join(PARTS),
@@ -60,12 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="noise std as a fraction of the frames' range (default 0.15)")
     parser.add_argument("--stack", default="max", choices=STACKS,
                         help="map of the 4 stacked frames: max over them (default) or newest")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="env seed, action sampling, noise and random baselines (default 0)")
-    parser.add_argument("--policy", default="sample", choices=("sample", "greedy"),
-                        help="how --frames-from plays (default sample)")
-    parser.add_argument("--stride", type=int, default=4, help="record every n-th step (default 4)")
-    parser.add_argument("--warmup", type=int, default=0, help="steps played before recording")
     parser.add_argument("--radius", type=float, default=3.0,
                         help="pointing game: peak within this many observation pixels (default 3)")
     parser.add_argument("--sanity-frames", type=int, default=32,
@@ -108,9 +104,8 @@ def check_args(args: argparse.Namespace) -> dict[str, Any]:
         if target not in TARGETS:
             raise UserError(f"--target {target!r}: choose from {', '.join(TARGETS)}")
     methods = _list(args.methods, "--methods")
-    for flag, value, low in (("--frames", args.frames, 1), ("--stride", args.stride, 1),
-                             ("--warmup", args.warmup, 0), ("--sanity-frames",
-                                                            args.sanity_frames, 1),
+    check_play_arguments(args)
+    for flag, value, low in (("--sanity-frames", args.sanity_frames, 1),
                              ("--samples-frames", args.samples_frames, 1),
                              ("--reference-n", args.reference_n, 1)):
         if value < low:
