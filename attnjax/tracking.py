@@ -1,9 +1,8 @@
-"""Where training results go besides the run folder's files (attnjax.runs): Weights & Biases,
-attention pictures, progress.
+"""Where training results go besides the run folder's files (attnjax.runs): Weights & Biases
+and attention pictures (progress: attnjax.progress).
 
 Why here: the train loop only produces per-iteration dictionaries; this module decides how they
-are shown (rich bar on a terminal, plain lines otherwise) and tracked (W&B, offline by default,
-never blocking training).
+are drawn and tracked (W&B, offline by default, never blocking training).
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ import math
 import os
 import secrets
 import socket
-import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -184,65 +181,3 @@ class WandbRun:
                 warnings.warn(f"W&B could not finish cleanly ({err})", stacklevel=2)
             self.run = None
 
-
-class Progress:
-    """Steps, SPS, ETA, latest full-game return and attention entropy: a rich bar on a
-    terminal, one plain line every `every_s` seconds otherwise (CI, nohup, pipes)."""
-
-    def __init__(self, total_steps: int, start_step: int, label: str, enabled: bool = True,
-                 every_s: float = 30.0) -> None:
-        self.total, self.start, self.label = total_steps, start_step, label
-        self.enabled = enabled
-        self.every_s = every_s
-        self.t0 = time.monotonic()
-        self._last_line = 0.0
-        self._bar = None
-        self._last: tuple | None = None
-        if enabled and sys.stdout.isatty():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.progress import (
-                Progress as RichProgress,
-            )
-
-            self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                TimeRemainingColumn(),
-            )
-            self._task = self._bar.add_task(label, total=total_steps, completed=start_step,
-                                            info="compiling...")
-            self._bar.start()
-
-    def update(self, global_step: int, sps: float, ret: float | None, entropy: float | None,
-               final: bool = False) -> None:
-        if not self.enabled:
-            return
-        if final and self._last is not None:  # repeat the latest numbers on the closing line
-            sps, ret, entropy = self._last
-        self._last = (sps, ret, entropy)
-        ret_s = "-" if ret is None else f"{ret:.1f}"
-        ent_s = "-" if entropy is None else f"{entropy:.3f}"
-        info = f"{sps:,.0f} steps/s  return {ret_s}  H(att) {ent_s}"
-        if self._bar is not None:
-            self._bar.update(self._task, completed=global_step, info=info)
-            return
-        now = time.monotonic()
-        if final or now - self._last_line >= self.every_s or self._last_line == 0.0:
-            self._last_line = now
-            done = global_step - self.start
-            rate = done / max(now - self.t0, 1e-9)
-            eta = (self.total - global_step) / rate if rate > 0 else math.inf
-            eta_s = "?" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
-            pct = 100.0 * global_step / self.total
-            print(f"[{self.label}] step {global_step:,}/{self.total:,} ({pct:.0f}%)  {info}  "
-                  f"ETA {eta_s}", flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()

@@ -42,7 +42,8 @@ from attnjax.ppo import (
     resolve_execution,
     shard_state,
 )
-from attnjax.tracking import ATTENTION_DPI, Progress, WandbRun, attention_figure, clean_number
+from attnjax.progress import ProgressBar
+from attnjax.tracking import ATTENTION_DPI, WandbRun, attention_figure, clean_number
 
 GRID_FIELDS = ("attn_coef", "seed", "run_name")
 
@@ -268,8 +269,9 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     iterate = program.iterate
     per_call = iterate.iterations_per_call
     label = base.game if num_runs == 1 else f"{base.game} x{num_runs}"
-    bar = Progress(base.num_iterations * base.batch_size, start_iteration * base.batch_size,
-                   label, enabled=progress)
+    bar = ProgressBar(label, base.num_iterations * base.batch_size, enabled=progress,
+                      unit="steps", start=start_iteration * base.batch_size, every_s=30.0,
+                      stream="stdout", info="compiling...")
     if progress:
         print(plan(configs).splitlines()[0] + "; compiling the PPO iteration...", flush=True)
 
@@ -312,8 +314,10 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
                     trackers[r].log(record)
             ret = clean_number(metrics["episodic_return"][-1, 0])
             ent = clean_number(metrics["attention_entropy"][-1, 0])
-            bar.update(iteration * base.batch_size, sps * num_runs, ret,
-                       ent if base.network == "attention" else None)
+            ret_s = "-" if ret is None else f"{ret:.1f}"
+            ent_s = "-" if ent is None or base.network != "attention" else f"{ent:.3f}"
+            bar.update(iteration * base.batch_size,
+                       f"{sps * num_runs:,.0f} steps/s  return {ret_s}  H(att) {ent_s}")
             final = iteration >= base.num_iterations
             if base.log_images_every and (iteration % base.log_images_every == 0 or final):
                 host = jax.device_get(state.runs.replace(opt_state=None))  # see _run_slice
@@ -322,7 +326,7 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
                                    iteration * base.batch_size, runs.run_name(configs[r]))
             if iteration % base.checkpoint_every == 0 or final:
                 checkpoint(iteration)
-        bar.update(iteration * base.batch_size, 0.0, None, None, final=True)
+        bar.update(iteration * base.batch_size, final=True)  # the latest numbers again
     finally:
         bar.close()
         for log in logs:
