@@ -33,23 +33,12 @@ frame's noisy copies (its own PRNG key from `jax.random.split` of the one key, s
 depend on chunking, batching or devices) and runs the clean forward pass; the F x G
 frame-sample inputs (G = N, plus the clean frame when `gradient` is asked for) go through one
 `jax.vmap`ped input gradient; `jax.vmap` over frames reduces each frame's G gradients to its
-maps. With several devices the chunk's frames are split over them (`jax.shard_map`). On
-accelerators each device's F x G gradients are one call. On XLA:CPU the frames go one after
-another inside the call, each frame's G gradients in micro-batches of 8 ordered by
-`lax.optimization_barrier` (`Schedule`) and reduced at once: network gradients are ~1.35x
-faster per image in cache-sized batches, and a frame's gradients are still in cache when they
-are reduced; and the command-line tools expose each core as its own host device
-(`use_cpu_cores_as_devices`), so the cores compute different frames side by side instead of
-sharing each convolution. Chunks hold as many frames per device as `memory_budget_mb` allows
-(estimated from the activation sizes of one forward pass; on CPU one frame per device); the
-last chunk is padded to the same size, so there is one compilation.
-The loop over chunks is in Python on purpose: on XLA:CPU convolution gradients inside
-`lax.map`/`scan` run many times slower (docs/design.md).
+maps. How those gradients are laid onto the machine (micro-batches on CPU, frames split over
+devices, chunk sizes from the memory budget): `attnjax.saliency_execution`.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import math
@@ -60,9 +49,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from attnjax.errors import UserError
+from attnjax.saliency_execution import (
+    OBS_SHAPE,
+    Schedule,
+    frames_per_chunk,
+    one_after_another,
+    run_chunks,
+    saliency_devices,
+    split_frames_over_devices,
+    walk_rows,
+)
 
 METHODS = ("gradient", "smoothgrad", "vargrad")
 ATTENTION_TARGETS = ("max", "sum_max", "max_sum", "sum")
@@ -71,23 +69,6 @@ LAYERS = ("attention", "attention_logits")
 MAGNITUDES = ("square", "abs")
 SIGMA_SCOPES = ("batch", "frame")
 STACKS = ("max", "newest")  # how a map of the 4 stacked frames becomes the one map shown
-OBS_SHAPE = (4, 84, 84)
-FLOAT_BYTES = 4
-# XLA:CPU computes network gradients fastest over small batches: one frame's 50 gradients
-# cost ~35% more per image in one call than in micro-batches of 8-17 (the activations of 50
-# images leave the cache between layers). And it spreads one frame's convolutions over the 2
-# cores of the CI machine only 1.15x faster than over one core, while frames side by side on
-# separate XLA host devices (`use_cpu_cores_as_devices`) keep every core busy. So on CPU a
-# call gives each device CPU_FRAMES_PER_DEVICE frame(s), whose gradients are walked in
-# micro-batches of CPU_MICRO_BATCH; accelerators take one vmapped call per device and chunk,
-# as large as the memory budget allows. Numbers: BENCHMARKS.md.
-CPU_FRAMES_PER_DEVICE = 1
-CPU_MICRO_BATCH = 8
-CPU_CHAINS = 1
-FRAMES_AXIS = "frames"
-# chunks dispatched before the oldest is fetched: the devices never wait for Python between
-# calls (with 1 frame per call on CPU, blocking on every call costs ~10%)
-IN_FLIGHT = 3
 
 
 @dataclass(frozen=True)
@@ -223,35 +204,6 @@ def standard_normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return (math.sqrt(2.0) * jax.scipy.special.erfinv(u)).reshape(shape)
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """How a compiled call walks its frame-sample gradients (execution only, same results).
-
-    micro_batch: gradients per network call; 0 = all F x G rows of the chunk in one call (right
-    for accelerators); otherwise frame after frame, each frame's rows in micro-batches.
-    chains: independent sequences a frame's micro-batches are dealt to; inside a chain
-    `lax.optimization_barrier` orders them, so each micro-batch's activations are used while
-    they are still in cache (on the 2-core CPU 1 and 2 chains are equally fast).
-    """
-
-    micro_batch: int = 0
-    chains: int = 1
-
-    @classmethod
-    def default(cls, backend: str | None = None) -> Schedule:
-        if (backend or jax.default_backend()) == "cpu":
-            return cls(micro_batch=CPU_MICRO_BATCH, chains=CPU_CHAINS)
-        return cls()
-
-
-def micro_batches(total: int, size: int) -> list[slice]:
-    """`total` rows as ceil(total / size) consecutive slices of nearly equal length (50 rows
-    at size 8: seven slices of 7 or 8, not six of 8 and one of 2)."""
-    count = -(-total // size)
-    bounds = [i * total // count for i in range(count + 1)]
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
 class _Parts:
     """The per-frame pieces shared by the single-frame and the batched function.
 
@@ -334,27 +286,6 @@ class _Parts:
                 out["vargrad"] = (weights @ jnp.square(maps - mean)).reshape(shape)
         return out
 
-    def gradients(self, params: Any, x: jax.Array, frame: jax.Array, keys: jax.Array,
-                  scales: jax.Array, actions: jax.Array, schedule: Schedule) -> jax.Array:
-        """Input gradients [R, 4, 84, 84] of R rows (row r: frame x[frame[r]], noise key
-        keys[r] times scales[r], action actions[r]), walked as `schedule` says."""
-        total = frame.shape[0]
-        micro = schedule.micro_batch
-        if micro <= 0 or micro >= total:
-            return self.grad_rows(params, x[frame], keys, scales, actions)
-        outs: list[jax.Array] = []
-        last: list[int | None] = [None] * max(1, schedule.chains)
-        for b, sl in enumerate(micro_batches(total, micro)):
-            chain = b % len(last)
-            args = (frame[sl], keys[sl], scales[sl], actions[sl])
-            if last[chain] is not None:  # run after the chain's previous micro-batch
-                done, args = jax.lax.optimization_barrier((outs[last[chain]], args))
-                outs[last[chain]] = done
-            rows_frame, rows_key, rows_scale, rows_action = args
-            outs.append(self.grad_rows(params, x[rows_frame], rows_key, rows_scale, rows_action))
-            last[chain] = b
-        return jnp.concatenate(outs)
-
 
 @functools.lru_cache(maxsize=16)
 def make_frame_saliency(network: Any, config: SaliencyConfig) -> Callable:
@@ -373,11 +304,6 @@ def make_frame_saliency(network: Any, config: SaliencyConfig) -> Callable:
         return {**out, **parts.reduce(grads)}
 
     return jax.jit(frame)
-
-
-def saliency_devices() -> tuple[Any, ...]:
-    """The devices batched saliency splits its frames over: all of the default backend's."""
-    return tuple(jax.devices())
 
 
 def make_batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule | None = None,
@@ -406,106 +332,29 @@ def _batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule,
         frames, per_frame = scales.shape
         if schedule.micro_batch <= 0:  # accelerators: all F x G rows in one vmapped call
             frame = jnp.repeat(jnp.arange(frames), per_frame)
-            grads = parts.gradients(params, x, frame,
-                                    row_keys.reshape(frames * per_frame, *row_keys.shape[2:]),
-                                    scales.reshape(-1), out["action"][frame], schedule)
+            grads = walk_rows(parts.grad_rows, params, x, frame,
+                              row_keys.reshape(frames * per_frame, *row_keys.shape[2:]),
+                              scales.reshape(-1), out["action"][frame], schedule)
             maps = jax.vmap(parts.reduce)(grads.reshape(frames, per_frame, *x.shape[1:]))
             return {**out, **maps}
         # CPU: frame after frame (barrier-ordered), each frame's G gradients in micro-batches
         # and reduced at once while they are in cache: ~15% faster per frame than
         # micro-batching all F x G rows and reducing [F, G, 4, 84, 84] at the end
-        per_frame_maps: list[dict[str, jax.Array]] = []
         rows_frame = jnp.zeros(per_frame, jnp.int32)  # [G] every row reads frame 0 of x[f][None]
-        for f in range(frames):
-            args = (x[f][None], row_keys[f], scales[f], out["action"][f] + rows_frame)
-            if per_frame_maps:
-                per_frame_maps[-1], args = jax.lax.optimization_barrier((per_frame_maps[-1], args))
-            grads = parts.gradients(params, args[0], rows_frame, *args[1:], schedule)
-            per_frame_maps.append(parts.reduce(grads))
-        maps = {m: jnp.stack([fm[m] for fm in per_frame_maps]) for m in per_frame_maps[0]}
+
+        def frame_maps(xf: jax.Array, keys: jax.Array, scales: jax.Array,
+                       actions: jax.Array) -> dict[str, jax.Array]:
+            return parts.reduce(walk_rows(parts.grad_rows, params, xf, rows_frame, keys, scales,
+                                          actions, schedule))
+
+        maps = one_after_another(frame_maps, [
+            (x[f][None], row_keys[f], scales[f], out["action"][f] + rows_frame)
+            for f in range(frames)])
         return {**out, **maps}
 
     if devices == (jax.devices()[0],):
         return jax.jit(batch)
-    return _split_frames_over_devices(batch, Mesh(np.array(devices), (FRAMES_AXIS,)))
-
-
-def _split_frames_over_devices(batch: Callable, mesh: Mesh) -> Callable:
-    """`batch` on every device's share of the frames, one compiled program: the parameters
-    replicated (copied to the devices once per set of parameter arrays, not on every call),
-    x, keys and sigma split on their leading axis, padded with copies of the last frame to a
-    multiple of the device count."""
-    frames_spec = PartitionSpec(FRAMES_AXIS)
-    sharded = jax.jit(jax.shard_map(
-        batch, mesh=mesh, in_specs=(PartitionSpec(), frames_spec, frames_spec, frames_spec),
-        out_specs=frames_spec))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    # the last parameters seen: (their leaves, their replicated copy); compared leaf by leaf,
-    # so a dict of parameters edited in place is not mistaken for the one placed before
-    placed: list[tuple[list[Any], Any]] = []
-
-    def call(params: Any, x: jax.Array, keys: jax.Array, sigma: jax.Array) -> dict[str, Any]:
-        leaves = jax.tree_util.tree_leaves(params)
-        if not placed or len(placed[0][0]) != len(leaves) or any(
-                a is not b for a, b in zip(placed[0][0], leaves, strict=True)):
-            placed[:] = [(leaves, jax.device_put(params, replicated))]
-        count = x.shape[0]
-        pad = -count % mesh.size
-        if pad:
-            x, keys, sigma = (jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)])
-                              for a in (x, keys, sigma))
-        out = sharded(placed[0][1], x, keys, sigma)
-        return jax.tree_util.tree_map(lambda a: a[:count], out) if pad else out
-
-    return call
-
-
-# --------------------------------------------------------------------------------------------
-# memory and chunks
-
-
-def activation_bytes(network: Any) -> int:
-    """Bytes of everything one forward pass of one frame produces (activations and outputs),
-    from the shapes `network.apply` returns (no computation)."""
-    params = jax.eval_shape(
-        lambda: network.init(jax.random.PRNGKey(0), jnp.zeros((1, *OBS_SHAPE), jnp.float32))
-    )["params"]
-    out = jax.eval_shape(
-        lambda p, o: network.apply({"params": p}, o),
-        params,
-        jax.ShapeDtypeStruct((1, *OBS_SHAPE), jnp.float32),
-    )
-    leaves = jax.tree_util.tree_leaves(out)
-    return sum(math.prod(leaf.shape) * leaf.dtype.itemsize for leaf in leaves)
-
-
-def bytes_per_gradient(network: Any) -> int:
-    """Estimated peak bytes of one frame-sample's input gradient: one forward pass's outputs
-    and activations (what the backward pass keeps; its cotangents reuse the buffers of the
-    activations already consumed) plus the noisy input and its gradient. XLA:CPU's own memory
-    analysis of the compiled function reports ~70% of this (checked in the tests)."""
-    input_bytes = math.prod(OBS_SHAPE) * FLOAT_BYTES
-    return activation_bytes(network) + 2 * input_bytes
-
-
-def frames_per_chunk(network: Any, config: SaliencyConfig, num_frames: int,
-                     backend: str | None = None, num_devices: int | None = None) -> int:
-    """How many frames one compiled call takes: on each of `num_devices` devices (default:
-    `saliency_devices()`), as many as `config.memory_budget_mb` holds (on XLA:CPU, whose host
-    devices share the RAM, the budget is for all of them together, and at most
-    CPU_FRAMES_PER_DEVICE per device); at least one frame per device, and no more than
-    `num_frames` needs (rounded up to a multiple of the device count)."""
-    per_frame = config.gradients_per_frame
-    devices = num_devices or len(saliency_devices())
-    cpu = (backend or jax.default_backend()) == "cpu"
-    device_bytes = config.memory_budget_mb * 2**20 / (devices if cpu else 1)  # CPU: one RAM
-    fit = int(device_bytes // (bytes_per_gradient(network) * per_frame))
-    if cpu:
-        fit = min(fit, CPU_FRAMES_PER_DEVICE)
-    per_device = max(1, min(-(-num_frames // devices), fit))
-    rounds = -(-num_frames // (per_device * devices))
-    per_device = -(-num_frames // (rounds * devices))  # equal chunks: no more padding than needed
-    return per_device * devices
+    return split_frames_over_devices(batch, devices)
 
 
 # --------------------------------------------------------------------------------------------
@@ -603,25 +452,7 @@ def compute_saliency(
     # chunk_frames and fn never recompile
     chunk = max(1, int(chunk_frames)) if chunk_frames else frames_per_chunk(network, config, num)
     fn = fn or make_batch_saliency(network, config, schedule)
-    parts: list[dict[str, np.ndarray]] = []
-    pending: collections.deque[tuple[dict[str, jax.Array], int]] = collections.deque()
-
-    def collect(done: tuple[dict[str, jax.Array], int]) -> None:
-        out, count = done
-        parts.append({k: np.asarray(v)[:count] for k, v in out.items()})
-        if progress is not None:
-            progress(count)
-
-    for start in range(0, num, chunk):
-        stop = min(start + chunk, num)
-        idx = np.arange(start, start + chunk).clip(max=num - 1)  # pad with the last frame
-        pending.append((fn(params, jnp.asarray(x[idx]), keys[idx], jnp.asarray(sigma[idx])),
-                        stop - start))
-        if len(pending) > IN_FLIGHT:  # fetch older chunks while the newer ones compute
-            collect(pending.popleft())
-    while pending:
-        collect(pending.popleft())
-    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    merged = run_chunks(fn, params, x, keys, sigma, chunk, progress)
     return SaliencyResult(
         maps={m: merged[m] for m in config.methods},
         target=merged["target"],

@@ -13,12 +13,9 @@ through frames with the buttons or the arrow keys. --png DIR also draws each fra
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
 import html
 import json
-import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,61 +27,14 @@ from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
 from attnjax.presets import add_tree_arguments, tree_config_from_args
 from attnjax.progress import ProgressBar
-from attnjax.relevance import (
-    LAYERS,
-    SCHEMA_VERSION,
-    RelevanceTree,
-    TreeConfig,
-    layer_table,
-    relevance_trees,
-    tree_to_dict,
-    trees_to_json,
-)
+from attnjax.relevance import RelevanceTree, TreeConfig, relevance_trees
+from attnjax.relevance_json import SCHEMA_VERSION, layer_table, tree_to_dict, trees_to_json
+from attnjax.viewer_drawing import draw_tree_png
+from attnjax.viewer_png import png_data_uri
 
 ASSETS = Path(__file__).with_name("viewer_assets")
 IMAGE_MODES = ("screen", "obs", "stack")
 VIEWER_DIGITS = 5  # significant digits of the numbers embedded in the HTML
-LAYER_COLORS = {  # the viewer's palette (viewer.js), for the PNGs
-    "attention": "#ff4fd8",
-    "a1": "#ffd166",
-    "conv3": "#ef476f",
-    "conv2": "#06d6a0",
-    "conv1": "#4cc9f0",
-    "input": "#f1f1f1",
-}
-
-
-# --------------------------------------------------------------------------------------------
-# PNG without dependencies
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """uint8 [H, W] (grey) or [H, W, 3] (RGB) -> PNG bytes (zlib + struct, filter 'Up')."""
-    image = np.ascontiguousarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"PNG needs uint8 pixels, got {image.dtype}")
-    if image.ndim == 2:
-        color_type, channels = 0, 1
-    elif image.ndim == 3 and image.shape[2] == 3:
-        color_type, channels = 2, 3
-    else:
-        raise ValueError(f"PNG needs [H, W] or [H, W, 3], got {image.shape}")
-    h, w = image.shape[:2]
-    rows = image.reshape(h, w * channels).astype(np.int16)
-    up = np.diff(rows, axis=0, prepend=0).astype(np.uint8)  # filter 2: difference to the row above
-    raw = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1).tobytes()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
-
-
-def png_data_uri(image: np.ndarray) -> str:
-    return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode("ascii")
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,94 +159,6 @@ def run_meta(agent: Any, title: str | None = None) -> dict[str, Any]:
         "global_step": agent.step,
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-
-
-# --------------------------------------------------------------------------------------------
-# static drawing
-
-
-def draw_tree_png(tree: RelevanceTree, image: np.ndarray, path: Path, title: str = "",
-                  heatmap: bool = True, dpi: int = 160) -> Path:
-    """The tree over the frame, as the original drew it: a dot at every node's receptive-field
-    centre in its layer's colour, branches from parent to child (width ~ relevance share among
-    siblings), the leaves' receptive-field squares, each peak's attention cell dashed; the
-    attention heatmap (sum of heads) under it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.collections import LineCollection
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Rectangle
-
-    h, w = image.shape[:2]
-    fig_w = 6.0
-    fig, ax = plt.subplots(figsize=(fig_w, fig_w * h / w + 0.9))
-    extent = (0, 84, 84, 0)  # draw in 84x84 input coordinates whatever the picture's size
-    ax.imshow(image, extent=extent, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255,
-              interpolation="nearest")
-    if heatmap:  # orange cells, opacity ~ attention (sum of heads) / its maximum
-        att = np.asarray(tree.attention, dtype=np.float64).sum(axis=-1)
-        overlay = np.zeros((*att.shape, 4))
-        overlay[..., :3] = matplotlib.colors.to_rgb("#ffb703")
-        overlay[..., 3] = 0.6 * att / max(att.max(), 1e-12)
-        ax.imshow(overlay, extent=extent, interpolation="nearest")
-    ax.set_aspect(h / w)
-    ax.set_xlim(0, 84)
-    ax.set_ylim(84, 0)
-
-    segments, colors, widths = [], [], []
-    dots: dict[str, list[tuple[float, float]]] = {layer: [] for layer in LAYERS}
-
-    def centre(node) -> tuple[float, float]:
-        top, left, size = node.rf
-        return left + size / 2, top + size / 2
-
-    def visit(node) -> None:
-        c = centre(node)
-        dots[node.layer].append(c)
-        if not node.children:
-            top, left, size = node.rf
-            ax.add_patch(Rectangle((left, top), size, size, fill=False, lw=0.9,
-                                   edgecolor=LAYER_COLORS[node.layer]))
-            return
-        strongest = max(abs(ch.relevance) for ch in node.children) or 1.0
-        for child in node.children:
-            segments.append([c, centre(child)])
-            colors.append(LAYER_COLORS[child.layer])
-            widths.append(0.5 + 2.0 * abs(child.relevance) / strongest)
-            visit(child)
-
-    cell = 84 / np.asarray(tree.attention).shape[0]
-    for root in tree.roots:
-        visit(root)
-        ax.add_patch(Rectangle((root.x * cell, root.y * cell), cell, cell, fill=False, lw=1.4,
-                               ls="--", edgecolor=LAYER_COLORS["attention"], zorder=4))
-    ax.add_collection(LineCollection(segments, colors=colors, linewidths=widths, alpha=0.85))
-    sizes = {"attention": 160, "a1": 60, "conv3": 30, "conv2": 18, "conv1": 10, "input": 4}
-    for depth, layer in enumerate(LAYERS):
-        if dots[layer]:  # upper layers on top: they share centres with the layers below
-            xy = np.asarray(dots[layer])
-            ax.scatter(xy[:, 0], xy[:, 1], s=sizes[layer], c=LAYER_COLORS[layer],
-                       edgecolors="black", linewidths=0.4, zorder=10 - depth,
-                       marker="*" if layer == "attention" else "o")
-    handles = [Line2D([], [], marker="*" if layer == "attention" else "o", ls="", ms=7,
-                      color=LAYER_COLORS[layer], markeredgecolor="black", label=layer)
-               for layer in LAYERS if dots[layer]]
-    handles.append(Rectangle((0, 0), 1, 1, fill=False, ls="--",
-                             edgecolor=LAYER_COLORS["attention"], label="peak cell"))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=len(handles),
-              fontsize=8, frameon=False, handletextpad=0.2, columnspacing=1.0)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
 
 
 # --------------------------------------------------------------------------------------------

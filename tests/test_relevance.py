@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from attnjax import relevance as R
+from attnjax import relevance_json as J
 from attnjax.errors import UserError
 from attnjax.networks import make_network
 
@@ -125,7 +126,7 @@ def test_receptive_field_geometry():
     assert R.receptive_field("attention", 2, 1) == R.receptive_field("conv3", 2, 1)
     assert R.receptive_field("input", 83, 7) == (83, 7, 1)
     # the last unit of every layer ends on the last input pixel (VALID padding, no remainder)
-    for layer in R.layer_table():
+    for layer in J.layer_table():
         top, _, size = R.receptive_field(layer["name"], layer["grid"] - 1, 0)
         assert top + size == 84, layer
 
@@ -302,12 +303,12 @@ def test_same_input_same_tree_and_batching_is_invisible(net, batch):
     _, params, apply = net
     obs, out = batch
     config = R.TreeConfig(num_peaks=2)
-    first = [R.tree_to_dict(t) for t in R.relevance_trees(out, params, config)]
-    again = [R.tree_to_dict(t) for t in R.relevance_trees(apply(params, obs), params, config)]
+    first = [J.tree_to_dict(t) for t in R.relevance_trees(out, params, config)]
+    again = [J.tree_to_dict(t) for t in R.relevance_trees(apply(params, obs), params, config)]
     assert first == again
     for i in range(len(obs)):
         alone = R.relevance_trees(apply(params, obs[i : i + 1]), params, config)[0]
-        assert R.tree_to_dict(alone, digits=5) == R.tree_to_dict(
+        assert J.tree_to_dict(alone, digits=5) == J.tree_to_dict(
             R.relevance_trees(out, params, config)[i], digits=5
         )
 
@@ -316,9 +317,9 @@ def test_json_round_trip(net, batch):
     _, params, _ = net
     _, out = batch
     trees = R.relevance_trees(out, params, R.TreeConfig(num_peaks=1))
-    text = R.trees_to_json(trees, env_id="Quadrant-v0")
+    text = J.trees_to_json(trees, env_id="Quadrant-v0")
     doc = json.loads(text)
-    assert doc["schema"] == R.SCHEMA_VERSION and doc["meta"] == {"env_id": "Quadrant-v0"}
+    assert doc["schema"] == J.SCHEMA_VERSION and doc["meta"] == {"env_id": "Quadrant-v0"}
     assert [layer["name"] for layer in doc["layers"]] == list(R.LAYERS)
     def walk(nodes):
         for node in nodes:
@@ -327,10 +328,10 @@ def test_json_round_trip(net, batch):
 
     ids = [node["id"] for node in walk(doc["frames"][0]["roots"])]  # counted in the JSON
     assert len(ids) == len(set(ids)) == trees[0].num_nodes > len(trees[0].roots)
-    back = R.trees_from_json(text)
-    assert [R.tree_to_dict(t) for t in back] == [R.tree_to_dict(t) for t in trees]
+    back = J.trees_from_json(text)
+    assert [J.tree_to_dict(t) for t in back] == [J.tree_to_dict(t) for t in trees]
     assert back[0].roots == trees[0].roots
-    rounded = json.loads(R.trees_to_json(trees, digits=3))
+    rounded = json.loads(J.trees_to_json(trees, digits=3))
     assert len(repr(rounded["frames"][0]["roots"][0]["activation"])) <= 10
 
 

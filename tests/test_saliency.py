@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from attnjax import saliency as S
+from attnjax import saliency_execution as X
 from attnjax import saliency_export as E
 from attnjax.checkpoints import Agent
 from attnjax.config import TrainConfig
@@ -278,7 +279,7 @@ def test_batched_equals_per_frame_loop_and_chunking(real):
                                    rtol=1e-5, atol=1e-7)
         assert batched.greedy_actions[i] == int(single["action"])
     # chunk 1: more calls than are kept in flight, so results are fetched inside the loop too
-    for chunk, schedule in ((1, None), (2, None), (3, S.Schedule(0, 1)), (5, S.Schedule(7, 3))):
+    for chunk, schedule in ((1, None), (2, None), (3, X.Schedule(0, 1)), (5, X.Schedule(7, 3))):
         chunked = S.compute_saliency(net, params, obs, config, key, chunk_frames=chunk,
                                      schedule=schedule)
         for method in S.METHODS:
@@ -289,7 +290,7 @@ def test_batched_equals_per_frame_loop_and_chunking(real):
 
 @pytest.mark.parametrize("total, size", [(50, 8), (51, 8), (8, 8), (5, 8), (49, 7), (3, 1)])
 def test_micro_batches_cover_the_rows_in_near_equal_slices(total, size):
-    slices = S.micro_batches(total, size)
+    slices = X.micro_batches(total, size)
     assert [i for sl in slices for i in range(total)[sl]] == list(range(total))
     lengths = [sl.stop - sl.start for sl in slices]
     assert len(slices) == -(-total // size) and max(lengths) <= size
@@ -353,13 +354,13 @@ def test_memory_estimate_bounds_xla_and_chunks_respect_budget(real, monkeypatch)
     compiled = fn.lower(params, x, S.frame_keys(jax.random.PRNGKey(0), frames),
                         jnp.zeros(frames)).compile()
     analysis = compiled.memory_analysis()
-    estimate = S.bytes_per_gradient(net) * config.gradients_per_frame * frames
+    estimate = X.bytes_per_gradient(net) * config.gradients_per_frame * frames
     if analysis is not None:
         assert analysis.temp_size_in_bytes <= estimate
-    per_frame_mb = S.bytes_per_gradient(net) * config.gradients_per_frame / 2**20
+    per_frame_mb = X.bytes_per_gradient(net) * config.gradients_per_frame / 2**20
     tight = S.SaliencyConfig(samples=4, memory_budget_mb=3.5 * per_frame_mb)
     def chunk(cfg, frames, backend, devices):
-        return S.frames_per_chunk(net, cfg, frames, backend=backend, num_devices=devices)
+        return X.frames_per_chunk(net, cfg, frames, backend=backend, num_devices=devices)
 
     assert chunk(tight, 100, "gpu", 1) == 3  # the budget is per device
     assert chunk(tight, 100, "gpu", 2) == 6
@@ -369,7 +370,7 @@ def test_memory_estimate_bounds_xla_and_chunks_respect_budget(real, monkeypatch)
     assert chunk(S.SaliencyConfig(memory_budget_mb=1e-3), 9, "gpu", 1) == 1
     assert chunk(S.SaliencyConfig(memory_budget_mb=1e-3), 9, "gpu", 2) == 2
     for devices in (1, 2, 4):
-        want = S.CPU_FRAMES_PER_DEVICE * devices
+        want = X.CPU_FRAMES_PER_DEVICE * devices
         assert chunk(S.SaliencyConfig(samples=50), 1000, "cpu", devices) == want
     # CPU host devices share one RAM: the budget covers all of them, not each
     monkeypatch.setattr(S, "CPU_FRAMES_PER_DEVICE", 8)
@@ -411,7 +412,7 @@ def test_frames_split_over_two_host_devices_equal_one_device():
                           text=True, timeout=300,
                           env={**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split()[-1] == str(2 * S.CPU_FRAMES_PER_DEVICE)
+    assert proc.stdout.split()[-1] == str(2 * X.CPU_FRAMES_PER_DEVICE)
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from attnjax import relevance as R
+from attnjax import relevance_json as J
 from attnjax import viewer as V
+from attnjax import viewer_drawing, viewer_png
 from attnjax.checkpoints import Agent
 from attnjax.cli import OneLineArgumentParser
 from attnjax.config import TrainConfig
@@ -55,14 +57,14 @@ def test_png_encoder_round_trips():
     rng = np.random.default_rng(0)
     for shape in [(84, 84), (7, 13), (210, 160, 3), (1, 1, 3)]:
         image = rng.integers(0, 256, size=shape, dtype=np.uint8)
-        data = V.encode_png(image)
+        data = viewer_png.encode_png(image)
         assert data.startswith(b"\x89PNG\r\n\x1a\n")
         decoded = _decode_png(data)
         if image.ndim == 2 and decoded.ndim == 3:
             decoded = decoded[..., 0]
         assert np.array_equal(decoded[..., :3] if image.ndim == 3 else decoded, image), shape
     with pytest.raises(ValueError):
-        V.encode_png(np.zeros((4, 4), np.float32))
+        viewer_png.encode_png(np.zeros((4, 4), np.float32))
 
 
 def test_json_cannot_break_out_of_its_script_tag():
@@ -77,7 +79,7 @@ def test_json_cannot_break_out_of_its_script_tag():
     for bad in ("<", ">", "&", "\u2028", "\u2029"):
         assert bad not in text
     assert json.loads(text) == nasty
-    page = V.render_html({"meta": nasty, "layers": R.layer_table(), "frames": []})
+    page = V.render_html({"meta": nasty, "layers": J.layer_table(), "frames": []})
     assert page.lower().count("</script") == 2  # the data tag and the code tag, nothing else
     assert "alert(1)" in page and "<script>alert(1)" not in page
     assert "&lt;/script&gt;" in page  # the <title> is HTML-escaped
@@ -104,7 +106,7 @@ def test_cli_writes_one_self_contained_page(quadrant_page):
     assert re.findall(r'\bsrc="([^"]*)"', page) == []  # images are set by the script
     assert "Quadrant &lt;test&gt; &amp; co" in page
     doc = _embedded_json(page)
-    assert doc["schema"] == R.SCHEMA_VERSION
+    assert doc["schema"] == J.SCHEMA_VERSION
     assert doc["meta"]["env_id"] == "Quadrant-v0" and doc["meta"]["heads"] == 2
     assert len(doc["frames"]) == 4
     for frame in doc["frames"]:
@@ -115,12 +117,12 @@ def test_cli_writes_one_self_contained_page(quadrant_page):
         assert frame["tree"]["roots"], "every frame has at least one peak"
         assert np.allclose(np.sum(frame["tree"]["attention"], axis=(0, 1)), 1.0, atol=1e-3)
     # the JSON export holds the same trees at full precision
-    trees = R.trees_from_json((quadrant_page / "trees.json").read_text())
+    trees = J.trees_from_json((quadrant_page / "trees.json").read_text())
     assert len(trees) == 4
     for tree, frame in zip(trees, doc["frames"], strict=True):
         assert _count(frame["tree"]["roots"]) == tree.num_nodes
         assert [n.id for n in tree.nodes()] == [r["id"] for r in _walk(frame["tree"]["roots"])]
-        rounded = R.tree_to_dict(tree, digits=V.VIEWER_DIGITS)
+        rounded = J.tree_to_dict(tree, digits=V.VIEWER_DIGITS)
         assert rounded["roots"] == frame["tree"]["roots"]
     pngs = sorted((quadrant_page / "png").glob("frame_*.png"))
     assert [p.name for p in pngs] == [f"frame_{i:03d}.png" for i in range(4)]
@@ -147,9 +149,9 @@ def test_atari_screens_frames_and_static_drawing(tmp_path):
     payload = V.viewer_payload(rec, trees, V.run_meta(agent))
     frame = payload["frames"][0]
     assert frame["image_sizes"] == {"screen": [210, 160], "obs": [84, 84], "stack": [84, 84]}
-    screen = _decode_png(V.encode_png(rec.screens[0]))
+    screen = _decode_png(viewer_png.encode_png(rec.screens[0]))
     assert np.array_equal(screen[..., :3], rec.screens[0])
-    path = V.draw_tree_png(trees[0], rec.screens[0], tmp_path / "tree.png", title="t")
+    path = viewer_drawing.draw_tree_png(trees[0], rec.screens[0], tmp_path / "tree.png", title="t")
     drawn = mpimg.imread(path)
     assert drawn.shape[0] > drawn.shape[1]  # the tall Atari screen keeps its aspect
     _check_tree_drawing(trees[0], tmp_path)
@@ -164,14 +166,14 @@ def _check_tree_drawing(tree, tmp_path):
 
     brown = np.array([100, 40, 10])
     screen = np.broadcast_to(brown, (210, 160, 3)).astype(np.uint8)
-    path = V.draw_tree_png(tree, screen, tmp_path / "brown.png", heatmap=False)
+    path = viewer_drawing.draw_tree_png(tree, screen, tmp_path / "brown.png", heatmap=False)
     drawn = mpimg.imread(path)[..., :3] * 255
     rows, cols = np.nonzero(np.all(np.abs(drawn - brown) < 2, axis=-1))
     top, left = rows.min(), cols.min()
     scale_y, scale_x = (rows.max() + 1 - top) / 84, (cols.max() + 1 - left) / 84
 
     def rgb(layer):
-        return np.asarray(matplotlib.colors.to_rgb(V.LAYER_COLORS[layer])) * 255
+        return np.asarray(matplotlib.colors.to_rgb(viewer_drawing.LAYER_COLORS[layer])) * 255
 
     for root in tree.roots:
         y, x, size = root.rf
