@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "figures": ("attnjax.figures", "paper figures and table from runs' metrics.jsonl"),
     "evaluate": ("attnjax.evaluate", "play N full games per run: scores, table and JSON"),
     "publish": ("attnjax.publish", "write a run's final parameters as a small agent folder"),
+    "card": ("attnjax.model_card", "write a run's README.md model card from its own files"),
     "metrics": ("attnjax.metrics.report", "measure localization, sanity, samples, faithfulness"),
 }
 
