@@ -373,7 +373,7 @@ def test_memory_estimate_bounds_xla_and_chunks_respect_budget(real, monkeypatch)
         want = X.CPU_FRAMES_PER_DEVICE * devices
         assert chunk(S.SaliencyConfig(samples=50), 1000, "cpu", devices) == want
     # CPU host devices share one RAM: the budget covers all of them, not each
-    monkeypatch.setattr(S, "CPU_FRAMES_PER_DEVICE", 8)
+    monkeypatch.setattr(X, "CPU_FRAMES_PER_DEVICE", 8)
     six = S.SaliencyConfig(samples=4, memory_budget_mb=6.5 * per_frame_mb)
     assert chunk(six, 100, "cpu", 2) == 6
     assert chunk(six, 100, "gpu", 2) == 12
