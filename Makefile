@@ -33,12 +33,15 @@ train: setup
 		--out runs/reference/attention.mp4
 	$(PY) visualize.py tree --run $(REF5) --frames 20 --out runs/reference/viewer.html
 
+# Two workers (pytest-xdist), a test file each at a time: the suite is mostly compilation and
+# subprocesses, which one core per worker runs nearly as fast as two.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Everything, including tests marked slow (longer than CI affords).
 test-all: setup
-	$(PY) -m pytest -q -m ''
+	$(PY) -m pytest -q -m '' -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(PY) -m ruff check .

@@ -1,5 +1,8 @@
-"""Shared fixtures: agents trained once per test session on the tiny Quadrant-v0 env."""
+"""Shared fixtures: agents trained once per test session on the tiny Quadrant-v0 env (once in
+all: under pytest-xdist the workers share the first worker's training through a file lock)."""
 
+import fcntl
+import os
 from pathlib import Path
 
 import pytest
@@ -18,12 +21,20 @@ def quadrant_grid(tmp_path_factory) -> dict[float, Path]:
     """Run folders of attention agents trained on Quadrant-v0 with lambda = 0 and 0.01 (seed 0),
     trained together as one grid."""
     from attnjax.config import TrainConfig, expand_grid
+    from attnjax.runs import run_dir
     from attnjax.train import train
 
-    out = tmp_path_factory.mktemp("quadrant")
-    base = TrainConfig(**QUADRANT_SETTINGS, out_dir=str(out))
-    runs = train(expand_grid(base, [0.0, QUADRANT_LAMBDA], [0]))
-    return {0.0: runs[0], QUADRANT_LAMBDA: runs[1]}
+    base_temp = tmp_path_factory.getbasetemp()
+    shared = base_temp.parent if os.environ.get("PYTEST_XDIST_WORKER") else base_temp
+    out = shared / "quadrant_grid"
+    configs = expand_grid(TrainConfig(**QUADRANT_SETTINGS, out_dir=str(out)),
+                          [0.0, QUADRANT_LAMBDA], [0])
+    with open(shared / "quadrant_grid.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait here for the first one
+        if not (out / "trained").exists():
+            train(configs)
+            (out / "trained").touch()
+    return {0.0: run_dir(configs[0]), QUADRANT_LAMBDA: run_dir(configs[1])}
 
 
 @pytest.fixture(scope="session")
