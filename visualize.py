@@ -46,7 +46,7 @@ def run(argv: list[str]) -> int:
     """`visualize.py <argv>` in this process: parse, then the subcommand's `main(args)`. Bad
     flags exit with code 2; a UserError propagates (`run_cli` turns it into one line)."""
     selected = next((a for a in argv if not a.startswith("-")), None)
-    if selected in ("saliency", "video"):  # batch saliency: one frame per core at a time
+    if selected in ("saliency", "video", "metrics"):  # batch saliency: one frame per core
         from attnjax.devices import use_cpu_cores_as_devices
 
         use_cpu_cores_as_devices()  # before JAX runs anything; see attnjax.devices
