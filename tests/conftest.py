@@ -3,9 +3,17 @@ all: under pytest-xdist the workers share the first worker's training through a 
 
 import fcntl
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Every process of a test session (xdist workers, the train.py and visualize.py subprocesses)
+# shares one persistent XLA compilation cache: many tests compile the same small programs, and
+# compiling them is most of those tests' time. The cache is keyed by the program, the flags and
+# the JAX version, so a hit is the same executable. Set before JAX is imported anywhere.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(Path(tempfile.gettempdir()) / f"attnjax-tests-xla-cache-{os.getuid()}"))
 
 QUADRANT_LAMBDA = 0.01
 # Tuned on the 2-core CPU machine: ~2 minutes for both runs together (one compiled program).

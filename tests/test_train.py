@@ -98,6 +98,7 @@ def test_two_devices_give_the_same_results_as_one(tmp_path):
         if devices == 2:
             flags += f" --xla_dump_to={dump} --xla_dump_hlo_as_text"
         env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)  # compile for real: the HLO dump is read
         out = tmp_path / f"d{devices}"
         proc = subprocess.run([sys.executable, "-c", script, settings, str(out)], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=600)

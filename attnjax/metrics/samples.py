@@ -210,11 +210,12 @@ def claim(method: str, curve: dict[str, Any], reference_n: int) -> dict[str, Any
             f"{reference_n}-sample reference) from N = {stable}" if stable is not None else
             f"its maps never reach rank correlation {STABLE_CORRELATION} with the "
             f"{reference_n}-sample reference up to N = {curve['n'][-1]}")
-    verdict = "the claim holds" if holds else "the claim does not hold"
+    verdict = (f"the claim holds (a fall of at least {100 * CLAIM_DROP:.0f}%)" if holds else
+               f"the claim does not hold (a fall under {100 * CLAIM_DROP:.0f}%)")
     return {"holds": holds, "gini_first": g0, "gini_last": g1, "n_first": n0, "n_last": n1,
             "relative_drop": drop, "stable_n": stable,
             "sentence": f"{name}: sharpness (Gini) goes from {g0:.3f} at N = {n0} to {g1:.3f} at "
-                        f"N = {n1} ({-100 * drop:+.0f}%), so {verdict}; {when}."}
+                        f"N = {n1} ({-100 * drop:+.2f}%), so {verdict}; {when}."}
 
 
 def block_count(n_grid: Sequence[int] = N_GRID, spreads: Sequence[float] = SPREADS,
