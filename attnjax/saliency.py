@@ -39,7 +39,6 @@ devices, chunk sizes from the memory budget): `attnjax.saliency_execution`.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -51,6 +50,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from attnjax.errors import UserError
+from attnjax.saliency_config import (  # noqa: F401 - the config lives there, re-exported
+    ATTENTION_TARGETS,
+    LAYERS,
+    MAGNITUDES,
+    METHODS,
+    SIGMA_SCOPES,
+    STACKS,
+    TARGETS,
+    SaliencyConfig,
+)
 from attnjax.saliency_execution import (
     OBS_SHAPE,
     Schedule,
@@ -61,85 +70,6 @@ from attnjax.saliency_execution import (
     split_frames_over_devices,
     walk_rows,
 )
-
-METHODS = ("gradient", "smoothgrad", "vargrad")
-ATTENTION_TARGETS = ("max", "sum_max", "max_sum", "sum")
-TARGETS = (*ATTENTION_TARGETS, "action", "value")
-LAYERS = ("attention", "attention_logits")
-MAGNITUDES = ("square", "abs")
-SIGMA_SCOPES = ("batch", "frame")
-STACKS = ("max", "newest")  # how a map of the 4 stacked frames becomes the one map shown
-
-
-@dataclass(frozen=True)
-class SaliencyConfig:
-    """What to compute.
-
-    methods: any of gradient, smoothgrad, vargrad. target: see the module docstring. layer:
-    attention (softmax weights) or attention_logits. samples: N noisy copies. spread: sigma as
-    a fraction of the input's range. magnitude: square (as the paper) or abs of the gradient.
-    sigma_scope: batch (one sigma from the range over all frames given; the original's batch
-    was the 9 envs of one step) or frame (each frame's own range). clean_first: make the first
-    of the N copies noise-free, as the original code did. stack: the map `aggregate` shows of
-    the 4 stacked frames: their max, or the newest (as the original drew it).
-    memory_budget_mb: memory one chunk may use on each device (host devices of a CPU share it).
-    """
-
-    methods: tuple[str, ...] = METHODS
-    target: str = "max_sum"
-    layer: str = "attention"
-    samples: int = 50
-    spread: float = 0.15
-    magnitude: str = "square"
-    sigma_scope: str = "batch"
-    clean_first: bool = False
-    stack: str = "max"
-    memory_budget_mb: float = 2048.0
-
-    def __post_init__(self) -> None:
-        methods = tuple(dict.fromkeys(self.methods))  # de-duplicated, order kept
-        object.__setattr__(self, "methods", methods)
-        if not methods:
-            raise UserError(f"--methods needs at least one of {', '.join(METHODS)}")
-        for method in methods:
-            if method not in METHODS:
-                raise UserError(
-                    f"unknown saliency method {method!r}; choose from {', '.join(METHODS)}"
-                )
-        _check_choice("--target", self.target, TARGETS)
-        _check_choice("--layer", self.layer, LAYERS)
-        _check_choice("--magnitude", self.magnitude, MAGNITUDES)
-        _check_choice("--sigma-scope", self.sigma_scope, SIGMA_SCOPES)
-        _check_choice("--stack", self.stack, STACKS)
-        if self.samples < 1:
-            raise UserError(f"--samples must be at least 1, got {self.samples}")
-        if not (math.isfinite(self.spread) and self.spread >= 0):
-            raise UserError(f"--spread must be a finite number >= 0, got {self.spread}")
-        if not (math.isfinite(self.memory_budget_mb) and self.memory_budget_mb > 0):
-            raise UserError(
-                f"--memory-budget-mb must be a positive number, got {self.memory_budget_mb}"
-            )
-
-    @property
-    def noisy(self) -> bool:
-        """Whether any method needs the N noisy copies."""
-        return "smoothgrad" in self.methods or "vargrad" in self.methods
-
-    @property
-    def gradients_per_frame(self) -> int:
-        """Input gradients evaluated per frame: the clean one and/or the N noisy ones."""
-        return ("gradient" in self.methods) + (self.samples if self.noisy else 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["methods"] = list(self.methods)
-        d["input_space"] = "obs / 255 in [0, 1], [4, 84, 84]"
-        return d
-
-
-def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise UserError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def check_network(network: Any, config: SaliencyConfig) -> None:
