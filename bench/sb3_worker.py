@@ -17,6 +17,7 @@ import gymnasium as gym
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_atari_env
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecFrameStack
 
 NUM_ENVS, NUM_STEPS = 8, 128
@@ -33,6 +34,7 @@ def main() -> None:
         normalize_advantage=True, policy_kwargs={"optimizer_kwargs": {"eps": 1e-5}},
         device="cpu", seed=0, verbose=0,
     )
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3 would make a /tmp folder
     batch = NUM_ENVS * NUM_STEPS
     model.learn(batch, reset_num_timesteps=False)  # warm-up: allocations, first rollout
     print(f"ready torch={torch.__version__} threads={torch.get_num_threads()}", flush=True)
