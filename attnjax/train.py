@@ -317,7 +317,7 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
             ret_s = "-" if ret is None else f"{ret:.1f}"
             ent_s = "-" if ent is None or base.network != "attention" else f"{ent:.3f}"
             bar.update(iteration * base.batch_size,
-                       f"{sps * num_runs:,.0f} steps/s  return {ret_s}  H(att) {ent_s}")
+                       f"now {sps * num_runs:,.0f} steps/s  return {ret_s}  H(att) {ent_s}")
             final = iteration >= base.num_iterations
             if base.log_images_every and (iteration % base.log_images_every == 0 or final):
                 host = jax.device_get(state.runs.replace(opt_state=None))  # see _run_slice
