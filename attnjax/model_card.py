@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 from pathlib import Path
 from typing import Any
 
+from attnjax.baseline import UNIFORM_HEAD_ENTROPY, uniform_entropy
 from attnjax.config import RUN_DEFINING_FIELDS, TrainConfig
 from attnjax.errors import UserError
 from attnjax.runs import (
@@ -30,7 +30,6 @@ from attnjax.runs import (
 
 CARD_FILE = "README.md"
 EVALUATION_GLOB = "evaluation_*.json"
-UNIFORM_HEAD_ENTROPY = math.log(49)  # nats: a head spread evenly over the 7x7 cells
 
 
 def training_summary(metrics: list[dict[str, Any]], config: TrainConfig) -> dict[str, Any]:
@@ -125,9 +124,10 @@ def render_card(folder: Path, grid: list[Path], note: str = "", hardware: str = 
                      f"{summary['episodic_return']:.1f}"))
     if heads and summary["attention_entropy"] is not None:
         rows.append((f"attention entropy at the end of training (sum over {heads} heads, "
-                     f"uniform = {heads * UNIFORM_HEAD_ENTROPY:.2f} nats)",
+                     f"uniform = {uniform_entropy(heads):.2f} nats)",
                      f"{summary['attention_entropy']:.2f} nats"))
-    for entry in read_evaluations(folder):
+    evaluations = read_evaluations(folder)
+    for entry in evaluations:
         rows.append((f"evaluation, {entry['policy']} policy, {entry['games']} full games "
                      f"([{entry['file']}]({entry['file']}))", _score(entry)))
     table = "| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
@@ -139,7 +139,7 @@ def render_card(folder: Path, grid: list[Path], note: str = "", hardware: str = 
     if (folder / "params.npz").is_file():
         files.append("`params.npz` + `agent.json` (the final parameters, `visualize.py "
                      "publish`)")
-    if read_evaluations(folder):
+    if evaluations:
         files.append("`evaluation_*.json` (`visualize.py evaluate`)")
     parts = [title, preset, status]
     if note:
