@@ -50,9 +50,8 @@ class TrainConfig:
     # execution
     runs_axis: str = _f("auto", "how a grid's runs execute: vmap (accelerators), map "
                         "(sequential, CPU) or auto", choices=("auto", "vmap", "map"))
-    loops: str = _f("auto", "epoch/minibatch loops: split (CPU with several cores: each "
-                    "minibatch's rows split over the cores), unroll (one CPU core), scan "
-                    "(GPU/TPU) or auto", choices=("auto", "split", "unroll", "scan"))
+    loops: str = _f("auto", "epoch/minibatch loops: unroll (CPU), split (each minibatch's "
+                    "rows split over the CPU's cores as host devices), scan (GPU/TPU) or auto", choices=("auto", "split", "unroll", "scan"))
     iterations_per_call: int = _f(0, "PPO iterations per compiled call (0 = auto: 1 on CPU, "
                                   "up to 8 on accelerators)")
     # outputs
