@@ -51,7 +51,8 @@ class TrainConfig:
     runs_axis: str = _f("auto", "how a grid's runs execute: vmap (accelerators), map "
                         "(sequential, CPU) or auto", choices=("auto", "vmap", "map"))
     loops: str = _f("auto", "epoch/minibatch loops: unroll (CPU), split (each minibatch's "
-                    "rows split over the CPU's cores as host devices), scan (GPU/TPU) or auto", choices=("auto", "split", "unroll", "scan"))
+                    "rows split over the CPU's cores as host devices), scan (GPU/TPU) or auto",
+                    choices=("auto", "split", "unroll", "scan"))
     iterations_per_call: int = _f(0, "PPO iterations per compiled call (0 = auto: 1 on CPU, "
                                   "up to 8 on accelerators)")
     # outputs

@@ -1,14 +1,15 @@
-"""Process-wide XLA:CPU setup, made before JAX runs anything (it starts no backend).
+"""XLA:CPU settings: which library runs a program's convolutions, and the cores as devices.
 
-Two settings:
-- `use_eigen_convolutions` (applied when `attnjax` is imported): jaxlib 0.10 lowers CPU
-  convolutions to YNNPACK fusions by default. Those run the Nature-CNN convolutions' gradients
-  ~3x slower than XLA's Eigen convolutions on a 2-core x86 machine (batch 128: conv-stack
-  gradient 234 -> 74 ms, the attention network's loss gradient 244 -> 113 ms), so attnjax keeps
-  YNNPACK for dots only.
+- `eigen_convolution_options`: jaxlib 0.10 lowers CPU convolutions to YNNPACK fusions by
+  default. Their gradients run ~2-3x slower than XLA's Eigen convolutions on a 2-core x86
+  machine (batch 128: conv-stack gradient 234 -> 74 ms, the attention network's loss gradient
+  253 -> 109 ms; the paper preset trains 2.3x faster, bench/conv_backend.py; batch SmoothGrad
+  1.2x). Training and saliency programs are compiled with the option (per `jax.jit`, so a
+  user's own programs keep XLA's defaults).
 - `use_cpu_cores_as_devices`: the CPU's cores as separate XLA host devices, so batch saliency
   can compute different frames on each core side by side (one convolution spreads over 2 cores
-  only ~1.15x faster than over one). The command lines call it first thing.
+  only ~1.15x faster than over one). Must run before JAX runs anything, so the command lines
+  call it first thing; it imports nothing heavy and starts no backend.
 """
 
 from __future__ import annotations
@@ -35,31 +36,31 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
-# The XLA flag and its value: YNNPACK fusions for dots only (the overwrite form of the list;
-# the flag's default also sends convolutions to YNNPACK). Known to parse on jaxlib 0.10.
-YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
-YNN_DOTS_ONLY = f"{YNN_FLAG}=dot"
-YNN_FLAG_JAXLIB = ("0.10.",)  # jaxlib versions that accept the value (an unknown one aborts)
+# XLA:CPU's per-compilation option and value: YNNPACK fusions for dots only (the option's
+# default also sends convolutions to YNNPACK). Known to be accepted by jaxlib 0.10.
+YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+YNN_DOTS_ONLY = "LIBRARY_FUSION_TYPE_DOT"
+YNN_OPTION_JAXLIB = ("0.10.",)  # jaxlib versions known to accept the value
+KEEP_XLA_DEFAULTS = "ATTNJAX_XLA_CPU_DEFAULTS"  # =1: leave XLA's convolution backend alone
 
 
-def use_eigen_convolutions() -> bool:
-    """Add `YNN_DOTS_ONLY` to XLA_FLAGS unless the user set the flag, so CPU convolutions run
-    on Eigen; True when the flag is (now) in XLA_FLAGS. Takes effect only if no JAX backend
-    has started yet; skipped for jaxlib versions the value is not known to parse on (XLA
-    aborts the process on a flag value it rejects)."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if YNN_FLAG in flags:
-        return True
+def eigen_convolution_options(backend: str | None = None) -> dict[str, str] | None:
+    """`compiler_options` for `jax.jit` that put a CPU program's convolutions on Eigen; None
+    (XLA's defaults) off CPU, when ATTNJAX_XLA_CPU_DEFAULTS=1, or on a jaxlib the value is not
+    known to work on. Training and saliency programs use it (numbers: the module docstring)."""
+    import jax
+
+    if (backend or jax.default_backend()) != "cpu" or os.environ.get(KEEP_XLA_DEFAULTS) == "1":
+        return None
     try:
         from importlib.metadata import version
 
         jaxlib_version = version("jaxlib")
     except Exception:  # noqa: BLE001 - no metadata: leave XLA's defaults
-        return False
-    if not jaxlib_version.startswith(YNN_FLAG_JAXLIB):
-        return False
-    os.environ["XLA_FLAGS"] = f"{flags} {YNN_DOTS_ONLY}".strip()
-    return True
+        return None
+    if not jaxlib_version.startswith(YNN_OPTION_JAXLIB):
+        return None
+    return {YNN_OPTION: YNN_DOTS_ONLY}
 
 
 def use_cpu_cores_as_devices(count: int | None = None) -> None:

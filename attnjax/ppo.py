@@ -31,6 +31,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from attnjax.config import TrainConfig
+from attnjax.devices import eigen_convolution_options
 from attnjax.envs import EpisodeStats, StepResult
 from attnjax.losses import (
     LossCoefficients,
@@ -109,7 +110,7 @@ def split_devices(minibatch_size: int, devices: list | None = None) -> list:
 
 def resolve_execution(config: TrainConfig, backend: str | None = None) -> tuple[str, str, int]:
     """(runs_axis, loops, iterations_per_call) with "auto"/0 resolved for the backend. On CPU
-    the loops are unrolled: with Eigen convolutions (`attnjax.devices`) one program on all
+    the loops are unrolled: with Eigen convolutions (`attnjax.devices`) one program over all
     cores trained the paper preset at 259 steps/s on 2 cores, splitting each minibatch over 2
     host devices at 173. "split" runs one iteration per call and its runs one after another."""
     backend = backend or jax.default_backend()
@@ -309,13 +310,14 @@ def make_iterate(
             return state, jax.tree_util.tree_map(lambda x: x[None], metrics)
         return jax.lax.scan(one_iteration, state, None, length=per_call)
 
+    conv_options = eigen_convolution_options(backend)
     if loops == "split":
         if mesh is not None:
             raise ValueError("loops='split' uses the devices for the minibatch; pass no mesh")
         return _split_iterate(config, network, tx, num_runs, rollout, prepare_run, finish_run)
     if num_devices > 1:
         iterate = _shard_over_devices(iterate, mesh)
-    iterate_jit = jax.jit(iterate, donate_argnums=0)
+    iterate_jit = jax.jit(iterate, donate_argnums=0, compiler_options=conv_options)
     iterate_jit.iterations_per_call = per_call  # type: ignore[attr-defined]
     return iterate_jit
 
@@ -366,8 +368,10 @@ def _split_iterate(config: TrainConfig, network: nn.Module, tx: optax.GradientTr
         runs, out = map_runs(finish_run, "map", state.runs, params, opt_state, metrics, lr)
         return state.replace(runs=runs), jax.tree_util.tree_map(lambda x: x[None], out)
 
-    prepare_jit = jax.jit(prepare, donate_argnums=0)
-    gradient_jit, apply_jit = jax.jit(part_gradient), jax.jit(apply_parts)
+    conv_options = eigen_convolution_options("cpu")  # "split" is a CPU mode
+    prepare_jit = jax.jit(prepare, donate_argnums=0, compiler_options=conv_options)
+    gradient_jit = jax.jit(part_gradient, compiler_options=conv_options)
+    apply_jit = jax.jit(apply_parts)
     finish_jit = jax.jit(finish, donate_argnums=0)
     stack = lambda trees: jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)  # noqa: E731
 

@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from attnjax.devices import eigen_convolution_options
 from attnjax.errors import UserError
 from attnjax.saliency_config import (  # noqa: F401 - the config lives there, re-exported
     ATTENTION_TARGETS,
@@ -233,7 +234,7 @@ def make_frame_saliency(network: Any, config: SaliencyConfig) -> Callable:
                                 jnp.broadcast_to(out["action"], (g,)))
         return {**out, **parts.reduce(grads)}
 
-    return jax.jit(frame)
+    return jax.jit(frame, compiler_options=eigen_convolution_options())
 
 
 def make_batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule | None = None,
@@ -283,7 +284,7 @@ def _batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule,
         return {**out, **maps}
 
     if devices == (jax.devices()[0],):
-        return jax.jit(batch)
+        return jax.jit(batch, compiler_options=eigen_convolution_options())
     return split_frames_over_devices(batch, devices)
 
 

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from attnjax.devices import eigen_convolution_options
 from attnjax.networks import OBS_SIZE
 
 OBS_SHAPE = (4, OBS_SIZE, OBS_SIZE)  # one observation: 4 stacked frames
@@ -132,7 +133,7 @@ def split_frames_over_devices(batch: Callable, devices: tuple[Any, ...]) -> Call
     frames_spec = PartitionSpec(FRAMES_AXIS)
     sharded = jax.jit(jax.shard_map(
         batch, mesh=mesh, in_specs=(PartitionSpec(), frames_spec, frames_spec, frames_spec),
-        out_specs=frames_spec))
+        out_specs=frames_spec), compiler_options=eigen_convolution_options())
     replicated = NamedSharding(mesh, PartitionSpec())
     # the last parameters seen: (their leaves, their replicated copy); compared leaf by leaf,
     # so a dict of parameters edited in place is not mistaken for the one placed before

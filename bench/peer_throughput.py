@@ -55,18 +55,19 @@ class AttnjaxTrainer:
         return time.perf_counter() - t0
 
 
-class PeerTrainer:
-    """bench/sb3_worker.py in .venv-peers, trained on request."""
+class WorkerTrainer:
+    """A training worker process, trained on request: after its warm-up it prints `ready ...`;
+    `train K` answers `seconds <wall time>`; `quit` ends it (bench/sb3_worker.py's protocol)."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([str(PEER_PYTHON), str(ROOT / "bench" / "sb3_worker.py")],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=env)
         self.banner = self._read("ready")
 
     def _read(self, word: str) -> str:
         line = self.proc.stdout.readline()
         if not line.startswith(word):
-            raise SystemExit(f"error: the SB3 worker stopped (expected {word!r}, got {line!r})")
+            raise SystemExit(f"error: a worker stopped (expected {word!r}, got {line!r})")
         return line.strip()
 
     def train(self, iterations: int) -> float:
@@ -95,7 +96,7 @@ def main() -> int:
                 "attnjax nature": AttnjaxTrainer("nature")}
     _, loops, _ = resolve_execution(trainers["attnjax attention"].config)
     print(f"attnjax execution: loops={loops}")
-    peer = PeerTrainer()
+    peer = WorkerTrainer([str(PEER_PYTHON), str(ROOT / "bench" / "sb3_worker.py")])
     trainers["sb3 nature (pytorch)"] = peer
     print(f"peer: {peer.banner}")
     seconds = dict.fromkeys(trainers, 0.0)

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Why attnjax moves XLA:CPU's convolutions off YNNPACK: the paper preset trained with Eigen
+convolutions (attnjax's default for training, `attnjax.devices.eigen_convolution_options`)
+against XLA's default (YNNPACK fusions for convolutions, `ATTNJAX_XLA_CPU_DEFAULTS=1`),
+interleaved in one script run.
+
+Each backend trains in its own worker process (this script with `--worker`, the protocol of
+bench/sb3_worker.py), so the two never share XLA state; after a warm-up iteration each
+(compilation), they train the same number of iterations in alternating rounds. Prints agent
+steps/s of each and, last, `speedup=<Eigen SPS / YNNPACK SPS>`.
+Usage: bench/conv_backend.py [--rounds 3] [--iterations 2] [--network attention|nature]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def worker(network: str) -> None:
+    """Train the paper preset on request (see bench/sb3_worker.py for the protocol)."""
+    import jax
+    from peer_throughput import AttnjaxTrainer
+
+    from attnjax.devices import eigen_convolution_options
+
+    trainer = AttnjaxTrainer(network)
+    backend = "eigen" if eigen_convolution_options() else "ynnpack"
+    print(f"ready backend={backend} jax={jax.__version__}", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if words[:1] == ["train"]:
+            print(f"seconds {trainer.train(int(words[1])):.6f}", flush=True)
+        elif words[:1] == ["quit"]:
+            return
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    p.add_argument("--iterations", type=int, default=2,
+                   help="PPO iterations (1024 agent steps) per backend per round (default 2)")
+    p.add_argument("--network", default="attention", choices=("attention", "nature"))
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args.network)
+        return 0
+    from peer_throughput import WorkerTrainer
+
+    command = [sys.executable, __file__, "--worker", "--network", args.network]
+    base = dict(os.environ)
+    trainers = {
+        "eigen": WorkerTrainer(command, {**base, "ATTNJAX_XLA_CPU_DEFAULTS": "0"}),
+        "ynnpack": WorkerTrainer(command, {**base, "ATTNJAX_XLA_CPU_DEFAULTS": "1"}),
+    }
+    for name, trainer in trainers.items():
+        print(f"{name}: {trainer.banner}", flush=True)
+    seconds = dict.fromkeys(trainers, 0.0)
+    t0 = time.perf_counter()
+    for round_ in range(args.rounds):
+        for name, trainer in trainers.items():
+            took = trainer.train(args.iterations)
+            seconds[name] += took
+            print(f"round {round_ + 1}: {name:8s} {args.iterations * 1024 / took:7.1f} steps/s",
+                  flush=True)
+    for trainer in trainers.values():
+        trainer.close()
+    steps = args.rounds * args.iterations * 1024
+    sps = {name: steps / s for name, s in seconds.items()}
+    for name, value in sps.items():
+        print(f"sps[{name}]={value:.1f}")
+    print(f"wall_s={time.perf_counter() - t0:.0f}")
+    print(f"speedup={sps['eigen'] / sps['ynnpack']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
