@@ -52,7 +52,7 @@ def main() -> int:
     if args.worker:
         worker(args.network)
         return 0
-    from peer_throughput import WorkerTrainer
+    from peer_throughput import WorkerTrainer, interleaved_sps
 
     command = [sys.executable, __file__, "--worker", "--network", args.network]
     base = dict(os.environ)
@@ -62,20 +62,10 @@ def main() -> int:
     }
     for name, trainer in trainers.items():
         print(f"{name}: {trainer.banner}", flush=True)
-    seconds = dict.fromkeys(trainers, 0.0)
     t0 = time.perf_counter()
-    for round_ in range(args.rounds):
-        for name, trainer in trainers.items():
-            took = trainer.train(args.iterations)
-            seconds[name] += took
-            print(f"round {round_ + 1}: {name:8s} {args.iterations * 1024 / took:7.1f} steps/s",
-                  flush=True)
+    sps = interleaved_sps(trainers, args.rounds, args.iterations)
     for trainer in trainers.values():
         trainer.close()
-    steps = args.rounds * args.iterations * 1024
-    sps = {name: steps / s for name, s in seconds.items()}
-    for name, value in sps.items():
-        print(f"sps[{name}]={value:.1f}")
     print(f"wall_s={time.perf_counter() - t0:.0f}")
     print(f"speedup={sps['eigen'] / sps['ynnpack']:.3f}")
     return 0

@@ -81,6 +81,24 @@ class WorkerTrainer:
         self.proc.wait(timeout=60)
 
 
+def interleaved_sps(trainers: dict, rounds: int, iterations: int) -> dict[str, float]:
+    """Agent steps/s of each trainer over `rounds` alternating rounds of `iterations` PPO
+    iterations each (a machine that gets busier slows all of them alike); prints every round
+    and the totals as `sps[name]=...`."""
+    seconds = dict.fromkeys(trainers, 0.0)
+    width = max(map(len, trainers))
+    for round_ in range(rounds):
+        for name, trainer in trainers.items():
+            took = trainer.train(iterations)
+            seconds[name] += took
+            print(f"round {round_ + 1}: {name:{width}s} {iterations * 1024 / took:7.1f} steps/s",
+                  flush=True)
+    sps = {name: rounds * iterations * 1024 / s for name, s in seconds.items()}
+    for name, value in sps.items():
+        print(f"sps[{name}]={value:.1f}")
+    return sps
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
@@ -99,18 +117,8 @@ def main() -> int:
     peer = WorkerTrainer([str(PEER_PYTHON), str(ROOT / "bench" / "sb3_worker.py")])
     trainers["sb3 nature (pytorch)"] = peer
     print(f"peer: {peer.banner}")
-    seconds = dict.fromkeys(trainers, 0.0)
-    for round_ in range(args.rounds):
-        for name, trainer in trainers.items():
-            took = trainer.train(args.iterations)
-            seconds[name] += took
-            print(f"round {round_ + 1}: {name:22s} {args.iterations * 1024 / took:7.1f} steps/s",
-                  flush=True)
+    sps = interleaved_sps(trainers, args.rounds, args.iterations)
     peer.close()
-    steps = args.rounds * args.iterations * 1024
-    sps = {name: steps / s for name, s in seconds.items()}
-    for name, value in sps.items():
-        print(f"sps[{name}]={value:.1f}")
     print(f"ratio_nature={sps['attnjax nature'] / sps['sb3 nature (pytorch)']:.3f}")
     print(f"ratio={sps['attnjax attention'] / sps['sb3 nature (pytorch)']:.3f}")
     return 0
