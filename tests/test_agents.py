@@ -1,0 +1,45 @@
+"""The reference agents committed under agents/: each folder loads as an agent, is what its files
+say it is, and a published one stays small enough to keep in the repository."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attnjax.checkpoints import load_agent
+from attnjax.publish import is_published
+from attnjax.runs import read_config, read_metrics
+
+AGENTS = Path(__file__).resolve().parents[1] / "agents"
+FOLDERS = sorted(p for p in AGENTS.iterdir() if p.is_dir()) if AGENTS.is_dir() else []
+MAX_PARAMS_BYTES = 8 * 2**20  # what the reference-agents issue allows per published agent
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
+def test_reference_agent_folder_loads_and_matches_its_files(folder):
+    agent = load_agent(folder)
+    config = read_config(folder)
+    assert agent.config.run_name == config.run_name == folder.name
+    assert agent.step == read_metrics(folder)[-1]["global_step"]  # the log ends at the agent
+    if is_published(folder):
+        assert (folder / "params.npz").stat().st_size <= MAX_PARAMS_BYTES
+        assert not (folder / "checkpoints").exists()  # no optimizer state beside the params
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert f"{agent.step:,}" in card
+    for path in folder.glob("evaluation_*.json"):
+        entries = [e for e in json.loads(path.read_text())["runs"]
+                   if Path(e["run"]).name == folder.name]
+        assert entries and all(e["global_step"] == agent.step for e in entries), path.name
+        assert all(f"{e['mean']:.1f}" in card for e in entries)  # the card shows the scores
+    obs = np.zeros((2, 4, 84, 84), np.uint8)
+    out = agent.apply(obs)
+    assert out.logits.shape == (2, agent.num_actions) and np.isfinite(out.logits).all()
+
+
+def test_agents_folder_holds_the_reference_agents():
+    names = {p.name for p in FOLDERS}
+    assert "Breakout__attn0__s0" in names
+    assert any(n.startswith("Breakout__attn0.005__") for n in names)
