@@ -23,7 +23,7 @@ $(STAMP): requirements.lock
 # side, as the paper laid them out), which a short training cannot show.
 RUN := runs/Breakout__attn0__s0
 REF0 := agents/Breakout__attn0__s0
-REF5 := agents/Breakout__attn0.005__s0
+REF5 := agents/Breakout__attn0.005__s1
 train: setup
 	$(PY) train.py --env-id Breakout-v5 --total-timesteps 12288 --num-envs 8 --num-steps 128 \
 		--update-epochs 1 --checkpoint-every 4 --out-dir runs

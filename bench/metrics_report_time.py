@@ -27,7 +27,7 @@ import visualize  # noqa: E402
 
 BUDGET_S = 15 * 60
 REFERENCE = [str(ROOT / "agents" / "Breakout__attn0__s0"),
-             str(ROOT / "agents" / "Breakout__attn0.005__s0")]
+             str(ROOT / "agents" / "Breakout__attn0.005__s1")]
 
 
 def main() -> int:
