@@ -1,9 +1,11 @@
-"""The reference agents committed under agents/: each folder loads as an agent, is what its files
-say it is, and a published one stays small enough to keep in the repository."""
+"""The agents committed to the repository (the references under agents/, the exhibits under
+docs/results/exhibits/): each folder loads as an agent, is what its files say it is, and a
+published one stays small enough to keep in the repository."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,11 @@ from attnjax.checkpoints import load_agent
 from attnjax.publish import is_published
 from attnjax.runs import read_config, read_metrics
 
-AGENTS = Path(__file__).resolve().parents[1] / "agents"
-FOLDERS = sorted(p for p in AGENTS.iterdir() if p.is_dir()) if AGENTS.is_dir() else []
+ROOT = Path(__file__).resolve().parents[1]
+AGENTS = ROOT / "agents"
+EXHIBITS = ROOT / "docs" / "results" / "exhibits"
+FOLDERS = sorted(p for parent in (AGENTS, EXHIBITS) if parent.is_dir()
+                 for p in parent.iterdir() if p.is_dir())
 MAX_PARAMS_BYTES = 8 * 2**20  # what the reference-agents issue allows per published agent
 
 
@@ -39,7 +44,12 @@ def test_reference_agent_folder_loads_and_matches_its_files(folder):
     assert out.logits.shape == (2, agent.num_actions) and np.isfinite(out.logits).all()
 
 
-def test_agents_folder_holds_the_reference_agents():
-    names = {p.name for p in FOLDERS}
-    assert "Breakout__attn0__s0" in names
-    assert any(n.startswith("Breakout__attn0.005__") for n in names)
+def test_agents_folder_holds_one_reference_agent_per_lambda_the_ones_make_train_renders():
+    """agents/ is what a user (or an evaluator) takes as "the trained agents": exhibits such as a
+    collapsed seed live elsewhere, and `make train` renders exactly these folders."""
+    references = sorted(p for p in AGENTS.iterdir() if p.is_dir())
+    lambdas = sorted(read_config(p).attn_coef for p in references)
+    assert lambdas == [0.0, 0.005]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    rendered = set(re.findall(r"^REF\w* := (agents/\S+)$", makefile, flags=re.M))
+    assert rendered == {f"agents/{p.name}" for p in references}
