@@ -18,13 +18,19 @@ from attnjax.runs import read_config, read_metrics
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS = ROOT / "agents"
 EXHIBITS = ROOT / "docs" / "results" / "exhibits"
-FOLDERS = sorted(p for parent in (AGENTS, EXHIBITS) if parent.is_dir()
-                 for p in parent.iterdir() if p.is_dir())
+
+
+def _subfolders(parent: Path) -> list[Path]:
+    return sorted(p for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+
+
+REFERENCES = _subfolders(AGENTS)
+FOLDERS = REFERENCES + _subfolders(EXHIBITS)
 MAX_PARAMS_BYTES = 8 * 2**20  # what the reference-agents issue allows per published agent
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
-def test_reference_agent_folder_loads_and_matches_its_files(folder):
+def test_committed_agent_folder_loads_and_matches_its_files(folder):
     agent = load_agent(folder)
     config = read_config(folder)
     assert agent.config.run_name == config.run_name == folder.name
@@ -47,9 +53,8 @@ def test_reference_agent_folder_loads_and_matches_its_files(folder):
 def test_agents_folder_holds_one_reference_agent_per_lambda_the_ones_make_train_renders():
     """agents/ is what a user (or an evaluator) takes as "the trained agents": exhibits such as a
     collapsed seed live elsewhere, and `make train` renders exactly these folders."""
-    references = sorted(p for p in AGENTS.iterdir() if p.is_dir())
-    lambdas = sorted(read_config(p).attn_coef for p in references)
+    lambdas = sorted(read_config(p).attn_coef for p in REFERENCES)
     assert lambdas == [0.0, 0.005]
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     rendered = set(re.findall(r"^REF\w* := (agents/\S+)$", makefile, flags=re.M))
-    assert rendered == {f"agents/{p.name}" for p in references}
+    assert rendered == {f"agents/{p.name}" for p in REFERENCES}
