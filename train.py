@@ -17,7 +17,7 @@ import sys
 import typing
 
 from attnjax.cli import OneLineArgumentParser, run_cli
-from attnjax.config import TrainConfig, expand_grid
+from attnjax.training.config import TrainConfig, expand_grid
 
 
 def build_parser() -> OneLineArgumentParser:
@@ -52,8 +52,8 @@ def build_parser() -> OneLineArgumentParser:
 
 
 def configs_from_args(args: argparse.Namespace) -> list[TrainConfig]:
-    from attnjax.runs import load_run_config
-    from attnjax.train import merge_resume_overrides
+    from attnjax.training.loop import merge_resume_overrides
+    from attnjax.training.runs import load_run_config
 
     given = {k: v for k, v in vars(args).items() if k not in ("resume", "dry_run", "quiet")}
     if "wandb_tags" in given:
@@ -73,8 +73,8 @@ def main() -> int:
 
     use_cpu_cores_as_devices()  # before JAX runs anything: on CPU, loops="split" uses them
     args = build_parser().parse_args()
-    from attnjax.runs import ATTENTION_PNG, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE
-    from attnjax.train import TrainingDiverged, plan, prepare, train
+    from attnjax.training.loop import TrainingDiverged, plan, prepare, train
+    from attnjax.training.runs import ATTENTION_PNG, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE
 
     configs = configs_from_args(args)
     resume = bool(getattr(args, "resume", None))

@@ -15,13 +15,15 @@ from attnjax.cli import OneLineArgumentParser, run_cli
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
-    "saliency": ("attnjax.saliency_export", "export gradient/SmoothGrad/VarGrad maps to .npz"),
-    "video": ("attnjax.video", "render gameplay with the attention overlaid to MP4"),
-    "tree": ("attnjax.viewer", "write an offline HTML viewer of deep relevance trees"),
+    "saliency": ("attnjax.inspection.saliency.export",
+                 "export gradient/SmoothGrad/VarGrad maps to .npz"),
+    "video": ("attnjax.inspection.video", "render gameplay with the attention overlaid to MP4"),
+    "tree": ("attnjax.inspection.relevance.viewer",
+             "write an offline HTML viewer of deep relevance trees"),
     "figures": ("attnjax.figures", "paper figures and table from runs' metrics.jsonl"),
-    "evaluate": ("attnjax.evaluate", "play N full games per run: scores, table and JSON"),
-    "publish": ("attnjax.publish", "write a run's final parameters as a small agent folder"),
-    "card": ("attnjax.model_card", "write a run's README.md model card from its own files"),
+    "evaluate": ("attnjax.agents.evaluate", "play N full games per run: scores, table and JSON"),
+    "publish": ("attnjax.agents.publish", "write a run's final parameters as a small agent folder"),
+    "card": ("attnjax.agents.model_card", "write a run's README.md model card from its own files"),
     "metrics": ("attnjax.metrics.report", "measure localization, sanity, samples, faithfulness"),
 }
 

@@ -21,8 +21,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from attnjax.envs import env_seeds, make_env  # noqa: E402
-from attnjax.losses import valid_transitions  # noqa: E402
+from attnjax.model.envs import env_seeds, make_env  # noqa: E402
+from attnjax.training.losses import valid_transitions  # noqa: E402
 
 
 def main() -> None:

@@ -31,9 +31,9 @@ use_cpu_cores_as_devices()  # before JAX runs anything, as train.py does
 
 import jax  # noqa: E402
 
-from attnjax.config import TrainConfig  # noqa: E402
-from attnjax.ppo import resolve_execution  # noqa: E402
-from attnjax.train import build_program  # noqa: E402
+from attnjax.training.config import TrainConfig  # noqa: E402
+from attnjax.training.loop import build_program  # noqa: E402
+from attnjax.training.ppo import resolve_execution  # noqa: E402
 
 PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 

@@ -34,13 +34,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from attnjax import saliency as S  # noqa: E402
 from attnjax.devices import use_cpu_cores_as_devices  # noqa: E402
+from attnjax.inspection.saliency import methods as S  # noqa: E402
 
 
 def breakout_frames(n: int, seed: int = 0, warmup: int = 40) -> np.ndarray:
     """n observations [n, 4, 84, 84] uint8 from 8 Breakout envs playing random actions."""
-    from attnjax.envs import env_seeds, make_env
+    from attnjax.model.envs import env_seeds, make_env
 
     envs = 8
     env = make_env("Breakout-v5", env_seeds(seed, envs))
@@ -61,10 +61,10 @@ def breakout_frames(n: int, seed: int = 0, warmup: int = 40) -> np.ndarray:
 
 
 def network_and_params(run: str | None):
-    from attnjax.networks import init_params, make_network
+    from attnjax.model.networks import init_params, make_network
 
     if run:
-        from attnjax.checkpoints import load_agent
+        from attnjax.agents.load import load_agent
 
         agent = load_agent(run)
         return agent.network, agent.params, f"run {run} (step {agent.step})"

@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 
-from attnjax.config import TrainConfig, expand_grid  # noqa: E402
-from attnjax.train import build_program  # noqa: E402
+from attnjax.training.config import TrainConfig, expand_grid  # noqa: E402
+from attnjax.training.loop import build_program  # noqa: E402
 
 LAMBDAS = [0.0, 0.0005, 0.001, 0.002, 0.003, 0.005]
 

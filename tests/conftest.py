@@ -28,9 +28,9 @@ QUADRANT_SETTINGS = dict(
 def quadrant_grid(tmp_path_factory) -> dict[float, Path]:
     """Run folders of attention agents trained on Quadrant-v0 with lambda = 0 and 0.01 (seed 0),
     trained together as one grid."""
-    from attnjax.config import TrainConfig, expand_grid
-    from attnjax.runs import run_dir
-    from attnjax.train import train
+    from attnjax.training.config import TrainConfig, expand_grid
+    from attnjax.training.loop import train
+    from attnjax.training.runs import run_dir
 
     base_temp = tmp_path_factory.getbasetemp()
     shared = base_temp.parent if os.environ.get("PYTEST_XDIST_WORKER") else base_temp

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnjax.checkpoints import load_agent
-from attnjax.publish import is_published
-from attnjax.runs import read_config, read_metrics
+from attnjax.agents.load import load_agent
+from attnjax.agents.published import is_published
+from attnjax.training.runs import read_config, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS = ROOT / "agents"

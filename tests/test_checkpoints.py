@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from attnjax import load_agent
-from attnjax.checkpoints import RunCheckpointer
-from attnjax.runs import load_run_config
-from attnjax.train import build_program
+from attnjax.training.checkpoints import RunCheckpointer
+from attnjax.training.loop import build_program
+from attnjax.training.runs import load_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--env-id", "Quadrant-v0", "--num-envs", "4", "--num-steps", "16",

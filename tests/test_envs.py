@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnjax.envs import (
+from attnjax.errors import UserError
+from attnjax.model.envs import (
     STATS_WINDOW,
     AtariEnv,
     EpisodeStats,
@@ -16,7 +17,6 @@ from attnjax.envs import (
     planned_num_actions,
     validate_env_id,
 )
-from attnjax.errors import UserError
 
 FIRE, RIGHT, LEFT = 1, 2, 3  # Breakout's minimal action set (0: NOOP)
 

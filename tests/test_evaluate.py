@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnjax.envs import StepResult
+from attnjax.agents.evaluate import UNIFORM_ENTROPY, Tally, slot_quotas
 from attnjax.errors import UserError
-from attnjax.evaluate import UNIFORM_ENTROPY, Tally, slot_quotas
 from attnjax.figures.tables import format_cell
+from attnjax.model.envs import StepResult
 
 ROOT = Path(__file__).resolve().parents[1]
 RANDOM_GAMES = 8
@@ -35,10 +35,10 @@ def visualize(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 def random_breakout_run(root: Path) -> Path:
     """A run folder holding a freshly initialised (untrained) Breakout attention agent."""
-    from attnjax.checkpoints import RunCheckpointer
-    from attnjax.config import TrainConfig
-    from attnjax.networks import init_params, make_network
-    from attnjax.runs import config_record, run_name, write_config
+    from attnjax.model.networks import init_params, make_network
+    from attnjax.training.checkpoints import RunCheckpointer
+    from attnjax.training.config import TrainConfig
+    from attnjax.training.runs import config_record, run_name, write_config
 
     config = TrainConfig(env_id="Breakout-v5", wandb_mode="disabled")
     run = root / run_name(config)

@@ -243,7 +243,8 @@ def test_main_prints_paths_and_cli_error_is_one_line(grid_runs, tmp_path, capsys
     assert err.startswith("error: ") and err.count("\n") == 1
 
 
-OTHER_SUBCOMMANDS = ("attnjax.saliency_export", "attnjax.video", "attnjax.viewer")
+OTHER_SUBCOMMANDS = ("attnjax.inspection.saliency.export", "attnjax.inspection.video",
+                     "attnjax.inspection.relevance.viewer")
 
 
 @pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in OTHER_SUBCOMMANDS),

@@ -6,7 +6,7 @@ import numpy as np
 from conftest import QUADRANT_LAMBDA
 
 from attnjax import load_agent
-from attnjax.envs import QuadrantEnv, env_seeds
+from attnjax.model.envs import QuadrantEnv, env_seeds
 
 CHANCE_RETURN = 32 / 4  # 32-step episodes, 4 actions
 RF_SIZE, RF_JUMP = 36, 8  # a conv3 cell i sees input rows 8i .. 8i+35

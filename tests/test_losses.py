@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnjax.losses import (
+from attnjax.model.networks import init_params, make_network
+from attnjax.training.losses import (
     LossCoefficients,
     Minibatch,
     attention_entropy,
@@ -15,7 +16,6 @@ from attnjax.losses import (
     ppo_loss,
     valid_transitions,
 )
-from attnjax.networks import init_params, make_network
 
 LN49 = math.log(49)
 

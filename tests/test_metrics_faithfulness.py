@@ -76,9 +76,9 @@ def test_deletion_of_the_salient_pixels_hurts_the_quadrant_agent(quadrant_run):
     baseline the blurred square stays in its quadrant and nothing separates; `max_sum` of the
     attention barely moves either way: the trained attention stays peaked without the
     square.)"""
-    from attnjax.checkpoints import load_agent
+    from attnjax.agents.load import load_agent
+    from attnjax.inspection.saliency.methods import SaliencyConfig, agent_saliency
     from attnjax.metrics.ground_truth import collect_frames
-    from attnjax.saliency import SaliencyConfig, agent_saliency
 
     agent = load_agent(quadrant_run)
     frames = collect_frames(agent, 16, seed=5, stride=1)

@@ -18,9 +18,9 @@ BALL = G.GAME_OBJECTS["Breakout"][0]
 
 
 def random_agent(env_id: str, num_actions: int):
-    from attnjax.checkpoints import Agent
-    from attnjax.config import TrainConfig
-    from attnjax.networks import init_params, make_network
+    from attnjax.agents.load import Agent
+    from attnjax.model.networks import init_params, make_network
+    from attnjax.training.config import TrainConfig
 
     net = make_network("attention", num_actions)
     return Agent(config=TrainConfig(env_id=env_id, wandb_mode="disabled"), network=net,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from attnjax.inspection.render import cell_box_obs
 from attnjax.metrics import localization as L
-from attnjax.render import cell_box_obs
 
 RNG = np.random.default_rng(0)
 

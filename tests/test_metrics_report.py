@@ -22,10 +22,10 @@ SMALL = ("--sanity-frames", "3", "--samples-frames", "3", "--n-grid", "1,2,5",
 
 def breakout_run(root: Path, attn_coef: float, seed: int) -> Path:
     """A run folder holding a freshly initialised (untrained) Breakout attention agent."""
-    from attnjax.checkpoints import RunCheckpointer
-    from attnjax.config import TrainConfig
-    from attnjax.networks import init_params, make_network
-    from attnjax.runs import config_record, run_name, write_config
+    from attnjax.model.networks import init_params, make_network
+    from attnjax.training.checkpoints import RunCheckpointer
+    from attnjax.training.config import TrainConfig
+    from attnjax.training.runs import config_record, run_name, write_config
 
     config = TrainConfig(env_id="Breakout-v5", attn_coef=attn_coef, seed=seed,
                          wandb_mode="disabled")

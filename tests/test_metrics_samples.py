@@ -65,9 +65,9 @@ def test_reference_correlation_grows_with_n_on_the_quadrant_agent(quadrant_run):
     1 - rho falls to 0.4-0.5 of its N = 1 value; VarGrad's 0.87-0.91 (N = 5) -> 0.90-0.92.
     Already high at N = 1: on Quadrant's black screens the squared gradient's ranks follow the
     receptive fields' large-scale envelope, which the noise does not move."""
-    from attnjax.checkpoints import load_agent
+    from attnjax.agents.load import load_agent
+    from attnjax.inspection.saliency.methods import SaliencyConfig
     from attnjax.metrics.ground_truth import collect_frames, ground_truth
-    from attnjax.saliency import SaliencyConfig
 
     agent = load_agent(quadrant_run)
     frames = collect_frames(agent, 8, seed=2, stride=1)

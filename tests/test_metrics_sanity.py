@@ -38,7 +38,7 @@ def test_ranks_share_ties_like_scipy():
 
 
 def test_cascade_redraws_one_more_group_per_step_from_the_top():
-    from attnjax.networks import init_params, make_network
+    from attnjax.model.networks import init_params, make_network
 
     net = make_network("attention", 4)
     trained, fresh = init_params(net, jax.random.PRNGKey(0)), init_params(net,
@@ -73,9 +73,9 @@ def test_randomization_checks_on_the_trained_quadrant_agent(quadrant_run):
     """Measured on 8 frames, target max_sum, 8 samples: re-drawing no layer and the layers
     above the attention (heads, dense) gives rank correlation 1; re-drawing everything brings
     the gradient's to ~0.1-0.2 and SmoothGrad's to ~0.2-0.3 (SSIM alike)."""
-    from attnjax.checkpoints import load_agent
+    from attnjax.agents.load import load_agent
+    from attnjax.inspection.saliency.methods import SaliencyConfig
     from attnjax.metrics.ground_truth import collect_frames
-    from attnjax.saliency import SaliencyConfig
 
     agent = load_agent(quadrant_run)
     frames = collect_frames(agent, 8, seed=4, stride=1)

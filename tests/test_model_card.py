@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from attnjax.config import RUN_DEFINING_FIELDS, TrainConfig
+from attnjax.agents.model_card import main as card_main
+from attnjax.agents.model_card import render_card, reproduce_command
 from attnjax.errors import UserError
-from attnjax.model_card import main as card_main
-from attnjax.model_card import render_card, reproduce_command
-from attnjax.runs import METRICS_FILE, write_config
+from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig
+from attnjax.training.runs import METRICS_FILE, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnjax.envs import AtariEnv, env_seeds
-from attnjax.losses import attention_entropy
-from attnjax.networks import init_params, make_network
+from attnjax.model.envs import AtariEnv, env_seeds
+from attnjax.model.networks import init_params, make_network
+from attnjax.training.losses import attention_entropy
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_fast_input_gradient_conv_matches_lax(shape, kernel, stride):
     """The encoder's convolution: forward and kernel gradient are lax's own; the input
     gradient (space-to-depth form where the stride divides kernel and size, lax elsewhere)
     equals lax's to float rounding."""
-    from attnjax.networks import NHWC, conv_with_fast_input_gradient
+    from attnjax.model.networks import NHWC, conv_with_fast_input_gradient
 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.random(shape, np.float32))
@@ -109,7 +109,7 @@ def test_fast_input_gradient_conv_matches_lax(shape, kernel, stride):
 def test_receptive_field_geometry_from_conv_layers():
     """The geometry every tool draws with: conv3 cell (0, 0) sees a 36 px square, cells 8 px
     apart, a 7x7 grid; the conv1/conv2 steps in between; arrays work as well as ints."""
-    from attnjax.networks import CONV_GEOMETRY, GRID, receptive_field
+    from attnjax.model.networks import CONV_GEOMETRY, GRID, receptive_field
 
     assert CONV_GEOMETRY["input"] == (1, 1, 84)
     assert CONV_GEOMETRY["conv1"] == (4, 8, 20)

@@ -60,7 +60,7 @@ def test_flags_a_tool_lacks_are_not_checked():
 
 
 def test_play_itself_checks_the_same_way():
-    from attnjax.render import play
+    from attnjax.inspection.render import play
 
     with pytest.raises(UserError, match="--warmup must be at least 0, got -2"):
         next(play([], 3, warmup=-2))

@@ -1,4 +1,4 @@
-"""The compiled PPO iteration (attnjax.ppo): what reaches the losses."""
+"""The compiled PPO iteration (attnjax.training.ppo): what reaches the losses."""
 
 import dataclasses
 
@@ -6,10 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from attnjax.config import TrainConfig
-from attnjax.envs import QuadrantEnv
-from attnjax.networks import make_network
-from attnjax.ppo import init_state, make_iterate
+from attnjax.model.envs import QuadrantEnv
+from attnjax.model.networks import make_network
+from attnjax.training.config import TrainConfig
+from attnjax.training.ppo import init_state, make_iterate
 
 
 class EveryStepEnds(QuadrantEnv):
@@ -47,10 +47,10 @@ import json, sys
 import jax, numpy as np
 from attnjax.devices import use_cpu_cores_as_devices
 use_cpu_cores_as_devices(2)
-from attnjax.config import TrainConfig
-from attnjax.envs import QuadrantEnv
-from attnjax.networks import make_network
-from attnjax.ppo import init_state, make_iterate
+from attnjax.training.config import TrainConfig
+from attnjax.model.envs import QuadrantEnv
+from attnjax.model.networks import make_network
+from attnjax.training.ppo import init_state, make_iterate
 
 results = {}
 for loops in ("split", "unroll"):
@@ -109,7 +109,7 @@ ACCEL_ITERATIONS = 2
 
 def _two_run_grid() -> tuple[TrainConfig, list[TrainConfig], QuadrantEnv]:
     """A 2-run grid (lambda 0 and 0.01, seeds 0 and 1) on Quadrant-v0 episodes of 3 steps."""
-    from attnjax.envs import env_seeds
+    from attnjax.model.envs import env_seeds
 
     base = TrainConfig(env_id="Quadrant-v0", num_envs=4, num_steps=8, num_minibatches=2,
                        update_epochs=1, total_timesteps=32 * 8, learning_rate=1e-3,

@@ -1,4 +1,4 @@
-"""Published agents (attnjax.publish): what agents/ holds, loaded like a run folder."""
+"""Published agents (attnjax.agents.publish): what agents/ holds, loaded like a run folder."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from attnjax import load_agent
-from attnjax.publish import AGENT_FILE, PARAMS_FILE
+from attnjax.agents.published import AGENT_FILE, PARAMS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ import re
 import shlex
 from pathlib import Path
 
-from attnjax.config import TrainConfig
-from attnjax.runs import run_name
+from attnjax.training.config import TrainConfig
+from attnjax.training.runs import run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnjax import relevance as R
-from attnjax import relevance_json as J
 from attnjax.errors import UserError
-from attnjax.networks import make_network
+from attnjax.inspection.relevance import tree as R
+from attnjax.inspection.relevance import tree_json as J
+from attnjax.model.networks import make_network
 
 HEADS = 2
 # layer -> key of the activation whose units we watch for a change (pre-activations, so a ReLU
@@ -376,7 +376,7 @@ def _original_children(acts, params, layer, frame, y, x, channel, size):
 
 
 def test_paper_preset_is_the_originals_tree_without_its_channel_bug(net, batch):
-    from attnjax.presets import TREE_PRESETS
+    from attnjax.inspection.presets import TREE_PRESETS
 
     _, params, _ = net
     obs, out = batch
@@ -421,7 +421,7 @@ def test_paper_preset_is_the_originals_tree_without_its_channel_bug(net, batch):
 
 def test_tree_preset_flags_and_overrides():
     import visualize
-    from attnjax.presets import TREE_PRESETS, tree_config_from_args
+    from attnjax.inspection.presets import TREE_PRESETS, tree_config_from_args
 
     def config(*flags):
         args = visualize.build_parser("tree").parse_args(["tree", "--run", "r", *flags])

@@ -1,5 +1,5 @@
-"""The run folder's format (attnjax.runs): names, config.json, metrics.jsonl, checkpoints and
-preparing folders, on folders written by hand (no training)."""
+"""The run folder's format (attnjax.training.runs): names, config.json, metrics.jsonl, checkpoints
+and preparing folders, on folders written by hand (no training)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from attnjax import runs
-from attnjax.config import TrainConfig
 from attnjax.errors import UserError
+from attnjax.training import runs
+from attnjax.training.config import TrainConfig
 
 
 def config(tmp_path: Path, **kw) -> TrainConfig:

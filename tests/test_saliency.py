@@ -20,13 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnjax import saliency as S
-from attnjax import saliency_execution as X
-from attnjax import saliency_export as E
-from attnjax.checkpoints import Agent
-from attnjax.config import TrainConfig
+from attnjax.agents.load import Agent
 from attnjax.errors import UserError
-from attnjax.networks import AgentOutput, init_params, make_network
+from attnjax.inspection.saliency import execution as X
+from attnjax.inspection.saliency import export as E
+from attnjax.inspection.saliency import methods as S
+from attnjax.model.networks import AgentOutput, init_params, make_network
+from attnjax.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -384,9 +384,9 @@ def test_memory_estimate_bounds_xla_and_chunks_respect_budget(real, monkeypatch)
 
 SHARDED_SCRIPT = """
 import sys, jax, numpy as np
-from attnjax import saliency as S
+from attnjax.inspection.saliency import methods as S
 from attnjax.devices import use_cpu_cores_as_devices
-from attnjax.networks import init_params, make_network
+from attnjax.model.networks import init_params, make_network
 use_cpu_cores_as_devices(2)
 assert len(S.saliency_devices()) == 2
 net = make_network("attention", num_actions=4, num_heads=2)
@@ -434,9 +434,9 @@ def test_saliency_peak_lies_on_the_attended_quadrant_object(quadrant_run):
     attention is most sensitive (seed 0, the fixture's: 3 of 48 within 2 px), so only
     SmoothGrad, which averages that out, is held to the 2 px bound. That is a property of the
     trained agent, not of the saliency code."""
-    from attnjax.checkpoints import load_agent
-    from attnjax.envs import QuadrantEnv
-    from attnjax.render import cell_box_obs
+    from attnjax.agents.load import load_agent
+    from attnjax.inspection.render import cell_box_obs
+    from attnjax.model.envs import QuadrantEnv
 
     agent = load_agent(quadrant_run)
     size = QuadrantEnv.object_size
@@ -595,7 +595,7 @@ def test_cli_exports_trained_run(quadrant_run, tmp_path, capsys, monkeypatch):
 
 def test_saliency_preset_flags_and_overrides():
     import visualize
-    from attnjax.presets import saliency_config_from_args
+    from attnjax.inspection.presets import saliency_config_from_args
 
     def config(command, *flags):
         argv = [command, "--run", "r", "--out", "x.npz" if command == "saliency" else "x.mp4"]
@@ -616,7 +616,7 @@ def test_saliency_preset_flags_and_overrides():
 
 
 def test_paper_preset_differentiates_the_summed_logits_and_keeps_the_newest_frame(tmp_path):
-    from attnjax.presets import SALIENCY_PRESETS
+    from attnjax.inspection.presets import SALIENCY_PRESETS
 
     agent = _agent()
     config = S.SaliencyConfig(**{**SALIENCY_PRESETS["paper"], "samples": 2})

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from attnjax import sweeps
 from attnjax.errors import UserError
+from attnjax.training import sweeps
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_FILES = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -118,7 +118,8 @@ def test_cli_prints_one_command_per_block(capsys):
 
 
 def test_cli_missing_file_exits_2():
-    proc = subprocess.run([sys.executable, "-m", "attnjax.sweeps", "no/such.yaml"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "attnjax.training.sweeps", "no/such.yaml"],
+                          cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from attnjax import baseline
-from attnjax.networks import GRID
-from attnjax.tracking import ATTENTION_DPI, attention_figure
+from attnjax.model import baseline
+from attnjax.model.networks import GRID
+from attnjax.training.tracking import ATTENTION_DPI, attention_figure
 
 
 def test_baseline_numbers():

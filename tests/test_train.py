@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from attnjax import load_agent
-from attnjax.config import TrainConfig
-from attnjax.train import train
+from attnjax.training.config import TrainConfig
+from attnjax.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(env_id="Quadrant-v0", total_timesteps=192, num_envs=4, num_steps=16,
@@ -54,7 +54,7 @@ def test_same_seed_same_parameters_and_grid_equals_runs_alone(tmp_path):
     for x, y in zip(jax.tree_util.tree_leaves(pa), jax.tree_util.tree_leaves(pb), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # bit for bit
     grid_base = TrainConfig(**TINY, out_dir=str(tmp_path / "grid"))
-    from attnjax.config import expand_grid
+    from attnjax.training.config import expand_grid
 
     grid = train(expand_grid(grid_base, [0.01], [1, 2]))
     assert [d.name for d in grid] == ["Quadrant__attn0.01__s1", "Quadrant__attn0.01__s2"]
@@ -83,8 +83,8 @@ def test_two_devices_give_the_same_results_as_one(tmp_path):
     a collective whose other device thread arrives over 40 s late, as on a busy machine (an
     all-reduce came from indexing the sharded state for a checkpoint)."""
     script = (
-        "import sys, json; from attnjax.config import TrainConfig, expand_grid; "
-        "from attnjax.train import train; import jax; "
+        "import sys, json; from attnjax.training.config import TrainConfig, expand_grid; "
+        "from attnjax.training.loop import train; import jax; "
         "base = TrainConfig(**json.loads(sys.argv[1]), out_dir=sys.argv[2]); "
         "dirs = train(expand_grid(base, [0.0, 0.01], [1])); "
         "print(len(jax.devices()))"
@@ -122,9 +122,9 @@ def test_two_devices_give_the_same_results_as_one(tmp_path):
 @pytest.mark.parametrize("network", ["attention", "nature"])
 def test_plan_counts_the_parameters_of_the_real_network(network):
     """The --dry-run plan's parameter count (shapes only) is the real network's."""
-    from attnjax.envs import make_env
-    from attnjax.networks import init_params, make_network
-    from attnjax.train import parameter_count
+    from attnjax.model.envs import make_env
+    from attnjax.model.networks import init_params, make_network
+    from attnjax.training.loop import parameter_count
 
     config = TrainConfig(env_id="Breakout-v5", network=network, attn_heads=3)
     env = make_env(config.env_id, [0])
@@ -137,7 +137,7 @@ def test_prepare_checks_everything_before_writing(tmp_path):
     """prepare (what --dry-run and train run first) refuses a bad env id, a bad config, a
     mixed grid and a new run over checkpoints, and writes nothing."""
     from attnjax.errors import UserError
-    from attnjax.train import prepare
+    from attnjax.training.loop import prepare
 
     base = TrainConfig(**TINY, out_dir=str(tmp_path / "out"))
     run = tmp_path / "out" / "Quadrant__attn0__s0"

@@ -13,13 +13,13 @@ import jax
 import numpy as np
 import pytest
 
-from attnjax import render as R
-from attnjax import video as V
-from attnjax.checkpoints import Agent
-from attnjax.config import TrainConfig
-from attnjax.envs import action_names
+from attnjax.agents.load import Agent
 from attnjax.errors import UserError
-from attnjax.networks import CONV_GEOMETRY, CONV_LAYERS, init_params, make_network
+from attnjax.inspection import render as R
+from attnjax.inspection import video as V
+from attnjax.model.envs import action_names
+from attnjax.model.networks import CONV_GEOMETRY, CONV_LAYERS, init_params, make_network
+from attnjax.training.config import TrainConfig
 
 ATARI = "Breakout-v5"
 
@@ -481,9 +481,9 @@ def test_cli_video_style_paper(tmp_path, monkeypatch, capsys):
     import imageio.v2 as imageio
 
     import visualize
-    from attnjax import checkpoints
+    from attnjax.agents import load
 
-    monkeypatch.setattr(checkpoints, "load_agent", lambda run: _agent())
+    monkeypatch.setattr(load, "load_agent", lambda run: _agent())
     assert visualize.run(
         ["video", "--run", "r", "--out", str(tmp_path / "c.mp4"), "--style", "paper",
          "--frames", "3", "--until", "frames", "--seed", "3", "--stills", str(tmp_path / "c"),

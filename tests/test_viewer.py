@@ -13,15 +13,16 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from attnjax import relevance as R
-from attnjax import relevance_json as J
-from attnjax import viewer as V
-from attnjax import viewer_drawing, viewer_png
-from attnjax.checkpoints import Agent
+from attnjax.agents.load import Agent
 from attnjax.cli import OneLineArgumentParser
-from attnjax.config import TrainConfig
 from attnjax.errors import UserError
-from attnjax.networks import make_network
+from attnjax.inspection.relevance import drawing as viewer_drawing
+from attnjax.inspection.relevance import png as viewer_png
+from attnjax.inspection.relevance import tree as R
+from attnjax.inspection.relevance import tree_json as J
+from attnjax.inspection.relevance import viewer as V
+from attnjax.model.networks import make_network
+from attnjax.training.config import TrainConfig
 from tests.test_relevance import fast_params
 
 

@@ -18,10 +18,10 @@ import jax
 import numpy as np
 import pytest
 
-from attnjax import relevance as R
-from attnjax import viewer as V
 from attnjax.cli import OneLineArgumentParser
-from attnjax.networks import make_network
+from attnjax.inspection.relevance import tree as R
+from attnjax.inspection.relevance import viewer as V
+from attnjax.model.networks import make_network
 from tests.test_relevance import fast_params
 
 pytestmark = pytest.mark.browser

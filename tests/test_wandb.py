@@ -84,8 +84,8 @@ def no_wandb_network(monkeypatch, tmp_path):
 
 
 def test_offline_run_read_back(tmp_path, no_wandb_network):
-    from attnjax.config import TrainConfig
-    from attnjax.train import train
+    from attnjax.training.config import TrainConfig
+    from attnjax.training.loop import train
 
     [run_dir] = train([TrainConfig(**SETTINGS, wandb_mode="offline", out_dir=str(tmp_path))])
 
@@ -134,8 +134,8 @@ def test_offline_run_read_back(tmp_path, no_wandb_network):
 
 
 def test_online_without_server_falls_back_to_offline(tmp_path, no_wandb_network):
-    from attnjax.config import TrainConfig
-    from attnjax.train import train
+    from attnjax.training.config import TrainConfig
+    from attnjax.training.loop import train
 
     config = TrainConfig(**{**SETTINGS, "total_timesteps": 64, "log_images_every": 0},
                          wandb_mode="online", out_dir=str(tmp_path))
@@ -148,8 +148,8 @@ def test_online_without_server_falls_back_to_offline(tmp_path, no_wandb_network)
 
 
 def test_second_start_continues_same_wandb_run(tmp_path, no_wandb_network):
-    from attnjax.config import TrainConfig
-    from attnjax.tracking import WandbRun
+    from attnjax.training.config import TrainConfig
+    from attnjax.training.tracking import WandbRun
 
     config = TrainConfig(**SETTINGS, wandb_mode="offline", out_dir=str(tmp_path))
     run_dir = tmp_path / "run"

@@ -6,7 +6,7 @@ lambda, the seed count in the legend), final_table.csv and
 final_table.md (the paper's table: final return mean±std over seeds per lambda and game),
 entropy_vs_reward.png/.pdf (the paper's Figure 3: final attention entropy against final return,
 a dot per run and a cross per lambda at the mean over its seeds, the entropy in nats with a
-dashed line at the uniform maximum K·ln 49 (`attnjax.baseline`); attention networks only) and
+dashed line at the uniform maximum K·ln 49 (`attnjax.model.baseline`); attention networks only) and
 summary.json (every plotted number). With --evaluations (JSON files of `visualize.py evaluate`)
 also evaluation_table.csv/.md: the table's layout holding each run's evaluated mean score (mean±std
 over seeds), next to the training-metric table, not instead of it.
@@ -91,7 +91,7 @@ def make_figures(run_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
 
 
 def main(args: argparse.Namespace) -> int:
-    from attnjax.evaluation_table import load_evaluations, write_evaluation_tables
+    from attnjax.figures.evaluation_table import load_evaluations, write_evaluation_tables
 
     evaluations = load_evaluations(args.evaluations) if args.evaluations else None  # checked first
     with warnings.catch_warnings(record=True) as caught:

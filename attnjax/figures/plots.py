@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.baseline import uniform_entropy
 from attnjax.figures.summary import group_label, group_order
 from attnjax.figures.tables import final_caption
+from attnjax.model.baseline import uniform_entropy
 
 NATURE_COLOUR = "0.35"
 LINESTYLES = ("-", "--", "-.", ":")

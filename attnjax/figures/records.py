@@ -1,5 +1,6 @@
-"""Reading run folders for the figures: one RunRecord per run, through attnjax.runs (config.json
-as a TrainConfig, metrics.jsonl checked line by line), null values dropped from each series."""
+"""Reading run folders for the figures: one RunRecord per run, through attnjax.training.runs
+(config.json as a TrainConfig, metrics.jsonl checked line by line), null values dropped from each
+series."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from attnjax import runs
 from attnjax.errors import UserError
+from attnjax.training import runs
 
 CONFIG_KEYS = ("env_id", "attn_coef", "seed", "network")
 METRIC_KEYS = ("global_step", "episodic_return", "attention_entropy")

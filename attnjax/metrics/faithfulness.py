@@ -170,7 +170,7 @@ def _evaluator(network: Any, target: str, layer: str) -> Callable:
     import jax
     import jax.numpy as jnp
 
-    from attnjax.saliency import target_value
+    from attnjax.inspection.saliency.methods import target_value
 
     def evaluate(params: Any, x: jax.Array, action: jax.Array):
         out = network.apply({"params": params}, x)

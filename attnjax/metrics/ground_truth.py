@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.networks import OBS_SIZE
+from attnjax.model.networks import OBS_SIZE
 
 MAX_RMS_PX = 2.0  # screen pixels: a mapping with a larger fit error does not hold
 MIN_DETECTIONS = 20  # frames with a clean detection needed to fit a mapping
@@ -264,7 +264,7 @@ def collect_frames(agent: Any, num_frames: int, seed: int = 0, policy: str = "sa
     import jax
     import jax.numpy as jnp
 
-    from attnjax.envs import QuadrantEnv, env_seeds, make_env
+    from attnjax.model.envs import QuadrantEnv, env_seeds, make_env
 
     env_id = agent.config.env_id
     env = make_env(env_id, env_seeds(seed, 1), render=True)
@@ -322,7 +322,7 @@ def collect_frames(agent: Any, num_frames: int, seed: int = 0, policy: str = "sa
 def ground_truth(frames: Frames) -> tuple[list[ObjectTruth], list[str]]:
     """Ground truth of every annotated object of the frames' game whose mapping holds, and
     notes on what was left out and why."""
-    from attnjax.envs import QUADRANT_ENV_ID, QuadrantEnv
+    from attnjax.model.envs import QUADRANT_ENV_ID, QuadrantEnv
 
     if frames.env_id == QUADRANT_ENV_ID:
         boxes = quadrant_boxes(frames.positions, QuadrantEnv.object_size)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.networks import CONV_GEOMETRY, GRID, OBS_SIZE
+from attnjax.model.networks import CONV_GEOMETRY, GRID, OBS_SIZE
 
 RANDOM_DRAWS = 8  # random maps per frame for the uniform-random baseline
 

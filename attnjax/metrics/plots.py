@@ -25,7 +25,7 @@ def _pyplot():
 
 def _head_colour(k: int) -> tuple[float, ...]:
     """Head k's colour in the attention videos (render.HEAD_COLORS)."""
-    from attnjax.render import head_color
+    from attnjax.inspection.render import head_color
 
     return tuple(float(c) / 255 for c in head_color(k))
 

@@ -31,14 +31,14 @@ from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
 from attnjax.metrics import faithfulness, ground_truth, localization, samples, sanity
 from attnjax.progress import ProgressBar
-from attnjax.runs import run_name
+from attnjax.training.runs import run_name
 
 PARTS = ("localization", "sanity", "samples", "faithfulness")
 DEFAULT_TARGETS = "max_sum,action"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from attnjax.saliency import LAYERS, METHODS, STACKS
+    from attnjax.inspection.saliency.methods import LAYERS, METHODS, STACKS
 
     add_play_arguments(parser, runs=True, frames=256, stride=4, help_texts={
         "seed": "env seed, action sampling, noise and random baselines (default 0)",
@@ -93,7 +93,7 @@ def _list(text: str, flag: str, kind: type = str) -> tuple:
 
 def check_args(args: argparse.Namespace) -> dict[str, Any]:
     """Every flag checked before anything runs; returns the parsed lists."""
-    from attnjax.saliency import TARGETS, SaliencyConfig
+    from attnjax.inspection.saliency.methods import TARGETS, SaliencyConfig
 
     parts = _list(args.parts, "--parts")
     for part in parts:
@@ -152,7 +152,7 @@ def saliency_maps(agent: Any, obs: np.ndarray, config: Any, seed: int, bar: Prog
     kept: memory grows by 28 KB per frame and method, not by the samples)."""
     import jax
 
-    from attnjax.saliency import compute_saliency, noise_sigma, to_unit
+    from attnjax.inspection.saliency.methods import compute_saliency, noise_sigma, to_unit
 
     sigma = noise_sigma(to_unit(obs), config.spread, config.sigma_scope)  # over all frames
     parts: dict[str, list[np.ndarray]] = {m: [] for m in config.methods}
@@ -276,11 +276,11 @@ def main(args: argparse.Namespace) -> int:
     from attnjax.devices import use_cpu_cores_as_devices
 
     use_cpu_cores_as_devices()  # batch saliency: one frame per core (a no-op once JAX runs)
-    from attnjax.checkpoints import load_agent
-    from attnjax.evaluate import attnjax_version, write_json_atomic
+    from attnjax.agents.evaluate import attnjax_version, write_json_atomic
+    from attnjax.agents.load import load_agent
+    from attnjax.inspection.render import check_same_env
+    from attnjax.inspection.saliency.methods import check_network
     from attnjax.metrics import markdown, plots
-    from attnjax.render import check_same_env
-    from attnjax.saliency import check_network
 
     settings = check_args(args)
     agents = [load_agent(run) for run in args.run]

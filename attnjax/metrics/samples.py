@@ -9,9 +9,9 @@ coefficient of the map's values (0 = flat, 1 = all in one pixel), and the locali
 of `localization` when ground truth is given.
 
 How: the N samples are built up in blocks (`blocks`), each one call of
-`attnjax.saliency.compute_saliency` with its own noise key, and the blocks' means and variances
-are merged exactly (Chan et al.'s pairwise update), so the map of N = 20 uses the samples of
-N = 10 plus 10 more. Every N is a fair draw of N samples; only the reference must be
+`attnjax.inspection.saliency.methods.compute_saliency` with its own noise key, and the blocks'
+means and variances are merged exactly (Chan et al.'s pairwise update), so the map of N = 20 uses
+the samples of N = 10 plus 10 more. Every N is a fair draw of N samples; only the reference must be
 independent of them, and it is. Block sizes come from a few values (BLOCK_SIZES) so only a few
 programs are compiled, and sigma is passed explicitly so the noise scale never recompiles.
 """
@@ -128,8 +128,8 @@ def sample_count_sweep(network: Any, params: Any, obs: np.ndarray, config: Any,
     """
     import jax
 
+    from attnjax.inspection.saliency.methods import compute_saliency, noise_sigma, to_unit
     from attnjax.metrics.sanity import spearman
-    from attnjax.saliency import compute_saliency, noise_sigma, to_unit
 
     from_range = noise_sigma(to_unit(obs), 1.0, config.sigma_scope)  # the range per frame
     plan = block_plan(n_grid)

@@ -178,7 +178,7 @@ def _signed_gradient_fn(network: Any, target: str, layer: str) -> Callable:
     import jax
     import jax.numpy as jnp
 
-    from attnjax.saliency import target_value
+    from attnjax.inspection.saliency.methods import target_value
 
     def scalar(params: Any, x: jax.Array, action: jax.Array) -> jax.Array:
         out = network.apply({"params": params}, (x * 255.0)[None])
@@ -226,8 +226,8 @@ def model_randomization(network: Any, params: Any, obs: np.ndarray, config: Any,
     progress(1) after each network variant."""
     import jax
 
-    from attnjax.networks import init_params
-    from attnjax.saliency import compute_saliency
+    from attnjax.inspection.saliency.methods import compute_saliency
+    from attnjax.model.networks import init_params
 
     fresh = init_params(network, jax.random.PRNGKey(10_000 + seed))
     gradient = "gradient" in config.methods

@@ -1,8 +1,8 @@
 """Relevance trees as JSON: the `--json` file of `visualize.py tree` and the viewer's data.
 
-Why apart from `attnjax.relevance`: that module grows the trees; this one only writes and reads
-them (schema version, rounding, the layer table the viewer's legend shows), so the format can
-change without touching the maths.
+Why apart from `attnjax.inspection.relevance.tree`: that module grows the trees; this one only
+writes and reads them (schema version, rounding, the layer table the viewer's legend shows), so the
+format can change without touching the maths.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from attnjax.errors import UserError
-from attnjax.networks import CONV_GEOMETRY
-from attnjax.relevance import SPECS, Node, RelevanceTree, TreeConfig, grid_layer
+from attnjax.inspection.relevance.tree import SPECS, Node, RelevanceTree, TreeConfig, grid_layer
+from attnjax.model.networks import CONV_GEOMETRY
 
 SCHEMA_VERSION = 1
 

@@ -1,8 +1,8 @@
 """Expand a W&B grid-sweep file into the train.py command lines its agent would run.
 
-`python -m attnjax.sweeps sweeps/paper.yaml` prints one shell command per grid point (block), so
-the same grid runs without W&B: `python -m attnjax.sweeps sweeps/paper.yaml | bash`, or one line
-per machine. Arguments after `--` are appended to every command (e.g. `-- --dry-run`).
+`python -m attnjax.training.sweeps sweeps/paper.yaml` prints one shell command per grid point
+(block), so the same grid runs without W&B: pipe it to `bash`, or give one line to each machine.
+Arguments after `--` are appended to every command (e.g. `-- --dry-run`).
 
 The expansion follows `wandb agent` (wandb 0.31, wandb_agent.py and sdk/launch/sweeps/utils.py):
 every `command:` item is turned into a string; `${envvar:NAME}` inside an item becomes the
@@ -161,7 +161,7 @@ def shell_commands(path: str | os.PathLike, python: str = "python",
 def main(argv: list[str] | None = None) -> int:
     from attnjax.cli import OneLineArgumentParser
 
-    parser = OneLineArgumentParser(prog="python -m attnjax.sweeps",
+    parser = OneLineArgumentParser(prog="python -m attnjax.training.sweeps",
                                    description=__doc__.splitlines()[0])
     parser.add_argument("sweep_file", help="a grid sweep YAML file, e.g. sweeps/paper.yaml")
     parser.add_argument("--python", default="python",

@@ -12,7 +12,7 @@ attention head's 7x7 map and follows the chain
     conv1 (y, x, c)         <- input pixels (8x8 field, 4 stacked frames)
 
 keeping the strongest few inputs of every node (fewer the deeper it goes, as the original did;
-`attnjax.presets.TREE_PRESETS["paper"]` reproduces the original's own selection).
+`attnjax.inspection.presets.TREE_PRESETS["paper"]` reproduces the original's own selection).
 The L2 normalisation of c3 is a per-cell scale: a conv3 node carries the normalised activation
 (what a1 sees), its children explain its raw pre-activation. Every node records its layer,
 (y, x, channel), activation, pre-activation, relevance to its parent, the sum of all its inputs'
@@ -34,8 +34,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from attnjax.errors import UserError
-from attnjax.networks import CONV_GEOMETRY, CONV_LAYERS
-from attnjax.networks import receptive_field as network_receptive_field
+from attnjax.model.networks import CONV_GEOMETRY, CONV_LAYERS
+from attnjax.model.networks import receptive_field as network_receptive_field
 
 # Layers from the top of a tree to the bottom.
 LAYERS = ("attention", "a1", "conv3", "conv2", "conv1", "input")

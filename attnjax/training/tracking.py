@@ -1,5 +1,5 @@
-"""Where training results go besides the run folder's files (attnjax.runs): Weights & Biases
-and attention pictures (progress: attnjax.progress).
+"""Where training results go besides the run folder's files (attnjax.training.runs): Weights &
+Biases and attention pictures (progress: attnjax.progress).
 
 Why here: the train loop only produces per-iteration dictionaries; this module decides how they
 are drawn and tracked (W&B, offline by default, never blocking training).
@@ -18,9 +18,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from attnjax.baseline import UNIFORM_CELL, UNIFORM_HEAD_ENTROPY, near_uniform, vs_uniform
-from attnjax.config import TrainConfig
-from attnjax.runs import WANDB_DIR, WANDB_ID_FILE, config_record, run_name
+from attnjax.model.baseline import UNIFORM_CELL, UNIFORM_HEAD_ENTROPY, near_uniform, vs_uniform
+from attnjax.training.config import TrainConfig
+from attnjax.training.runs import WANDB_DIR, WANDB_ID_FILE, config_record, run_name
 
 
 def clean_number(value: Any) -> float | int | None:

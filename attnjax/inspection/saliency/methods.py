@@ -25,7 +25,7 @@ default that its scripts overrode), `sum` (sum of everything: what the paper ran
 Note: the softmax weights of each head sum to 1, so `sum` of `attention` is the constant K and
 its gradient is zero up to rounding; use it with `attention_logits`. Besides: `action` (the
 logit of the greedy action, the argmax of the logits of the un-noised frame, kept fixed across
-the noisy copies) and `value`. The paper's settings: `attnjax.presets.SALIENCY_PRESETS`;
+the noisy copies) and `value`. The paper's settings: `attnjax.inspection.presets.SALIENCY_PRESETS`;
 where the original's own code differed: docs/saliency_and_videos.md.
 
 Execution. One compiled function takes a chunk of F frames: `jax.vmap` over frames draws each
@@ -34,7 +34,7 @@ depend on chunking, batching or devices) and runs the clean forward pass; the F 
 frame-sample inputs (G = N, plus the clean frame when `gradient` is asked for) go through one
 `jax.vmap`ped input gradient; `jax.vmap` over frames reduces each frame's G gradients to its
 maps. How those gradients are laid onto the machine (micro-batches on CPU, frames split over
-devices, chunk sizes from the memory budget): `attnjax.saliency_execution`.
+devices, chunk sizes from the memory budget): `attnjax.inspection.saliency.execution`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ import numpy as np
 
 from attnjax.devices import eigen_convolution_options
 from attnjax.errors import UserError
-from attnjax.saliency_config import (  # noqa: F401 - the config lives there, re-exported
+from attnjax.inspection.saliency.config import (  # noqa: F401 - the config lives there, re-exported
     ATTENTION_TARGETS,
     LAYERS,
     MAGNITUDES,
@@ -61,7 +61,7 @@ from attnjax.saliency_config import (  # noqa: F401 - the config lives there, re
     TARGETS,
     SaliencyConfig,
 )
-from attnjax.saliency_execution import (
+from attnjax.inspection.saliency.execution import (
     OBS_SHAPE,
     Schedule,
     frames_per_chunk,

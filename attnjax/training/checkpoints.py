@@ -1,4 +1,4 @@
-"""Orbax checkpoints of one run, resume, and `load_agent` for the visualisation tools.
+"""Orbax checkpoints of one run: saving, resuming, and restoring the parameters alone.
 
 A checkpoint `<run>/checkpoints/<iteration>/` holds three items: `params`, `state` (optimizer
 state, RNG key, iteration, finished-game statistics) and `meta` (JSON: config, global step,
@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from attnjax.config import TrainConfig
-from attnjax.errors import UserError
-from attnjax.runs import CHECKPOINT_DIR, checkpoint_path, find_checkpoints, run_of_checkpoint
+from attnjax.training.runs import (
+    CHECKPOINT_DIR,
+    checkpoint_path,
+)
 
 # orbax logs every save at INFO/WARNING level through absl; keep training output readable
 logging.getLogger("absl").setLevel(logging.ERROR)
@@ -88,8 +87,8 @@ class RunCheckpointer:
                     meta=ocp.args.JsonRestore(),
                 ),
             )
-            params = _like(params_like, restored["params"])
-            state = _like(state_like, restored["state"])
+            params = like_template(params_like, restored["params"])
+            state = like_template(state_like, restored["state"])
         except Exception as err:
             # orbax raises ValueError both for corrupt data and for other shapes: its metadata
             # (the shapes written with the checkpoint) tells them apart
@@ -125,14 +124,14 @@ def _saved_shapes(item_dir: Path) -> Any | None:
         return None
 
 
-def _like(template: Any, restored: Any) -> Any:
+def like_template(template: Any, restored: Any) -> Any:
     """Put restored leaves back into the template's tree structure (namedtuples included),
     checking shapes so a checkpoint of another architecture cannot slip through."""
     want = jax.tree_util.tree_leaves(template)
     got = jax.tree_util.tree_leaves(restored)
     shapes_differ = any(np.shape(a) != np.shape(b) for a, b in zip(want, got, strict=False))
     if len(want) != len(got) or shapes_differ:
-        raise ValueError("checkpoint arrays do not match the network's shapes")
+        raise CheckpointMismatch("checkpoint arrays do not match the network's shapes")
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), got)
 
 
@@ -141,83 +140,17 @@ def read_checkpoint_meta(run_dir: Path, iteration: int) -> dict[str, Any]:
     return json.loads((checkpoint_path(run_dir, iteration) / "meta" / "metadata").read_text())
 
 
-@dataclass
-class Agent:
-    """A trained network ready to run: what every visualisation tool loads."""
-
-    config: TrainConfig
-    network: Any  # flax Module
-    params: Any
-    step: int  # global agent step of the checkpoint
-    iteration: int
-    num_actions: int
-    path: Path  # the checkpoint folder (or the published agent folder)
-
-    @property
-    def run_dir(self) -> Path:
-        """The run folder the agent was trained in (a published agent's own folder)."""
-        from attnjax.publish import is_published
-
-        return self.path if is_published(self.path) else run_of_checkpoint(self.path)
-
-    def __post_init__(self) -> None:
-        self._apply = jax.jit(lambda params, obs: self.network.apply({"params": params}, obs))
-
-    def apply(self, obs: jax.Array):
-        """uint8 [B, 4, 84, 84] -> AgentOutput (jitted)."""
-        return self._apply(self.params, obs)
-
-
-def load_agent(path: str | Path) -> Agent:
-    """Config, network and parameters of the newest good checkpoint of a run folder (or of the
-    given checkpoint folder, or of a published agent folder, see `attnjax.publish`). Raises
-    UserError when there is none or it does not fit."""
-    from attnjax.networks import init_params, make_network
-    from attnjax.publish import is_published, load_published
-
-    if is_published(Path(path)):
-        return load_published(Path(path))
-    run_dir, steps = find_checkpoints(Path(path))
-    checkpointer = RunCheckpointer(run_dir)
+def restore_params(run_dir: Path, iteration: int, template: Any) -> Any:
+    """The parameters of checkpoint `iteration`, shaped like `template` (no optimizer state).
+    Raises ValueError when their shapes are another network's, anything else when the
+    checkpoint is unreadable."""
     ocp = _ocp()
-    errors = []
-    for iteration in steps:
-        try:
-            meta = read_checkpoint_meta(run_dir, iteration)
-            config = TrainConfig.from_dict(meta["config"])
-            network = make_network(config.network, meta["num_actions"], config.attn_heads)
-            template = init_params(network, jax.random.PRNGKey(0))
-            restored = checkpointer._manager.restore(
-                iteration,
-                args=ocp.args.Composite(params=ocp.args.StandardRestore(_abstract(template))),
-            )
-            try:
-                params = _like(template, restored["params"])
-            except ValueError:
-                raise UserError(
-                    f"checkpoint {checkpoint_path(run_dir, iteration)} does not match the "
-                    f"{config.network} network its config names (K={config.attn_heads}); it was "
-                    "written by another architecture"
-                ) from None
-        except UserError:
-            raise
-        except Exception as err:  # corrupt or half-written: fall back to an older one
-            errors.append(f"{iteration}: {type(err).__name__}")
-            warnings.warn(
-                f"checkpoint {iteration} of {run_dir} is unreadable ({type(err).__name__}); "
-                "trying an older one",
-                stacklevel=2,
-            )
-            continue
-        checkpointer.close()
-        return Agent(
-            config=config,
-            network=network,
-            params=params,
-            step=int(meta["global_step"]),
-            iteration=int(meta["iteration"]),
-            num_actions=int(meta["num_actions"]),
-            path=checkpoint_path(run_dir, iteration),
+    manager = _manager(Path(run_dir), create=False)
+    try:
+        restored = manager.restore(
+            iteration,
+            args=ocp.args.Composite(params=ocp.args.StandardRestore(_abstract(template))),
         )
-    checkpointer.close()
-    raise UserError(f"no readable checkpoint in {run_dir} ({'; '.join(errors)}); retrain the run")
+    finally:
+        manager.close()
+    return like_template(template, restored["params"])

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.baseline import NEAR_UNIFORM, UNIFORM_CELL
 from attnjax.cli import check_play_arguments
 from attnjax.errors import UserError
-from attnjax.networks import GRID, OBS_SIZE, receptive_field
+from attnjax.model.baseline import NEAR_UNIFORM, UNIFORM_CELL
+from attnjax.model.networks import GRID, OBS_SIZE, receptive_field
 
 # one colour per attention head (RGB), repeated if there are more heads
 HEAD_COLORS = ((255, 64, 64), (64, 170, 255), (90, 230, 90), (255, 210, 50), (230, 90, 255),
@@ -279,7 +279,7 @@ def play(agents: Sequence[Any], num_frames: int, seed: int = 0, policy: str = "s
     import jax
     import jax.numpy as jnp
 
-    from attnjax.envs import QuadrantEnv, env_seeds, make_env
+    from attnjax.model.envs import QuadrantEnv, env_seeds, make_env
 
     check_play_arguments(argparse.Namespace(frames=num_frames, policy=policy, warmup=warmup,
                                             stride=stride))

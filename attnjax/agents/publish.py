@@ -2,12 +2,7 @@
 
 Why: a run folder's orbax checkpoints carry optimizer state (3x the parameters) and resume
 bookkeeping; to share an agent (the reference agents under `agents/`) only the network is
-needed. A published folder holds
-
-    params.npz     the parameters, one array per "/"-joined path (numpy, loaded without pickle)
-    agent.json     what load_agent needs: network, heads, actions, step, iteration, source
-    config.json    the run's training config
-    metrics.jsonl  its training log (what `visualize.py figures` reads)
+needed. The folder's format and its reader: `attnjax.agents.published`.
 
 `attnjax.load_agent` and every `visualize.py` subcommand accept it like a run folder.
 """
@@ -20,47 +15,23 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
-import jax
 import numpy as np
 
+from attnjax.agents.load import load_agent
+from attnjax.agents.published import AGENT_FILE, FORMAT, PARAMS_FILE, flatten_params, is_published
 from attnjax.errors import UserError
-from attnjax.runs import CONFIG_FILE, METRICS_FILE, metrics_lines_up_to, read_config, write_config
-
-PARAMS_FILE = "params.npz"
-AGENT_FILE = "agent.json"
-FORMAT = "attnjax-agent/1"
-
-
-def is_published(path: Path) -> bool:
-    return (Path(path) / AGENT_FILE).is_file() and (Path(path) / PARAMS_FILE).is_file()
-
-
-def flatten_params(params: Any) -> dict[str, np.ndarray]:
-    """{"encoder/conv1/kernel": array, ...} of a nested parameter dict."""
-    flat = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        flat["/".join(str(getattr(k, "key", k)) for k in path)] = np.asarray(leaf)
-    return flat
-
-
-def unflatten_params(flat: dict[str, np.ndarray]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for name, value in flat.items():
-        node = params
-        *parents, leaf = name.split("/")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return params
+from attnjax.training.runs import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    metrics_lines_up_to,
+    write_config,
+)
 
 
 def publish_agent(run: str | Path, out: str | Path) -> Path:
     """Write the newest good checkpoint of `run` (a run folder or one checkpoint) as a
     published agent folder `out`; written beside it first and renamed into place whole."""
-    from attnjax.checkpoints import load_agent
-
     agent = load_agent(run)
     out = Path(out)
     if out.exists() and not is_published(out):
@@ -94,33 +65,6 @@ def publish_agent(run: str | Path, out: str | Path) -> Path:
         reason = err.strerror or err
         raise UserError(f"cannot write {out}: {reason}; pick a writable --out") from None
     return out
-
-
-def load_published(path: Path) -> Any:
-    """The Agent of a published folder; parameters checked against the network's shapes."""
-    from attnjax.checkpoints import Agent, _like
-    from attnjax.networks import init_params, make_network
-
-    path = Path(path)
-    meta = json.loads((path / AGENT_FILE).read_text())
-    if meta.get("format") != FORMAT:
-        raise UserError(f"{path / AGENT_FILE} is format {meta.get('format')!r}, not {FORMAT}; "
-                        "publish the run again with this version")
-    config = read_config(path, fix="publish the run again")
-    network = make_network(meta["network"], meta["num_actions"], meta["attn_heads"])
-    template = init_params(network, jax.random.PRNGKey(0))
-    with np.load(path / PARAMS_FILE, allow_pickle=False) as data:
-        loaded = unflatten_params({name: data[name] for name in data.files})
-    try:
-        ordered = jax.tree_util.tree_map(lambda _, x: x, template, loaded)
-        params = _like(template, ordered)
-    except (ValueError, KeyError) as err:
-        raise UserError(f"{path / PARAMS_FILE} does not fit the {meta['network']} network "
-                        f"(K={meta['attn_heads']}): {err}") from None
-    params = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params)
-    return Agent(config=config, network=network, params=params, step=int(meta["global_step"]),
-                 iteration=int(meta["iteration"]), num_actions=int(meta["num_actions"]),
-                 path=path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -44,11 +44,11 @@ import numpy as np
 from flax import struct
 
 from attnjax.cli import add_play_arguments, check_play_arguments
-from attnjax.envs import StepResult, env_seeds, make_env
 from attnjax.errors import UserError, writable_folder
-from attnjax.losses import ENTROPY_EPS
+from attnjax.model.envs import StepResult, env_seeds, make_env
 from attnjax.progress import ProgressBar
-from attnjax.runs import run_name
+from attnjax.training.losses import ENTROPY_EPS
+from attnjax.training.runs import run_name
 
 CHUNK_STEPS = 64  # env steps per compiled call; at most this many are played past the last game
 UNIFORM_ENTROPY = math.log(49)  # nats of a head spread evenly over the 7x7 cells
@@ -220,7 +220,7 @@ def attnjax_version() -> str:
     try:
         return metadata.version("attnjax")
     except metadata.PackageNotFoundError:
-        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
         try:
             return tomllib.loads(pyproject.read_text())["project"]["version"]
         except (OSError, KeyError, tomllib.TOMLDecodeError):
@@ -325,7 +325,7 @@ def check_settings(games: int, envs: int, policy: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from attnjax.checkpoints import load_agent
+    from attnjax.agents.load import load_agent
 
     check_settings(args.games, args.envs, args.policy)  # all input checked before playing
     out = check_out_path(args.out)

@@ -2,7 +2,7 @@
 `SaliencyConfig`, validated on construction (one-line UserErrors naming the flag).
 
 Why its own module: the command lines, presets and the metrics report build and check configs
-without importing the saliency maths; `attnjax.saliency` re-exports all of it.
+without importing the saliency maths; `attnjax.inspection.saliency.methods` re-exports all of it.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from attnjax.baseline import UNIFORM_HEAD_ENTROPY, uniform_entropy
-from attnjax.config import RUN_DEFINING_FIELDS, TrainConfig
 from attnjax.errors import UserError
-from attnjax.runs import (
+from attnjax.model.baseline import UNIFORM_HEAD_ENTROPY, uniform_entropy
+from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig
+from attnjax.training.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     METRICS_FILE,

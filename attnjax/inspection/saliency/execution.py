@@ -1,8 +1,9 @@
 """How batched saliency runs on the hardware: schedules, devices, memory, chunks.
 
-Why a module of its own: `attnjax.saliency` says WHAT is computed (targets, noise, SmoothGrad
-and VarGrad of one frame's gradients); this module says how the F x G frame-sample gradients of
-a chunk are laid onto the machine, which changes the speed and never the results.
+Why a module of its own: `attnjax.inspection.saliency.methods` says WHAT is computed (targets,
+noise, SmoothGrad and VarGrad of one frame's gradients); this module says how the F x G
+frame-sample gradients of a chunk are laid onto the machine, which changes the speed and never the
+results.
 
 On accelerators each device's F x G gradients are one call. On XLA:CPU the frames go one after
 another inside the call (`one_after_another`), each frame's G gradients in micro-batches of 8
@@ -32,7 +33,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from attnjax.devices import eigen_convolution_options
-from attnjax.networks import OBS_SIZE
+from attnjax.model.networks import OBS_SIZE
 
 OBS_SHAPE = (4, OBS_SIZE, OBS_SIZE)  # one observation: 4 stacked frames
 FLOAT_BYTES = 4

@@ -25,14 +25,19 @@ import numpy as np
 
 from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
-from attnjax.presets import add_tree_arguments, tree_config_from_args
+from attnjax.inspection.presets import add_tree_arguments, tree_config_from_args
+from attnjax.inspection.relevance.drawing import draw_tree_png
+from attnjax.inspection.relevance.png import png_data_uri
+from attnjax.inspection.relevance.tree import RelevanceTree, TreeConfig, relevance_trees
+from attnjax.inspection.relevance.tree_json import (
+    SCHEMA_VERSION,
+    layer_table,
+    tree_to_dict,
+    trees_to_json,
+)
 from attnjax.progress import ProgressBar
-from attnjax.relevance import RelevanceTree, TreeConfig, relevance_trees
-from attnjax.relevance_json import SCHEMA_VERSION, layer_table, tree_to_dict, trees_to_json
-from attnjax.viewer_drawing import draw_tree_png
-from attnjax.viewer_png import png_data_uri
 
-ASSETS = Path(__file__).with_name("viewer_assets")
+ASSETS = Path(__file__).with_name("assets")
 IMAGE_MODES = ("screen", "obs", "stack")
 VIEWER_DIGITS = 5  # significant digits of the numbers embedded in the HTML
 
@@ -62,7 +67,7 @@ def record(agent: Any, num_frames: int, seed: int = 0, policy: str = "sample", w
     """Play one environment with the agent through `render.play` (so `tree`, `saliency` and a
     one-run `video` with the same flags record the same frames): `warmup` steps unrecorded,
     then every `stride`-th step until `num_frames` frames are held, with every activation."""
-    from attnjax.render import record_one
+    from attnjax.inspection.render import record_one
 
     with ProgressBar("playing", num_frames, progress, every_s=None, stream="stdout") as bar:
         data = record_one(agent, num_frames, seed, policy, warmup, stride, outputs=True,
@@ -188,8 +193,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from attnjax.checkpoints import load_agent
-    from attnjax.envs import action_names
+    from attnjax.agents.load import load_agent
+    from attnjax.model.envs import action_names
 
     check_play_arguments(args)
     config = tree_config_from_args(args)

@@ -17,7 +17,7 @@ from attnjax.errors import UserError
 from attnjax.figures.records import game_name
 from attnjax.figures.summary import game_order, group_label, group_order
 from attnjax.figures.tables import format_cell
-from attnjax.runs import is_number, read_json_object
+from attnjax.training.runs import is_number, read_json_object
 
 EVALUATION_KEYS = {"env_id": str, "network": str, "attn_coef": float, "seed": int,
                    "policy": str, "games": int, "mean": float}

@@ -19,10 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from attnjax import runs
-from attnjax.checkpoints import CheckpointMismatch, RunCheckpointer
-from attnjax.config import RUN_DEFINING_FIELDS, TrainConfig, validate
-from attnjax.envs import (
+from attnjax.errors import UserError
+from attnjax.model.envs import (
     QUADRANT_ENV_ID,
     EpisodeStats,
     env_seeds,
@@ -30,9 +28,12 @@ from attnjax.envs import (
     planned_num_actions,
     validate_env_id,
 )
-from attnjax.errors import UserError
-from attnjax.networks import init_params, make_network
-from attnjax.ppo import (
+from attnjax.model.networks import init_params, make_network
+from attnjax.progress import ProgressBar
+from attnjax.training import runs
+from attnjax.training.checkpoints import CheckpointMismatch, RunCheckpointer
+from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig, validate
+from attnjax.training.ppo import (
     LOSS_METRICS,
     RunState,
     TrainState,
@@ -42,8 +43,7 @@ from attnjax.ppo import (
     resolve_execution,
     shard_state,
 )
-from attnjax.progress import ProgressBar
-from attnjax.tracking import ATTENTION_DPI, WandbRun, attention_figure, clean_number
+from attnjax.training.tracking import ATTENTION_DPI, WandbRun, attention_figure, clean_number
 
 GRID_FIELDS = ("attn_coef", "seed", "run_name")
 
@@ -200,8 +200,7 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
                 run = _run_slice(stacked_runs, r)
                 params, saved, meta = checkpointer.restore(iteration, run.params,
                                                            _saved_state(run))
-                if meta["config"]["attn_coef"] != configs[r].attn_coef:
-                    raise CheckpointMismatch("checkpoint of another run")
+                check_checkpoint_config(checkpointer.run_dir, iteration, meta, configs[r])
                 restored.append((params, saved))
         except CheckpointMismatch as err:  # another architecture, not corruption
             raise UserError(
@@ -210,6 +209,8 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
                 "names: they were written by another architecture; resume with the original "
                 "config.json or train a new run"
             ) from err
+        except UserError:
+            raise
         except Exception as err:  # noqa: BLE001 - corrupt checkpoint: use an older one
             import warnings
 
@@ -229,6 +230,20 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
         return state.replace(runs=stacked), iteration
     raise UserError("no checkpoint iteration is readable for every run; train anew without "
                     "--resume")
+
+
+def check_checkpoint_config(run_dir: Path, iteration: int, meta: dict[str, Any],
+                            config: TrainConfig) -> None:
+    """UserError naming the settings (lambda, seed, sizes, ...) in which a checkpoint's recorded
+    config differs from the run's: a resume continues only the run that wrote it."""
+    saved = meta.get("config", {})
+    differing = [k for k in RUN_DEFINING_FIELDS if saved.get(k) != getattr(config, k)]
+    if differing:
+        shown = ", ".join(f"{k} {saved.get(k)!r} there, {getattr(config, k)!r} here"
+                          for k in differing)
+        raise UserError(f"checkpoint {iteration} in {run_dir} was written by another run "
+                        f"({shown}); resume with that run's own config.json or train a new run "
+                        "in another --out-dir")
 
 
 def _log_attention(network: Any, run: RunState, run_dir: Path, tracker: WandbRun,

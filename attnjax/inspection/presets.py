@@ -14,8 +14,8 @@ import math
 from typing import Any
 
 from attnjax.cli import add_preset_argument, counts, non_negative_int, positive_int, preset_values
-from attnjax.relevance import LEAF_LAYERS, RANK_MODES, ROOT_MODES, SPECS, TreeConfig
-from attnjax.saliency import LAYERS, STACKS, TARGETS, SaliencyConfig
+from attnjax.inspection.relevance.tree import LEAF_LAYERS, RANK_MODES, ROOT_MODES, SPECS, TreeConfig
+from attnjax.inspection.saliency.methods import LAYERS, STACKS, TARGETS, SaliencyConfig
 
 # saliency (SaliencyConfig fields). The paper: target SUM of the pre-softmax attention logits
 # (the graph's `a2`), 50 noisy copies, sigma = 0.15 x (max - min) of the input, squared

@@ -24,8 +24,8 @@ import numpy as np
 
 from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
-from attnjax.presets import add_saliency_arguments, saliency_config_from_args
-from attnjax.saliency import (
+from attnjax.inspection.presets import add_saliency_arguments, saliency_config_from_args
+from attnjax.inspection.saliency.methods import (
     MAGNITUDES,
     METHODS,
     SIGMA_SCOPES,
@@ -34,7 +34,7 @@ from attnjax.saliency import (
 
 FORMAT = "attnjax-saliency"
 FORMAT_VERSION = 1
-PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+PYPROJECT = Path(__file__).resolve().parents[3] / "pyproject.toml"
 
 # key -> (description, shape); `<method>` and `<method>_<stack>` are added per method
 KEYS = {
@@ -144,8 +144,8 @@ def load_obs_file(path: str | Path, frames: int | None) -> dict[str, np.ndarray]
 def play_frames(agent: Any, frames: int, seed: int, policy: str, warmup: int, stride: int,
                 progress: bool) -> dict[str, np.ndarray]:
     """The frames to explain, played by `render.play` (as `video` and `tree` play them)."""
+    from attnjax.inspection.render import record_one
     from attnjax.progress import ProgressBar
-    from attnjax.render import record_one
 
     with ProgressBar("playing", frames, progress) as bar:
         return record_one(agent, frames, seed, policy, warmup, stride, advance=bar.advance)
@@ -241,8 +241,12 @@ def export(agent: Any, config: SaliencyConfig, out: str | Path, *, frames: int |
     Returns the metadata written."""
     import jax
 
+    from attnjax.inspection.saliency.methods import (
+        check_network,
+        compute_saliency,
+        frames_per_chunk,
+    )
     from attnjax.progress import ProgressBar
-    from attnjax.saliency import check_network, compute_saliency, frames_per_chunk
 
     out = check_out_path(out)
     check_network(agent.network, config)
@@ -331,7 +335,7 @@ def write_pngs(arrays: dict[str, np.ndarray], methods: tuple[str, ...], stack: s
 
 
 def main(args: argparse.Namespace) -> int:
-    from attnjax.checkpoints import load_agent
+    from attnjax.agents.load import load_agent
 
     check_play_arguments(args)
     config = config_from_args(args)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnjax.relevance import LAYERS, RelevanceTree
+from attnjax.inspection.relevance.tree import LAYERS, RelevanceTree
 
 LAYER_COLORS = {  # the viewer's palette (viewer.js), for the PNGs
     "attention": "#ff4fd8",

@@ -30,10 +30,11 @@ import optax
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from attnjax.config import TrainConfig
 from attnjax.devices import eigen_convolution_options
-from attnjax.envs import EpisodeStats, StepResult
-from attnjax.losses import (
+from attnjax.model.envs import EpisodeStats, StepResult
+from attnjax.model.networks import init_params
+from attnjax.training.config import TrainConfig
+from attnjax.training.losses import (
     LossCoefficients,
     Minibatch,
     categorical_log_prob,
@@ -43,7 +44,6 @@ from attnjax.losses import (
     valid_transitions,
     weighted_ppo_loss,
 )
-from attnjax.networks import init_params
 
 # Per-iteration metrics, each [R] per iteration; averaged over all minibatch updates.
 LOSS_METRICS = (

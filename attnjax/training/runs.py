@@ -8,7 +8,7 @@ tracking, checkpoints, publish and figures all read or write it.
     <out_dir>/<Game>__attn<lambda>__s<seed>/
         config.json                the TrainConfig (`config_record`)
         metrics.jsonl              one JSON object per iteration, global_step increasing
-        checkpoints/<iteration>/   orbax checkpoints (attnjax.checkpoints)
+        checkpoints/<iteration>/   orbax checkpoints (attnjax.training.checkpoints)
         attention.png              the newest attention picture
         wandb_run_id, wandb/       the W&B run id and W&B's own files
 """
@@ -26,8 +26,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from attnjax.config import TrainConfig
 from attnjax.errors import UserError, make_folder, os_error_reason, remove_folders
+from attnjax.training.config import TrainConfig
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"

@@ -29,14 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.baseline import vs_uniform
 from attnjax.cli import add_play_arguments, check_play_arguments
-from attnjax.envs import action_names
 from attnjax.errors import UserError, writable_folder
-from attnjax.networks import CONV_GEOMETRY, GRID
-from attnjax.presets import add_saliency_arguments, saliency_config_from_args
-from attnjax.progress import ProgressBar
-from attnjax.render import (
+from attnjax.inspection.presets import add_saliency_arguments, saliency_config_from_args
+from attnjax.inspection.render import (
     OVERLAY_SCALES,
     Frame,
     draw_attention,
@@ -49,7 +45,11 @@ from attnjax.render import (
     resize_nearest,
     upscale,
 )
-from attnjax.saliency import METHODS
+from attnjax.inspection.saliency.methods import METHODS
+from attnjax.model.baseline import vs_uniform
+from attnjax.model.envs import action_names
+from attnjax.model.networks import CONV_GEOMETRY, GRID
+from attnjax.progress import ProgressBar
 
 SALIENCY_CHOICES = ("none", *METHODS)
 STYLES = ("attnjax", "paper")
@@ -293,7 +293,11 @@ def saliency_setup(args: argparse.Namespace, agents: Sequence[Any]) -> Any:
     """(config, per-run compiled functions, chunk) or None without --saliency."""
     if args.saliency == "none":
         return None
-    from attnjax.saliency import check_network, frames_per_chunk, make_batch_saliency
+    from attnjax.inspection.saliency.methods import (
+        check_network,
+        frames_per_chunk,
+        make_batch_saliency,
+    )
 
     config = saliency_config_from_args(args, methods=(args.saliency,), sigma_scope="frame")
     for agent in agents:
@@ -406,7 +410,7 @@ def _block_saliency(agents: Sequence[Any], buffer: list[Frame], setup: Any, seed
         return None
     import jax
 
-    from attnjax.saliency import compute_saliency
+    from attnjax.inspection.saliency.methods import compute_saliency
 
     config, fns, chunk = setup
     key = jax.random.fold_in(jax.random.PRNGKey(seed), offset)
@@ -420,8 +424,8 @@ def _block_saliency(agents: Sequence[Any], buffer: list[Frame], setup: Any, seed
 
 
 def main(args: argparse.Namespace) -> int:
-    from attnjax.checkpoints import load_agent
-    from attnjax.render import check_same_env
+    from attnjax.agents.load import load_agent
+    from attnjax.inspection.render import check_same_env
 
     out = _check_args(args)
     agents = [load_agent(run) for run in args.run]

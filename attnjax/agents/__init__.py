@@ -1,0 +1,3 @@
+"""Trained agents as things to share and score: publishing final parameters, evaluating full games,
+model cards.
+"""

@@ -1,0 +1,3 @@
+"""PPO training: the config, the loss, the compiled iteration, the loop around it, run folders,
+checkpoints, tracking and sweep files.
+"""
