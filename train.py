@@ -2,7 +2,9 @@
 """Train the entropy-regularised attention agent (Nikulin et al. 2019) with PPO on envpool Atari.
 
 Defaults are the paper's preset. Several --attn-coef and --seed values train the whole
-lambda x seed grid in one process and one compiled program, one run folder each.
+lambda x seed grid in one process and one compiled program, one run folder each. The same
+command run again after it was stopped continues from the runs' checkpoints; a folder holding
+another run's files is refused, never overwritten.
 Examples:
   train.py --env-id Breakout-v5 --attn-coef 0.001 --seed 0
   train.py --env-id Breakout-v5 --attn-coef 0 0.0005 0.005 --seed 0 1
@@ -79,8 +81,8 @@ def main() -> int:
     configs = configs_from_args(args)
     resume = bool(getattr(args, "resume", None))
     if getattr(args, "dry_run", False):
-        prepare(configs, resume)  # what train() checks first
-        print(plan(configs))
+        _, continues = prepare(configs, resume)  # what train() checks first
+        print(plan(configs, continues))
         return 0
     try:
         run_dirs = train(configs, progress=not getattr(args, "quiet", False), resume=resume)

@@ -64,13 +64,14 @@ class ProgressBar:
         return (self.done - self.start) / max(time.monotonic() - self.t0, 1e-9)
 
     def line(self) -> str:
-        """The plain progress line: label, count, percentage, rate, ETA, info."""
+        """The plain progress line: label, count, percentage, average rate since the start
+        (compilation included), ETA, info."""
         rate = self.rate
         eta = (self.total - self.done) / rate if rate > 0 else math.inf
         pct = 100.0 * self.done / max(self.total, 1)
         info = f"  {self.info}" if self.info else ""
         return (f"[{self.label}] {self.done:,}/{self.total:,} {self.unit} ({pct:.0f}%, "
-                f"{rate:,.1f}/s, ETA {format_eta(eta)}){info}")
+                f"{rate:,.1f}/s average, ETA {format_eta(eta)}){info}")
 
     def update(self, completed: int, info: str | None = None, final: bool = False) -> None:
         """Set the count to `completed`; a plain line is due every `every_s` s (and `final`)."""

@@ -1,6 +1,7 @@
 """Checkpoints and resume through the command: --keep-checkpoints, a grid resumed past a corrupt
 newest checkpoint continuing exactly (parameters, optimizer state, RNG key, episode statistics)
-from the one before, a run killed with SIGKILL resuming gap-free, and the NaN stop."""
+from the one before, a grid killed with SIGKILL continuing gap-free when its command is run
+again, and the NaN stop."""
 
 from __future__ import annotations
 
@@ -133,33 +134,41 @@ def test_grid_resume_past_a_corrupt_checkpoint_continues_exactly(grid, tmp_path)
             runs[0]).params), strict=True))
 
 
-def test_sigkill_after_a_checkpoint_then_resume(tmp_path):
-    """Killed (SIGKILL) as soon as iteration 7's metrics line is written, past the checkpoint of
-    iteration 5 (no sleep: a fast machine cannot finish the 50 iterations in between): the
-    resume drops the lines after the newest checkpoint and ends at the total steps with a
-    gap-free metrics file."""
+def test_grid_killed_after_a_checkpoint_continues_when_rerun_with_the_same_command(tmp_path):
+    """A 2-run grid killed (SIGKILL) as soon as iteration 7's metrics lines are written, past
+    the checkpoint of iteration 5 (no sleep: a fast machine cannot finish the 50 iterations in
+    between), then started again with the very same command: it continues from the newest
+    checkpoint and ends at the total steps with gap-free metrics whose lines up to that
+    checkpoint are the killed run's own (the envs restart, so later lines differ)."""
     total_iterations = 50
-    cmd = [sys.executable, str(ROOT / "train.py"), *TINY, "--checkpoint-every", "5",
-           "--total-timesteps", str(total_iterations * BATCH), "--out-dir", str(tmp_path)]
+    cmd = [sys.executable, str(ROOT / "train.py"), *TINY, "--attn-coef", "0", "0.01",
+           "--checkpoint-every", "5", "--total-timesteps", str(total_iterations * BATCH),
+           "--out-dir", str(tmp_path)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    run = tmp_path / "Quadrant__attn0__s0"
+    grid = [tmp_path / name for name in RUNS]
     deadline = time.monotonic() + 600  # a timeout for a stuck run, not a speed requirement
     try:
-        while lines_written(run) < 7:
+        while min(lines_written(run) for run in grid) < 7:
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "no checkpoint appeared"
             time.sleep(0.01)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    written = lines_written(run)
-    newest = load_agent(run).iteration
-    assert newest % 5 == 0 and 5 <= newest <= written < total_iterations, (newest, written)
+    killed = {run: (run / "metrics.jsonl").read_text().splitlines() for run in grid}
+    newest = min(load_agent(run).iteration for run in grid)
+    assert newest % 5 == 0 and 5 <= newest < total_iterations, newest
 
-    proc = run_train("--resume", str(run))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert global_steps(run) == list(range(BATCH, total_iterations * BATCH + 1, BATCH))
-    assert load_agent(run).step == total_iterations * BATCH
+    for run in grid:
+        assert global_steps(run) == list(range(BATCH, total_iterations * BATCH + 1, BATCH))
+        assert load_agent(run).step == total_iterations * BATCH
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        assert lines[:newest] == killed[run][:newest]
+        # training is deterministic: a run started over would write the killed lines again;
+        # a continued one meets new games after the checkpoint
+        assert len(killed[run]) > newest and lines[newest] != killed[run][newest]
 
 
 def test_nan_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -148,8 +148,26 @@ def test_visualize_output_that_cannot_be_written_is_one_line(finished_run, tmp_p
 def test_resume_refuses_flags_that_change_the_run(finished_run):
     proc = run_train("--resume", str(finished_run), "--attn-coef", "0.5")
     assert_one_line_error(proc, "--attn-coef", "meaning")
-    proc = run_train(*TINY, "--total-timesteps", "128", "--out-dir", str(finished_run.parent))
-    assert_one_line_error(proc, "already holds checkpoints", "--resume")
+    proc = run_train(*TINY, "--total-timesteps", "256", "--out-dir", str(finished_run.parent))
+    assert_one_line_error(proc, "another configuration", "total_timesteps 128 there, 256 here",
+                          "--resume")
+
+
+def test_resume_from_checkpoints_of_another_lambda_names_it(finished_run, tmp_path):
+    """config.json edited to another lambda than its checkpoints were trained with: the resume
+    is refused naming lambda (attn_coef), not the architecture, and nothing changes."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["attn_coef"] = 0.5
+    (run / "config.json").write_text(json.dumps(config))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    proc = run_train("--resume", str(run))
+    assert_one_line_error(proc, "written by another run", "attn_coef", "0.5 here")
+    assert "architecture" not in proc.stderr
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 def test_resume_of_another_architecture(finished_run, tmp_path):
@@ -162,5 +180,5 @@ def test_resume_of_another_architecture(finished_run, tmp_path):
     (run / "config.json").write_text(json.dumps(config))
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
     proc = run_train("--resume", str(run))
-    assert_one_line_error(proc, "another architecture")
+    assert_one_line_error(proc, "written by another run", "network")
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before

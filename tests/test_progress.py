@@ -23,8 +23,8 @@ def test_plain_lines_off_a_terminal_show_count_rate_and_eta(capsys, monkeypatch)
         now[0] = 104.0
         bar.advance(2, info="loss 0.5")
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == "[playing] 2/10 frames (20%, 1.0/s, ETA 0:00:08)  x"
-    assert err[1] == "[playing] 4/10 frames (40%, 1.0/s, ETA 0:00:06)  loss 0.5"
+    assert err[0] == "[playing] 2/10 frames (20%, 1.0/s average, ETA 0:00:08)  x"
+    assert err[1] == "[playing] 4/10 frames (40%, 1.0/s average, ETA 0:00:06)  loss 0.5"
 
 
 def test_resumed_units_do_not_count_in_the_rate(monkeypatch):

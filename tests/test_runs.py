@@ -142,7 +142,7 @@ def test_checking_and_creating_run_folders(tmp_path):
     grid = [config(tmp_path, attn_coef=a) for a in (0.0, 0.5)]
     one_line_error(lambda: runs.check_run_dirs(grid, resume=True), "--resume",
                    "no checkpoint there")
-    assert runs.check_run_dirs(grid, resume=False) == [runs.run_dir(c) for c in grid]
+    assert runs.check_run_dirs(grid, resume=False) == ([runs.run_dir(c) for c in grid], False)
     assert not any(tmp_path.iterdir())  # checking writes nothing
     dirs = runs.create_run_dirs(grid, resume=False)
     for c, folder in zip(grid, dirs, strict=True):
@@ -150,12 +150,41 @@ def test_checking_and_creating_run_folders(tmp_path):
         assert runs.read_config(folder).attn_coef == c.attn_coef
     (dirs[0] / runs.METRICS_FILE).write_text('{"global_step": 64}\n')
     (dirs[0] / runs.CHECKPOINT_DIR / "1").mkdir()
-    one_line_error(lambda: runs.check_run_dirs(grid, resume=False), "already holds checkpoints")
+    # only one run of the grid has a checkpoint, the other one's files have none
+    one_line_error(lambda: runs.check_run_dirs(grid, resume=False), str(dirs[1]),
+                   "config.json", "no checkpoint", "nothing was changed")
+    (dirs[1] / runs.CONFIG_FILE).unlink()
+    one_line_error(lambda: runs.check_run_dirs(grid, resume=False), "1 run folder(s)",
+                   "hold checkpoints", "nothing was changed")
+    # the same configuration with a checkpoint: the command continues it
+    assert runs.check_run_dirs(grid[:1], resume=False) == ([dirs[0]], True)
     runs.create_run_dirs(grid[:1], resume=True)  # a resume keeps the metrics
     assert (dirs[0] / runs.METRICS_FILE).exists()
     (dirs[0] / runs.CHECKPOINT_DIR / "1").rmdir()
     runs.create_run_dirs(grid[:1], resume=False)  # a new run starts a new log
     assert not (dirs[0] / runs.METRICS_FILE).exists()
+
+
+def test_a_new_run_never_starts_over_another_runs_files(tmp_path):
+    """Checkpoints of another configuration, or any file of a run (a published agent, its
+    evaluations, card or log) without a checkpoint: refused with one line, nothing touched."""
+    c = config(tmp_path, attn_coef=0.5)
+    folder = runs.run_dir(c)
+    folder.mkdir()
+    (folder / runs.CHECKPOINT_DIR).mkdir()  # an empty checkpoints/ folder holds nothing
+    assert runs.check_run_dirs([c], resume=False) == ([folder], False)
+    for name in ("metrics.jsonl", "agent.json", "params.npz", "evaluation_greedy.json",
+                 "README.md", "config.json"):
+        (folder / name).write_text("kept")
+        one_line_error(lambda: runs.check_run_dirs([c], resume=False), str(folder), name,
+                       "no checkpoint", "--out-dir")
+        (folder / name).unlink()
+    runs.write_config(folder, dataclasses.replace(c, attn_coef=0.25, learning_rate=1e-3))
+    (folder / runs.CHECKPOINT_DIR / "3").mkdir()
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    one_line_error(lambda: runs.check_run_dirs([c], resume=False), "another configuration",
+                   "attn_coef 0.25 there, 0.5 here", "learning_rate", f"--resume {folder}")
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
 
 
 def test_creating_run_folders_leaves_nothing_when_one_cannot_be_made(tmp_path):

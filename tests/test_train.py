@@ -141,7 +141,7 @@ def test_prepare_checks_everything_before_writing(tmp_path):
 
     base = TrainConfig(**TINY, out_dir=str(tmp_path / "out"))
     run = tmp_path / "out" / "Quadrant__attn0__s0"
-    assert prepare([base]) == [run]
+    assert prepare([base]) == ([run], False)
     bad = [{"env_id": "Quadrant-v9"}, {"num_envs": 0}]
     for change, needle in zip(bad, ["unknown env id", "--num-envs"], strict=True):
         with pytest.raises(UserError, match=needle):
@@ -152,6 +152,13 @@ def test_prepare_checks_everything_before_writing(tmp_path):
         prepare([base], resume=True)
     assert not (tmp_path / "out").exists()
     (run / "checkpoints" / "1").mkdir(parents=True)
-    with pytest.raises(UserError, match="already holds checkpoints"):
-        prepare([base])
-    assert prepare([base], resume=True) == [run]
+    with pytest.raises(UserError, match="cannot read .*config.json"):
+        prepare([base])  # checkpoints whose configuration cannot be read are not continued
+    from attnjax.training.runs import write_config
+
+    write_config(run, base)
+    assert prepare([base]) == ([run], True)  # the same configuration: continued
+    with pytest.raises(UserError, match="another configuration"):
+        prepare([TrainConfig(**TINY, attn_coef=0.5, run_name=run.name,
+                             out_dir=str(tmp_path / "out"))])
+    assert prepare([base], resume=True) == ([run], True)

@@ -21,11 +21,15 @@ from attnjax.model.networks import init_params, make_network
 from attnjax.training.checkpoints import (
     CheckpointMismatch,
     like_template,
-    read_checkpoint_meta,
     restore_params,
 )
 from attnjax.training.config import TrainConfig
-from attnjax.training.runs import checkpoint_path, find_checkpoints, run_of_checkpoint
+from attnjax.training.runs import (
+    checkpoint_path,
+    find_checkpoints,
+    read_checkpoint_meta,
+    run_of_checkpoint,
+)
 
 
 @dataclass

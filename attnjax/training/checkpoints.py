@@ -9,7 +9,6 @@ fails to restore is skipped with a warning and the previous one is used. No pick
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from attnjax.training.runs import (
-    CHECKPOINT_DIR,
-    checkpoint_path,
-)
+from attnjax.training.runs import CHECKPOINT_DIR, checkpoint_path
 
 # orbax logs every save at INFO/WARNING level through absl; keep training output readable
 logging.getLogger("absl").setLevel(logging.ERROR)
@@ -133,11 +129,6 @@ def like_template(template: Any, restored: Any) -> Any:
     if len(want) != len(got) or shapes_differ:
         raise CheckpointMismatch("checkpoint arrays do not match the network's shapes")
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), got)
-
-
-def read_checkpoint_meta(run_dir: Path, iteration: int) -> dict[str, Any]:
-    """The `meta` item of a checkpoint (JSON, as orbax's JsonSave wrote it)."""
-    return json.loads((checkpoint_path(run_dir, iteration) / "meta" / "metadata").read_text())
 
 
 def restore_params(run_dir: Path, iteration: int, template: Any) -> Any:

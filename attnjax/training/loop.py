@@ -70,10 +70,11 @@ def check_grid(configs: list[TrainConfig]) -> None:
         raise UserError("two runs of the grid have the same folder name; repeat no lambda/seed")
 
 
-def prepare(configs: list[TrainConfig], resume: bool = False) -> list[Path]:
+def prepare(configs: list[TrainConfig], resume: bool = False) -> tuple[list[Path], bool]:
     """Every check before anything is written or compiled, run once whether training or
     `--dry-run`: the env id, each config, the grid, the out dir and what the run folders hold
-    (checkpoints to resume from, none to overwrite). Returns the run folders; UserError."""
+    (`runs.check_run_dirs`: checkpoints of the same configuration to continue from, nothing of
+    another run to overwrite). Returns (run folders, whether they are continued); UserError."""
     for env_id in dict.fromkeys(c.env_id for c in configs):
         validate_env_id(env_id)
     for config in configs:
@@ -92,8 +93,9 @@ def parameter_count(config: TrainConfig) -> int:
     return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
 
 
-def plan(configs: list[TrainConfig]) -> str:
-    """What `--dry-run` prints: runs, steps, folders and a memory estimate."""
+def plan(configs: list[TrainConfig], resume: bool = False) -> str:
+    """What `--dry-run` prints: runs, steps, folders (and the checkpoint each continued run
+    starts from) and a memory estimate."""
     c = configs[0]
     obs_bytes = 4 * 84 * 84
     params = parameter_count(c)
@@ -113,7 +115,13 @@ def plan(configs: list[TrainConfig]) -> str:
         f"{c.minibatch_size}; envs in one pool: {len(configs) * c.num_envs}",
         f"  estimated device memory: {total / 2**20:,.0f} MiB",
     ]
-    lines += [f"  run: {runs.run_dir(x)}  (lambda={x.attn_coef:g}, seed={x.seed})" for x in configs]
+    for x in configs:
+        line = f"  run: {runs.run_dir(x)}  (lambda={x.attn_coef:g}, seed={x.seed})"
+        if resume:
+            newest = runs.checkpoint_iterations(runs.run_dir(x))[-1]
+            line += (f"  continues from checkpoint {newest} "
+                     f"(step {newest * x.batch_size:,})")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -200,7 +208,11 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
                 run = _run_slice(stacked_runs, r)
                 params, saved, meta = checkpointer.restore(iteration, run.params,
                                                            _saved_state(run))
-                check_checkpoint_config(checkpointer.run_dir, iteration, meta, configs[r])
+                differing = runs.differing_settings(meta.get("config", {}), configs[r])
+                if differing:  # checked before anything was written (check_run_dirs); kept
+                    raise UserError(  # for a checkpoint written in between
+                        f"checkpoint {iteration} in {checkpointer.run_dir} was written by "
+                        f"another run ({'; '.join(differing)}); train a new run instead")
                 restored.append((params, saved))
         except CheckpointMismatch as err:  # another architecture, not corruption
             raise UserError(
@@ -232,20 +244,6 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
                     "--resume")
 
 
-def check_checkpoint_config(run_dir: Path, iteration: int, meta: dict[str, Any],
-                            config: TrainConfig) -> None:
-    """UserError naming the settings (lambda, seed, sizes, ...) in which a checkpoint's recorded
-    config differs from the run's: a resume continues only the run that wrote it."""
-    saved = meta.get("config", {})
-    differing = [k for k in RUN_DEFINING_FIELDS if saved.get(k) != getattr(config, k)]
-    if differing:
-        shown = ", ".join(f"{k} {saved.get(k)!r} there, {getattr(config, k)!r} here"
-                          for k in differing)
-        raise UserError(f"checkpoint {iteration} in {run_dir} was written by another run "
-                        f"({shown}); resume with that run's own config.json or train a new run "
-                        "in another --out-dir")
-
-
 def _log_attention(network: Any, run: RunState, run_dir: Path, tracker: WandbRun,
                    global_step: int, title: str) -> None:
     import matplotlib.pyplot as plt
@@ -265,7 +263,7 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     """Train the runs (a grid shares one env pool and one compiled iteration); returns their
     run folders. Raises UserError for bad input (before compiling) and TrainingDiverged when a
     loss becomes non-finite."""
-    prepare(configs, resume)
+    _, resume = prepare(configs, resume)
     run_dirs = runs.create_run_dirs(configs, resume)
     base = configs[0]
     num_runs = len(configs)
@@ -283,12 +281,18 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     logs = [runs.MetricsLog(d) for d in run_dirs]
     iterate = program.iterate
     per_call = iterate.iterations_per_call
+    # the bar counts the agent steps of all runs together, so its average rate and the last
+    # iteration's rate in its info are both aggregate rates over the grid
     label = base.game if num_runs == 1 else f"{base.game} x{num_runs}"
-    bar = ProgressBar(label, base.num_iterations * base.batch_size, enabled=progress,
-                      unit="steps", start=start_iteration * base.batch_size, every_s=30.0,
+    bar = ProgressBar(label, num_runs * base.num_iterations * base.batch_size, enabled=progress,
+                      unit="agent steps" if num_runs == 1 else f"agent steps of {num_runs} runs",
+                      start=num_runs * start_iteration * base.batch_size, every_s=30.0,
                       stream="stdout", info="compiling...")
     if progress:
-        print(plan(configs).splitlines()[0] + "; compiling the PPO iteration...", flush=True)
+        continued = (f"; continuing from checkpoint {start_iteration}" if start_iteration
+                     else "")
+        print(plan(configs).splitlines()[0] + continued + "; compiling the PPO iteration...",
+              flush=True)
 
     def checkpoint(iteration: int) -> None:
         host = jax.device_get(state.runs)  # on the host: no cross-device program (_run_slice)
@@ -331,8 +335,9 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
             ent = clean_number(metrics["attention_entropy"][-1, 0])
             ret_s = "-" if ret is None else f"{ret:.1f}"
             ent_s = "-" if ent is None or base.network != "attention" else f"{ent:.3f}"
-            bar.update(iteration * base.batch_size,
-                       f"now {sps * num_runs:,.0f} steps/s  return {ret_s}  H(att) {ent_s}")
+            bar.update(num_runs * iteration * base.batch_size,
+                       f"last iteration {sps * num_runs:,.0f} steps/s  return {ret_s}  "
+                       f"H(att) {ent_s}" + (" (first run)" if num_runs > 1 else ""))
             final = iteration >= base.num_iterations
             if base.log_images_every and (iteration % base.log_images_every == 0 or final):
                 host = jax.device_get(state.runs.replace(opt_state=None))  # see _run_slice
@@ -341,7 +346,7 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
                                    iteration * base.batch_size, runs.run_name(configs[r]))
             if iteration % base.checkpoint_every == 0 or final:
                 checkpoint(iteration)
-        bar.update(iteration * base.batch_size, final=True)  # the latest numbers again
+        bar.update(num_runs * iteration * base.batch_size, final=True)  # the latest again
     finally:
         bar.close()
         for log in logs:

@@ -291,6 +291,12 @@ def checkpoint_iterations(folder: Path) -> list[int]:
     return sorted(int(p.name) for p in saved.iterdir() if p.name.isdigit())
 
 
+def read_checkpoint_meta(folder: Path, iteration: int) -> dict[str, Any]:
+    """The `meta` item of a checkpoint (JSON as orbax's JsonSave writes it: the run's config,
+    global step, iteration, number of actions, W&B run id)."""
+    return json.loads((checkpoint_path(folder, iteration) / "meta" / "metadata").read_text())
+
+
 def find_checkpoints(path: Path) -> tuple[Path, list[int]]:
     """(run folder, checkpoint iterations newest first) for a run folder or one checkpoint."""
     path = Path(path)
@@ -331,19 +337,95 @@ def check_out_dir_writable(out_dir: str) -> None:
                         "folder); choose another folder")
 
 
-def check_run_dirs(configs: list[TrainConfig], resume: bool) -> list[Path]:
-    """The run folders, read-only checks: a resumed run must hold checkpoints, a new one must
-    not. Returns the folders."""
+# What a folder must not hold for a new run to start in it: the files of a run (a trained
+# one, a published agent, its evaluations or card) that no checkpoint can continue.
+RUN_FILE_PATTERNS = (CONFIG_FILE, METRICS_FILE, "agent.json", "params.npz", "evaluation*.json",
+                     "README.md", ATTENTION_PNG, WANDB_ID_FILE)
+
+
+def run_files_in(folder: Path) -> list[str]:
+    """The names of the run files (RUN_FILE_PATTERNS) a folder holds, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted({p.name for pattern in RUN_FILE_PATTERNS for p in folder.glob(pattern)})
+
+
+def differing_settings(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """The run-defining settings (lambda, seed, sizes, ...) in which a recorded config (a
+    config.json or a checkpoint's) differs from `config`, as "name X there, Y here"."""
+    from attnjax.training.config import RUN_DEFINING_FIELDS
+
+    return [f"{k} {saved.get(k)!r} there, {getattr(config, k)!r} here"
+            for k in RUN_DEFINING_FIELDS if saved.get(k) != getattr(config, k)]
+
+
+def config_differences(folder: Path, config: TrainConfig) -> list[str]:
+    """`differing_settings` of the run folder's config.json against `config`."""
+    saved = read_config(folder, fix="move that folder away or pick another --out-dir")
+    return differing_settings(saved.to_dict(), config)
+
+
+def check_checkpoints_fit(folder: Path, config: TrainConfig) -> None:
+    """UserError when a readable checkpoint of the folder was written by a run of other
+    settings than `config` (config.json edited, or another run's checkpoints copied in):
+    training continues only the run that wrote them. Unreadable ones are left to the resume,
+    which skips them."""
+    for iteration in checkpoint_iterations(folder):
+        try:
+            saved = read_checkpoint_meta(folder, iteration)["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        differing = differing_settings(saved, config)
+        if differing:
+            raise UserError(f"checkpoint {iteration} in {folder} was written by another run "
+                            f"({'; '.join(differing)}); nothing was changed: resume with that "
+                            "run's own config.json or train a new run in another --out-dir")
+
+
+def check_run_dirs(configs: list[TrainConfig], resume: bool) -> tuple[list[Path], bool]:
+    """Read-only checks of the run folders; returns (folders, whether training continues them).
+
+    With --resume every folder must hold checkpoints. Without it, a command run again after it
+    was stopped continues its runs: every folder holds checkpoints of the same configuration
+    (config.json equal in every run-defining setting). A folder is refused, with nothing
+    touched, when it holds checkpoints of another configuration, or files of a run (metrics,
+    config, a published agent, evaluations, a card) but no checkpoint, or when only some runs
+    of a grid have checkpoints. Otherwise the runs are new."""
     dirs = [run_dir(c) for c in configs]
-    for folder in dirs:
-        has_checkpoints = bool(checkpoint_iterations(folder))
-        if resume and not has_checkpoints:
-            raise UserError(f"--resume {folder}: no checkpoint there to resume from; train "
-                            "it anew without --resume")
-        if not resume and has_checkpoints:
-            raise UserError(f"run folder {folder} already holds checkpoints; continue it "
-                            f"with --resume {folder}, or pick another --out-dir/--run-name")
-    return dirs
+    if resume:
+        for folder in dirs:
+            if not checkpoint_iterations(folder):
+                raise UserError(f"--resume {folder}: no checkpoint there to resume from; train "
+                                "it anew without --resume")
+        for config, folder in zip(configs, dirs, strict=True):
+            check_checkpoints_fit(folder, config)
+        return dirs, True
+    with_checkpoints, new = [], []
+    for config, folder in zip(configs, dirs, strict=True):
+        if checkpoint_iterations(folder):
+            differing = config_differences(folder, config)
+            if differing:
+                raise UserError(
+                    f"run folder {folder} holds checkpoints of another configuration "
+                    f"({'; '.join(differing)}); nothing was changed: continue that run with "
+                    f"--resume {folder}, or pick another --out-dir/--run-name")
+            check_checkpoints_fit(folder, config)
+            with_checkpoints.append(folder)
+        elif files := run_files_in(folder):
+            raise UserError(
+                f"run folder {folder} holds {', '.join(files)} but no checkpoint to continue "
+                "from; nothing was changed: pick another --out-dir/--run-name (or move that "
+                "folder away)")
+        else:
+            new.append(folder)
+    if with_checkpoints and new:
+        raise UserError(
+            f"{len(with_checkpoints)} run folder(s) of this grid hold checkpoints "
+            f"({with_checkpoints[0].name}, ...) and {len(new)} do not ({new[0].name}, ...); "
+            "nothing was changed: continue the first with --resume and train the others "
+            "separately")
+    return dirs, bool(with_checkpoints)
 
 
 def create_run_dirs(configs: list[TrainConfig], resume: bool) -> list[Path]:
