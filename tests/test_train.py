@@ -73,6 +73,44 @@ def test_same_seed_same_parameters_and_grid_equals_runs_alone(tmp_path):
         _params_close(load_agent(grid[1]).params, pa, atol=1e-6)
 
 
+def test_the_loop_with_its_own_callbacks_writes_nothing_and_trains_the_same(tmp_path):
+    """run_iterations with a caller's callbacks (as a bench or a test uses it): no run folder,
+    no file, and the same metrics lines train() writes for the same config."""
+    from attnjax.training.callbacks import Callback
+    from attnjax.training.loop import build_program, run_iterations
+
+    config = TrainConfig(**TINY, attn_coef=0.01, seed=1, out_dir=str(tmp_path / "never"))
+
+    class Collect(Callback):
+        def __init__(self):
+            self.lines, self.calls, self.closed = [], [], False
+
+        def on_iteration(self, iteration, records):
+            self.lines.append(records[0])
+
+        def on_call(self, end):
+            self.calls.append((end.iteration, end.final))
+
+        def close(self):
+            self.closed = True
+
+    collect = Collect()
+    program = build_program([config])
+    try:
+        run_iterations(program, program.state, [config], 0, [collect])
+    finally:
+        program.close()
+    assert not (tmp_path / "never").exists() and collect.closed
+    n = config.num_iterations
+    assert collect.calls == [(i, i == n) for i in range(1, n + 1)]
+    [run] = train([config])
+    written = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(written) == n
+    for mine, theirs in zip(collect.lines, written, strict=True):
+        assert {k: v for k, v in mine.items() if k != "sps"} == \
+            {k: v for k, v in theirs.items() if k != "sps"}
+
+
 COLLECTIVE = re.compile(r"\b(all-reduce|all-gather|collective-permute|all-to-all|reduce-scatter)"
                         r"(-start)?\(")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,13 +28,21 @@ from attnjax.model.envs import (
     validate_env_id,
 )
 from attnjax.model.networks import init_params, make_network
-from attnjax.progress import ProgressBar
 from attnjax.training import runs
+from attnjax.training.callbacks import (
+    Callback,
+    CallEnd,
+    Checkpoints,
+    MetricsFiles,
+    ProgressLine,
+    Tracking,
+    run_slice,
+    saved_state,
+)
 from attnjax.training.checkpoints import CheckpointMismatch, RunCheckpointer
 from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig, validate
 from attnjax.training.ppo import (
     LOSS_METRICS,
-    RunState,
     TrainState,
     device_mesh,
     init_state,
@@ -43,7 +50,7 @@ from attnjax.training.ppo import (
     resolve_execution,
     shard_state,
 )
-from attnjax.training.tracking import ATTENTION_DPI, WandbRun, attention_figure, clean_number
+from attnjax.training.tracking import clean_number
 
 GRID_FIELDS = ("attn_coef", "seed", "run_name")
 
@@ -125,20 +132,6 @@ def plan(configs: list[TrainConfig], resume: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _run_slice(tree: Any, r: int) -> Any:
-    """Run r's slice of a stacked tree. Once the state is split over a device mesh, pass host
-    copies (`jax.device_get`): indexing a device-sharded array compiles a program with an
-    all-reduce across the devices, which the independent runs never need and which XLA:CPU
-    aborts when one device thread arrives over 40 s late (a busy machine)."""
-    return jax.tree_util.tree_map(lambda x: x[r], tree)
-
-
-def _saved_state(run: RunState) -> dict[str, Any]:
-    """The part of one run's state a checkpoint keeps (envs restart on resume)."""
-    return {"opt_state": run.opt_state, "key": run.key, "stats": run.stats,
-            "iteration": run.iteration}
-
-
 def make_env_pools(configs: list[TrainConfig], num_pools: int) -> tuple[list, Any, jax.Array]:
     """One env pool per device, each holding its block of runs' envs (every run keeps its own
     env seeds). Returns (pools, env state, first observations [R * N, 4, 84, 84]); with several
@@ -205,9 +198,9 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
         restored = []
         try:
             for r, checkpointer in enumerate(checkpointers):
-                run = _run_slice(stacked_runs, r)
+                run = run_slice(stacked_runs, r)
                 params, saved, meta = checkpointer.restore(iteration, run.params,
-                                                           _saved_state(run))
+                                                           saved_state(run))
                 differing = runs.differing_settings(meta.get("config", {}), configs[r])
                 if differing:  # checked before anything was written (check_run_dirs); kept
                     raise UserError(  # for a checkpoint written in between
@@ -231,7 +224,7 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
             continue
         new_runs = []
         for r, (params, saved) in enumerate(restored):
-            run = _run_slice(stacked_runs, r)
+            run = run_slice(stacked_runs, r)
             stats: EpisodeStats = saved["stats"]
             stats = stats.replace(running_return=jnp.zeros_like(stats.running_return),
                                   running_length=jnp.zeros_like(stats.running_length))
@@ -244,31 +237,65 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
                     "--resume")
 
 
-def _log_attention(network: Any, run: RunState, run_dir: Path, tracker: WandbRun,
-                   global_step: int, title: str) -> None:
-    import matplotlib.pyplot as plt
+def run_iterations(program: Program, state: TrainState, configs: list[TrainConfig],
+                   start_iteration: int, callbacks: list[Callback]) -> TrainState:
+    """Run compiled PPO iterations from `start_iteration` to the configs' total, handing every
+    iteration's metrics lines and every call's state to the callbacks (closed at the end,
+    normally or not). Raises TrainingDiverged at the first non-finite loss, after the lines of
+    the iterations before it."""
+    base, num_runs = configs[0], len(configs)
+    per_call = program.iterate.iterations_per_call
+    iteration = start_iteration
+    try:
+        while iteration < base.num_iterations:
+            t0 = time.perf_counter()
+            state, metrics = program.iterate(state)
+            metrics = jax.device_get(metrics)  # each [I, R]
+            sps = per_call * base.batch_size / (time.perf_counter() - t0)  # per run
+            for i in range(per_call):
+                iteration += 1
+                records = [iteration_record(metrics, i, r, iteration, configs, sps)
+                           for r in range(num_runs)]
+                for callback in callbacks:
+                    callback.on_iteration(iteration, records)
+            end = CallEnd(iteration, state, sps, final=iteration >= base.num_iterations)
+            for callback in callbacks:
+                callback.on_call(end)
+    finally:
+        for callback in callbacks:
+            callback.close()
+    return state
 
-    obs = run.obs[:1]
-    out = network.apply({"params": run.params}, obs)
-    attention = None if out.attention is None else np.asarray(out.attention[0])
-    fig = attention_figure(np.asarray(obs[0]), attention, f"{title}  step {global_step:,}")
-    png = run_dir / runs.ATTENTION_PNG
-    fig.savefig(png.with_name(png.name + ".tmp.png"), dpi=ATTENTION_DPI)
-    os.replace(png.with_name(png.name + ".tmp.png"), png)
-    tracker.log_figure(fig, global_step)
-    plt.close(fig)
+
+def iteration_record(metrics: dict[str, np.ndarray], i: int, r: int, iteration: int,
+                     configs: list[TrainConfig], sps: float) -> dict[str, Any]:
+    """Run r's metrics line of the call's i-th iteration (metrics: each [I, R]);
+    TrainingDiverged when its loss is not finite."""
+    loss = float(metrics["loss"][i, r])
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"loss became {loss} at iteration {iteration} of run {runs.run_name(configs[r])}; "
+            f"the last good checkpoint in {runs.run_dir(configs[r]) / runs.CHECKPOINT_DIR} is "
+            "kept (try a smaller --learning-rate or --attn-coef)")
+    record = {"iteration": iteration, "global_step": int(metrics["global_step"][i, r])}
+    for key in ("episodic_return", "episodic_length", *LOSS_METRICS, "learning_rate"):
+        record[key] = clean_number(metrics[key][i, r])
+    if configs[0].network != "attention":
+        record["attention_entropy"] = None
+    record["sps"] = round(sps, 2)
+    return record
 
 
 def train(configs: list[TrainConfig], progress: bool = False, resume: bool = False) -> list[Path]:
-    """Train the runs (a grid shares one env pool and one compiled iteration); returns their
-    run folders. Raises UserError for bad input (before compiling) and TrainingDiverged when a
+    """Train the runs (a grid shares one env pool and one compiled iteration) with the run
+    folder's callbacks (metrics, W&B and pictures, checkpoints, progress); returns their run
+    folders. Raises UserError for bad input (before compiling) and TrainingDiverged when a
     loss becomes non-finite."""
     _, resume = prepare(configs, resume)
     run_dirs = runs.create_run_dirs(configs, resume)
     base = configs[0]
-    num_runs = len(configs)
     program = build_program(configs)
-    env, network, state, mesh = program.env, program.network, program.state, program.mesh
+    state = program.state
     checkpointers = [RunCheckpointer(d, base.keep_checkpoints) for d in run_dirs]
     start_iteration = 0
     if resume:
@@ -276,85 +303,18 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
         for run_dir, checkpointer in zip(run_dirs, checkpointers, strict=True):
             runs.truncate_metrics(run_dir, start_iteration * base.batch_size)
             checkpointer.discard_after(start_iteration)
-    state = shard_state(state, mesh)
-    trackers = [WandbRun(c, d) for c, d in zip(configs, run_dirs, strict=True)]
-    logs = [runs.MetricsLog(d) for d in run_dirs]
-    iterate = program.iterate
-    per_call = iterate.iterations_per_call
-    # the bar counts the agent steps of all runs together, so its average rate and the last
-    # iteration's rate in its info are both aggregate rates over the grid
-    label = base.game if num_runs == 1 else f"{base.game} x{num_runs}"
-    bar = ProgressBar(label, num_runs * base.num_iterations * base.batch_size, enabled=progress,
-                      unit="agent steps" if num_runs == 1 else f"agent steps of {num_runs} runs",
-                      start=num_runs * start_iteration * base.batch_size, every_s=30.0,
-                      stream="stdout", info="compiling...")
+    state = shard_state(state, program.mesh)
+    tracking = Tracking(configs, run_dirs, program.network)
+    callbacks = [MetricsFiles(run_dirs), tracking, ProgressLine(configs, start_iteration, progress),
+                 Checkpoints(configs, checkpointers, program.env.num_actions, tracking.run_ids)]
     if progress:
         continued = (f"; continuing from checkpoint {start_iteration}" if start_iteration
                      else "")
         print(plan(configs).splitlines()[0] + continued + "; compiling the PPO iteration...",
               flush=True)
-
-    def checkpoint(iteration: int) -> None:
-        host = jax.device_get(state.runs)  # on the host: no cross-device program (_run_slice)
-        for r, (checkpointer, config) in enumerate(zip(checkpointers, configs, strict=True)):
-            run = _run_slice(host, r)
-            meta = {"config": runs.config_record(config), "iteration": iteration,
-                    "global_step": iteration * base.batch_size, "num_actions": env.num_actions,
-                    "wandb_run_id": trackers[r].id, "saved_at": time.time()}
-            checkpointer.save(iteration, run.params, _saved_state(run), meta)
-
-    iteration = start_iteration
     try:
-        while iteration < base.num_iterations:
-            t0 = time.perf_counter()
-            state, metrics = iterate(state)
-            metrics = jax.device_get(metrics)  # each [I, R]
-            elapsed = time.perf_counter() - t0
-            sps = per_call * base.batch_size / elapsed  # per run
-            for i in range(per_call):
-                iteration += 1
-                for r in range(num_runs):
-                    if not math.isfinite(float(metrics["loss"][i, r])):
-                        raise TrainingDiverged(
-                            f"loss became {float(metrics['loss'][i, r])} at iteration {iteration} "
-                            f"of run {runs.run_name(configs[r])}; the last good checkpoint in "
-                            f"{run_dirs[r] / runs.CHECKPOINT_DIR} is kept (try a smaller "
-                            "--learning-rate or --attn-coef)"
-                        )
-                    record = {"iteration": iteration,
-                              "global_step": int(metrics["global_step"][i, r])}
-                    for key in ("episodic_return", "episodic_length", *LOSS_METRICS,
-                                "learning_rate"):
-                        record[key] = clean_number(metrics[key][i, r])
-                    if base.network != "attention":
-                        record["attention_entropy"] = None
-                    record["sps"] = round(sps, 2)
-                    logs[r].write(record)
-                    trackers[r].log(record)
-            ret = clean_number(metrics["episodic_return"][-1, 0])
-            ent = clean_number(metrics["attention_entropy"][-1, 0])
-            ret_s = "-" if ret is None else f"{ret:.1f}"
-            ent_s = "-" if ent is None or base.network != "attention" else f"{ent:.3f}"
-            bar.update(num_runs * iteration * base.batch_size,
-                       f"last iteration {sps * num_runs:,.0f} steps/s  return {ret_s}  "
-                       f"H(att) {ent_s}" + (" (first run)" if num_runs > 1 else ""))
-            final = iteration >= base.num_iterations
-            if base.log_images_every and (iteration % base.log_images_every == 0 or final):
-                host = jax.device_get(state.runs.replace(opt_state=None))  # see _run_slice
-                for r in range(num_runs):
-                    _log_attention(network, _run_slice(host, r), run_dirs[r], trackers[r],
-                                   iteration * base.batch_size, runs.run_name(configs[r]))
-            if iteration % base.checkpoint_every == 0 or final:
-                checkpoint(iteration)
-        bar.update(num_runs * iteration * base.batch_size, final=True)  # the latest again
+        run_iterations(program, state, configs, start_iteration, callbacks)
     finally:
-        bar.close()
-        for log in logs:
-            log.close()
-        for tracker in trackers:
-            tracker.finish()
-        for checkpointer in checkpointers:
-            checkpointer.close()
         program.close()
     return run_dirs
 
