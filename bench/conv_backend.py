@@ -4,8 +4,8 @@ convolutions (attnjax's default for training, `attnjax.devices.eigen_convolution
 against XLA's default (YNNPACK fusions for convolutions, `ATTNJAX_XLA_CPU_DEFAULTS=1`),
 interleaved in one script run.
 
-Each backend trains in its own worker process (this script with `--worker`, the protocol of
-bench/sb3_worker.py), so the two never share XLA state; after a warm-up iteration each
+Each backend trains in its own worker process (bench/attnjax_worker.py, with or without
+`ATTNJAX_XLA_CPU_DEFAULTS=1`), so the two never share XLA state; after a warm-up iteration each
 (compilation), they train the same number of iterations in alternating rounds. Prints agent
 steps/s of each and, last, `speedup=<Eigen SPS / YNNPACK SPS>`.
 Usage: bench/conv_backend.py [--rounds 3] [--iterations 2] [--network attention|nature]
@@ -23,38 +23,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def worker(network: str) -> None:
-    """Train the paper preset on request (see bench/sb3_worker.py for the protocol)."""
-    import jax
-    from peer_throughput import AttnjaxTrainer
-
-    from attnjax.devices import eigen_convolution_options
-
-    trainer = AttnjaxTrainer(network)
-    backend = "eigen" if eigen_convolution_options() else "ynnpack"
-    print(f"ready backend={backend} jax={jax.__version__}", flush=True)
-    for line in sys.stdin:
-        words = line.split()
-        if words[:1] == ["train"]:
-            print(f"seconds {trainer.train(int(words[1])):.6f}", flush=True)
-        elif words[:1] == ["quit"]:
-            return
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     p.add_argument("--iterations", type=int, default=2,
                    help="PPO iterations (1024 agent steps) per backend per round (default 2)")
     p.add_argument("--network", default="attention", choices=("attention", "nature"))
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.worker:
-        worker(args.network)
-        return 0
     from peer_throughput import WorkerTrainer, interleaved_sps
 
-    command = [sys.executable, __file__, "--worker", "--network", args.network]
+    command = [sys.executable, str(ROOT / "bench" / "attnjax_worker.py"), "--network",
+               args.network]
     base = dict(os.environ)
     trainers = {
         "eigen": WorkerTrainer(command, {**base, "ATTNJAX_XLA_CPU_DEFAULTS": "0"}),

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""CPU training throughput: attnjax against the peer a CPU user would pick, interleaved in one run.
+"""CPU training throughput: attnjax against Stable-Baselines3 on PyTorch, same network, one run.
 
-Trains the paper preset (Breakout, 8 envs x 128 steps, 4 epochs x 4 minibatches of 256) with
-attnjax (attention network and Nature CNN; the default execution for this machine, i.e. on a
-multi-core CPU each minibatch split over the cores) and with Stable-Baselines3 PPO `CnnPolicy`
-(PyTorch, CPU) on ALE `BreakoutNoFrameskip-v4` with SB3's Atari wrappers and the same PPO
-settings (bench/sb3_worker.py, run by .venv-peers' Python). After one warm-up iteration each
-(compilation, allocations), the three train the same number of iterations in alternating rounds,
-so a machine that gets busier slows all of them alike. Prints agent steps/s of each and, last,
-`ratio=<attnjax attention SPS / SB3 SPS>`.
+Trains the paper preset (Breakout, 8 envs x 128 steps, 4 epochs x 4 minibatches of 256) four
+ways, each in a process of its own (bench/attnjax_worker.py in attnjax's environment,
+bench/sb3_worker.py in .venv-peers, `make peers`): attnjax with the attention network and with
+the Nature CNN, each as `train.py` runs it; SB3 PPO (ALE `BreakoutNoFrameskip-v4`, SB3's Atari
+wrappers, the same PPO settings) with the paper's attention network as a PyTorch features
+extractor (`net_arch=[]`: the same layers and parameter count, checked) and with its own
+`CnnPolicy`. After each worker's warm-up (compilation, allocations), they train the same number
+of iterations in alternating rounds while the others wait idle, so the measured process is
+alone on the CPU and a machine that gets busier slows all four alike. Prints agent steps/s of
+each, then `ratio_same_network` (attnjax attention / SB3 attention), `ratio_nature` (attnjax
+Nature CNN / SB3 CnnPolicy) and, last, `ratio` (attnjax attention / SB3 CnnPolicy).
 Usage: make peers && .venv/bin/python bench/peer_throughput.py [--rounds 3] [--iterations 2]
 """
 
@@ -17,42 +20,22 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from attnjax.devices import use_cpu_cores_as_devices  # noqa: E402
-
-use_cpu_cores_as_devices()  # before JAX runs anything, as train.py does
-
-import jax  # noqa: E402
-
-from attnjax.training.config import TrainConfig  # noqa: E402
-from attnjax.training.loop import build_program  # noqa: E402
-from attnjax.training.ppo import resolve_execution  # noqa: E402
-
 PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 
 
-class AttnjaxTrainer:
-    """One compiled attnjax training program of the paper preset, warmed up."""
-
-    def __init__(self, network: str) -> None:
-        self.config = TrainConfig(env_id="Breakout-v5", network=network, wandb_mode="disabled")
-        program = build_program([self.config])
-        self.state, self.iterate = program.state, program.iterate
-        self.train(1)  # compile
-
-    def train(self, iterations: int) -> float:
-        t0 = time.perf_counter()
-        for _ in range(iterations):
-            self.state, metrics = self.iterate(self.state)
-        jax.block_until_ready(metrics)
-        return time.perf_counter() - t0
+def cpu_model() -> str:
+    """`lscpu`'s model name (what BENCHMARKS.md names a machine by)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return re.search(r"^Model name:\s*(.+)$", out, re.M).group(1).strip()
+    except (OSError, subprocess.CalledProcessError, AttributeError):
+        return platform.processor() or platform.machine()
 
 
 class WorkerTrainer:
@@ -99,6 +82,10 @@ def interleaved_sps(trainers: dict, rounds: int, iterations: int) -> dict[str, f
     return sps
 
 
+def params_of(banner: str) -> int:
+    return int(re.search(r"params=(\d+)", banner).group(1))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
@@ -108,17 +95,28 @@ def main() -> int:
     if not PEER_PYTHON.exists():
         print(f"error: {PEER_PYTHON} is missing; run `make peers` first", file=sys.stderr)
         return 2
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"jax {jax.__version__} on {len(jax.devices())} {jax.default_backend()} device(s)")
-    trainers = {"attnjax attention": AttnjaxTrainer("attention"),
-                "attnjax nature": AttnjaxTrainer("nature")}
-    _, loops, _ = resolve_execution(trainers["attnjax attention"].config)
-    print(f"attnjax execution: loops={loops}")
-    peer = WorkerTrainer([str(PEER_PYTHON), str(ROOT / "bench" / "sb3_worker.py")])
-    trainers["sb3 nature (pytorch)"] = peer
-    print(f"peer: {peer.banner}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs")
+    attnjax = [sys.executable, str(ROOT / "bench" / "attnjax_worker.py"), "--network"]
+    sb3 = [str(PEER_PYTHON), str(ROOT / "bench" / "sb3_worker.py"), "--network"]
+    trainers = {"attnjax attention": WorkerTrainer([*attnjax, "attention"]),
+                "attnjax nature": WorkerTrainer([*attnjax, "nature"]),
+                "sb3 attention (pytorch)": WorkerTrainer([*sb3, "attention"]),
+                "sb3 nature (pytorch)": WorkerTrainer([*sb3, "nature"])}
+    for name, trainer in trainers.items():
+        print(f"{name}: {trainer.banner}")
+    ours, theirs = (params_of(trainers[n].banner) for n in ("attnjax attention",
+                                                            "sb3 attention (pytorch)"))
+    print(f"parameters: attnjax attention {ours:,}, sb3 attention {theirs:,}")
+    if ours != theirs:
+        for trainer in trainers.values():
+            trainer.close()
+        print("error: the two attention networks differ in size; the comparison would not be "
+              "of the same network", file=sys.stderr)
+        return 1
     sps = interleaved_sps(trainers, args.rounds, args.iterations)
-    peer.close()
+    for trainer in trainers.values():
+        trainer.close()
+    print(f"ratio_same_network={sps['attnjax attention'] / sps['sb3 attention (pytorch)']:.3f}")
     print(f"ratio_nature={sps['attnjax nature'] / sps['sb3 nature (pytorch)']:.3f}")
     print(f"ratio={sps['attnjax attention'] / sps['sb3 nature (pytorch)']:.3f}")
     return 0

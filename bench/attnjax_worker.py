@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""The attnjax side of bench/peer_throughput.py: one paper-preset training program in a process
+of its own, as `train.py` runs it (the CPU's cores as host devices, the default execution).
+
+Why a process of its own: two compiled programs in one process share XLA's thread pool and
+caches, and the bench measured the attention program ~15 % slower beside the Nature-CNN one
+than `train.py` trains it alone. Protocol (as bench/sb3_worker.py): after building, compiling
+and one warm-up iteration it prints `ready ...`; `train K` trains K more iterations and answers
+`seconds <wall time>`; `quit` ends it.
+Usage: .venv/bin/python bench/attnjax_worker.py --network attention|nature
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from attnjax.devices import eigen_convolution_options, use_cpu_cores_as_devices  # noqa: E402
+
+use_cpu_cores_as_devices()  # before JAX runs anything, as train.py does
+
+import jax  # noqa: E402
+
+from attnjax.training.config import TrainConfig  # noqa: E402
+from attnjax.training.loop import build_program, parameter_count  # noqa: E402
+from attnjax.training.ppo import resolve_execution  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--network", choices=("attention", "nature"), default="attention")
+    parser.add_argument("--env-id", default="Breakout-v5")
+    args = parser.parse_args()
+    config = TrainConfig(env_id=args.env_id, network=args.network, wandb_mode="disabled")
+    program = build_program([config])
+    state, iterate = program.state, program.iterate
+
+    def train(iterations: int) -> float:
+        nonlocal state
+        t0 = time.perf_counter()
+        for _ in range(iterations):
+            state, metrics = iterate(state)
+        jax.block_until_ready(metrics)
+        return time.perf_counter() - t0
+
+    train(1)  # compilation and the first rollout
+    _, loops, _ = resolve_execution(config)
+    backend = "eigen" if eigen_convolution_options() else "ynnpack"
+    print(f"ready jax={jax.__version__} devices={len(jax.devices())} loops={loops} "
+          f"backend={backend} params={parameter_count(config)}", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "quit":
+            break
+        print(f"seconds {train(int(words[1])):.6f}", flush=True)
+    program.close()
+
+
+if __name__ == "__main__":
+    main()
