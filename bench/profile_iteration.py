@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Where one paper-preset PPO iteration spends its time on this CPU, against the CPU's limit.
+
+Times, each compiled on its own with attnjax's convolution settings (Eigen) and repeated:
+env stepping (128 steps of 8 envpool Breakout envs, fixed actions), the rollout's forward
+passes (128 x [8] frames), GAE ([128, 8]), and one minibatch update of 256 frames split into
+forward (loss), forward + backward (gradient) and the optimizer (Adam step); then the whole
+compiled iteration as training runs it. The iteration is predicted from its parts as
+env + forward + GAE + 16 x gradient + 16 x optimizer and compared with the measured one.
+Achieved GFLOP/s come from XLA's own flop counts of each program (`cost_analysis`), against
+this machine's measured peak: a 2048 x 2048 fp32 matmul and a batch-1024 convolution of the
+network's second layer, timed in the same process.
+Usage: .venv/bin/python bench/profile_iteration.py [--repeats 5] [--network attention|nature]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from attnjax.devices import eigen_convolution_options, use_cpu_cores_as_devices  # noqa: E402
+
+use_cpu_cores_as_devices()  # as train.py does, so the whole iteration is what a user runs
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from peer_throughput import cpu_model  # noqa: E402
+
+from attnjax.model.envs import env_seeds, make_env  # noqa: E402
+from attnjax.model.networks import init_params, make_network  # noqa: E402
+from attnjax.training.config import TrainConfig  # noqa: E402
+from attnjax.training.loop import build_program  # noqa: E402
+from attnjax.training.losses import Minibatch, gae, ppo_loss  # noqa: E402
+from attnjax.training.ppo import apply_gradients, loss_coefficients, make_optimizer  # noqa: E402
+
+
+def timed(fn, args, repeats: int) -> tuple[float, float]:
+    """(median seconds per call after one warm-up call, XLA's flop count of the program)."""
+    compiled = jax.jit(fn, compiler_options=eigen_convolution_options()).lower(*args).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    jax.block_until_ready(compiled(*args))
+    seconds = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        seconds.append(time.perf_counter() - t0)
+    return float(np.median(seconds)), float((cost or {}).get("flops", 0.0))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per part (default 5)")
+    p.add_argument("--network", default="attention", choices=("attention", "nature"))
+    args = p.parse_args()
+    config = TrainConfig(env_id="Breakout-v5", network=args.network, wandb_mode="disabled")
+    n, t, mb = config.num_envs, config.num_steps, config.minibatch_size
+    rng = np.random.default_rng(0)
+    env = make_env(config.env_id, env_seeds(0, n))
+    env_state, _ = env.reset()
+    network = make_network(config.network, env.num_actions, config.attn_heads)
+    params = init_params(network, jax.random.PRNGKey(0))
+    tx = make_optimizer(config)
+    opt_state = tx.init(params)
+    frames = jnp.asarray(rng.integers(0, 256, (t, n, 4, 84, 84), dtype=np.uint8))
+    actions = jnp.ones((n,), jnp.int32)
+
+    def env_steps(env_state):
+        return jax.lax.scan(lambda s, _: (env.step(s, actions)[0], None), env_state, None,
+                            length=t)[0]
+
+    def rollout_forward(params, frames):  # [T, N, 4, 84, 84]
+        return jax.lax.map(lambda obs: network.apply({"params": params}, obs).logits, frames)
+
+    batch = Minibatch(frames.reshape(t * n, 4, 84, 84)[:mb], jnp.zeros(mb, jnp.int32),
+                      jnp.full(mb, -1.4), jnp.zeros(mb), jnp.asarray(rng.normal(size=mb)),
+                      jnp.asarray(rng.normal(size=mb)), jnp.ones(mb, bool))
+    coefs = loss_coefficients(config, jnp.float32(0.001))
+
+    def loss(params, batch):
+        out = network.apply({"params": params}, batch.obs)
+        return ppo_loss(out.logits, out.value, out.attention, batch, coefs)[0]
+
+    grads = jax.grad(loss)(params, batch)
+    rewards, values = jnp.asarray(rng.normal(size=(t, n))), jnp.asarray(rng.normal(size=(t, n)))
+    dones = jnp.zeros((t, n), bool)
+    parts = {
+        "env stepping (128 x 8 envs)": (env_steps, (env_state,)),
+        "rollout forward (128 x [8])": (rollout_forward, (params, frames)),
+        "GAE ([128, 8])": (lambda r, v, d: gae(r, v, d, v[0], d[0], 0.99, 0.95),
+                           (rewards, values, dones)),
+        "minibatch forward (loss, [256])": (loss, (params, batch)),
+        "minibatch gradient (forward + backward)": (jax.grad(loss), (params, batch)),
+        "minibatch optimizer (Adam step)": (
+            lambda p, o, g: apply_gradients(tx, p, o, g, jnp.float32(2.5e-4)),
+            (params, opt_state, grads)),
+    }
+    print(f"machine: {cpu_model()}, jax {jax.__version__}, {len(jax.devices())} "
+          f"{jax.default_backend()} device(s); network {config.network}; median of "
+          f"{args.repeats} calls each")
+    measured = {}
+    for name, (fn, fn_args) in parts.items():
+        seconds, flops = timed(fn, fn_args, args.repeats)
+        measured[name] = seconds
+        rate = f"{flops / seconds / 1e9:7.1f} GFLOP/s" if flops else "      - GFLOP/s"
+        print(f"  {name:42s} {seconds * 1e3:9.1f} ms  {rate}", flush=True)
+    updates = config.update_epochs * config.num_minibatches
+    predicted = (measured["env stepping (128 x 8 envs)"] + measured["rollout forward (128 x [8])"]
+                 + measured["GAE ([128, 8])"]
+                 + updates * (measured["minibatch gradient (forward + backward)"]
+                              + measured["minibatch optimizer (Adam step)"]))
+    env.close()
+
+    program = build_program([config])
+    state, iterate = program.state, program.iterate
+    state, metrics = iterate(state)  # compilation
+    jax.block_until_ready(metrics)
+    seconds = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        state, metrics = iterate(state)
+        jax.block_until_ready(metrics)
+        seconds.append(time.perf_counter() - t0)
+    program.close()
+    whole = float(np.median(seconds))
+    grad_share = updates * measured["minibatch gradient (forward + backward)"] / whole
+    print(f"  {'whole iteration (as train.py runs it)':42s} {whole * 1e3:9.1f} ms  "
+          f"{config.batch_size / whole:7.1f} agent steps/s")
+    print(f"  predicted from the parts: {predicted * 1e3:.1f} ms; {updates} gradients are "
+          f"{100 * grad_share:.0f} % of the iteration")
+
+    a = jnp.asarray(rng.normal(size=(2048, 2048)), jnp.float32)
+    matmul_s, matmul_flops = timed(lambda x: x @ x, (a,), args.repeats)
+    x = jnp.asarray(rng.normal(size=(1024, 32, 20, 20)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(64, 32, 4, 4)), jnp.float32)
+    conv_s, conv_flops = timed(
+        lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), "VALID"), (x, w), args.repeats)
+    print(f"peak: fp32 matmul 2048^3 {matmul_flops / matmul_s / 1e9:.1f} GFLOP/s, "
+          f"conv 1024x32x20x20 * 64x32x4x4 {conv_flops / conv_s / 1e9:.1f} GFLOP/s")
+    _, grad_flops = timed(jax.grad(loss), (params, batch), 1)
+    achieved = grad_flops / measured["minibatch gradient (forward + backward)"] / 1e9
+    print(f"gradient_share={grad_share:.3f}")
+    print(f"gradient_fraction_of_matmul_peak={achieved / (matmul_flops / matmul_s / 1e9):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
