@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import tomllib
 from collections.abc import Sequence
@@ -45,13 +44,13 @@ from flax import struct
 
 from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
+from attnjax.model.baseline import UNIFORM_HEAD_ENTROPY
 from attnjax.model.envs import StepResult, env_seeds, make_env
+from attnjax.model.networks import head_entropies
 from attnjax.progress import ProgressBar
-from attnjax.training.losses import ENTROPY_EPS
 from attnjax.training.runs import run_name
 
 CHUNK_STEPS = 64  # env steps per compiled call; at most this many are played past the last game
-UNIFORM_ENTROPY = math.log(49)  # nats of a head spread evenly over the 7x7 cells
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,12 +67,6 @@ def choose_actions(logits: jax.Array, key: jax.Array, policy: str) -> jax.Array:
     if policy == "greedy":
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     return jax.random.categorical(key, logits).astype(jnp.int32)
-
-
-def head_entropies(attention: jax.Array) -> jax.Array:
-    """attention [E, 7, 7, K] -> [E, K] entropy of each head over the 49 cells (nats)."""
-    p = attention.reshape(attention.shape[0], -1, attention.shape[-1])  # [E, 49, K]
-    return -jnp.sum(p * jnp.log(p + ENTROPY_EPS), axis=1)
 
 
 @struct.dataclass
@@ -252,7 +245,7 @@ def results_json(entries: list[dict[str, Any]], policy: str, seed: int, games: i
         "attnjax_version": attnjax_version(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "policy": policy, "eval_seed": seed, "games": games, "envs_per_run": envs,
-        "uniform_attention_entropy": UNIFORM_ENTROPY,
+        "uniform_attention_entropy": UNIFORM_HEAD_ENTROPY,
         "std": "population (ddof=0) over the games",
         "runs": entries,
     }
@@ -276,7 +269,7 @@ def format_table(entries: list[dict[str, Any]]) -> str:
                        for c, (cell, w) in enumerate(zip(row, widths, strict=True)))
              for row in rows]
     lines.append(f"full-game scores (unclipped, all lives); attention entropy in nats per head, "
-                 f"uniform = ln 49 = {UNIFORM_ENTROPY:.2f}")
+                 f"uniform = ln 49 = {UNIFORM_HEAD_ENTROPY:.2f}")
     return "\n".join(lines)
 
 

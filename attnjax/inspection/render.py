@@ -27,8 +27,8 @@ import numpy as np
 
 from attnjax.cli import check_play_arguments
 from attnjax.errors import UserError
-from attnjax.model.baseline import NEAR_UNIFORM, UNIFORM_CELL
-from attnjax.model.networks import GRID, OBS_SIZE, receptive_field
+from attnjax.model.baseline import GRID, NEAR_UNIFORM, UNIFORM_CELL
+from attnjax.model.networks import OBS_SIZE, receptive_field
 
 # one colour per attention head (RGB), repeated if there are more heads
 HEAD_COLORS = ((255, 64, 64), (64, 170, 255), (90, 230, 90), (255, 210, 50), (230, 90, 255),
