@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from attnjax.errors import UserError
-from attnjax.figures.records import game_name
 from attnjax.figures.summary import game_order, group_label, group_order
 from attnjax.figures.tables import format_cell
+from attnjax.model.envs import game_name
 from attnjax.training.runs import is_number, read_json_object
 
 EVALUATION_KEYS = {"env_id": str, "network": str, "attn_coef": float, "seed": int,

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from attnjax.model.envs import game_name
 from attnjax.model.networks import OBS_SIZE
 
 MAX_RMS_PX = 2.0  # screen pixels: a mapping with a larger fit error does not hold
@@ -72,11 +73,6 @@ GAME_OBJECTS: dict[str, tuple[ObjectSpec, ...]] = {
                    (0, 190), (0, 160), (15, 19), (7, 8)),
     ),
 }
-
-
-def game_name(env_id: str) -> str:
-    """`Breakout-v5` -> `Breakout`."""
-    return env_id.split("-")[0]
 
 
 # --------------------------------------------------------------------------------------------
