@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import tomllib
 from collections.abc import Sequence
@@ -48,7 +49,7 @@ from attnjax.model.baseline import UNIFORM_HEAD_ENTROPY
 from attnjax.model.envs import StepResult, env_seeds, make_env
 from attnjax.model.networks import head_entropies
 from attnjax.progress import ProgressBar
-from attnjax.training.runs import run_name
+from attnjax.training.runs import is_number, read_json_object, run_name
 
 CHUNK_STEPS = 64  # env steps per compiled call; at most this many are played past the last game
 
@@ -271,6 +272,34 @@ def format_table(entries: list[dict[str, Any]]) -> str:
     lines.append(f"full-game scores (unclipped, all lives); attention entropy in nats per head, "
                  f"uniform = ln 49 = {UNIFORM_HEAD_ENTROPY:.2f}")
     return "\n".join(lines)
+
+
+# what every run entry of an evaluation file holds (`run_entry`), by JSON kind
+EVALUATION_KEYS = {"run": str, "env_id": str, "network": str, "attn_coef": float, "seed": int,
+                   "policy": str, "games": int, "mean": float, "std": float, "median": float,
+                   "min": float, "max": float}
+
+
+def read_evaluation(path: Path, fix: str) -> list[dict[str, Any]]:
+    """The run entries of one file `main` wrote (`results_json`), each with EVALUATION_KEYS of
+    the right kind (numbers finite); a one-line UserError naming the file and ending in `fix`
+    (what the reader's user should do) for a file that cannot be read or is not one."""
+    try:
+        data = read_json_object(path, path.read_text(encoding="utf-8"), "the content", fix)
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {path} ({err}); {fix}") from None
+    runs = data.get("runs")
+    if not isinstance(runs, list) or not runs:
+        raise UserError(f"{path} has no `runs` list; {fix}")
+    for entry in runs:
+        ok = isinstance(entry, dict) and all(
+            k in entry and (is_number(entry[k]) and math.isfinite(entry[k]) if t is float
+                            else isinstance(entry[k], t) and not isinstance(entry[k], bool))
+            for k, t in EVALUATION_KEYS.items())
+        if not ok:
+            raise UserError(f"{path}: a run entry lacks a valid {', '.join(EVALUATION_KEYS)}; "
+                            f"{fix}")
+    return runs
 
 
 def write_json_atomic(out: Path, data: dict[str, Any]) -> None:
