@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnjax.agents.evaluate import Tally, slot_quotas
+from attnjax.agents.play import Tally, slot_quotas
 from attnjax.errors import UserError
 from attnjax.figures.tables import format_cell
 from attnjax.model.baseline import UNIFORM_HEAD_ENTROPY
