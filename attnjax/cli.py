@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from attnjax.errors import UserError
 
@@ -74,10 +75,20 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(0, text)
 
 
+def comma_list(text: str, kind: Callable[[str], Any] = str) -> tuple:
+    """'a, b,,c' -> ('a', 'b', 'c'), each value stripped and converted by `kind` (int, float,
+    ...); empty entries are skipped. ValueError when nothing is left or a value does not convert:
+    the caller words it for its flag (argparse type, or UserError after parsing)."""
+    values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+    if not values:
+        raise ValueError(f"empty list {text!r}")
+    return values
+
+
 def counts(text: str) -> tuple[int, ...]:
     """argparse type: comma-separated positive integers such as 4,3,2,2."""
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        values = comma_list(text, int)
     except ValueError:
         values = ()
     if not values or min(values) < 1:

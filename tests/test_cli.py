@@ -182,3 +182,24 @@ def test_resume_of_another_architecture(finished_run, tmp_path):
     proc = run_train("--resume", str(run))
     assert_one_line_error(proc, "written by another run", "network")
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
+def test_comma_list_is_the_one_list_parser_of_the_flags():
+    import argparse
+
+    from attnjax.cli import comma_list, counts
+    from attnjax.errors import UserError
+    from attnjax.metrics.report import _list
+
+    assert comma_list(" a, b,,c ") == ("a", "b", "c")
+    assert comma_list("1,2,5", int) == (1, 2, 5)
+    assert comma_list("0.1, 1e-2", float) == (0.1, 0.01)
+    for bad, kind in ((" , ", str), ("", str), ("1,x", int)):
+        with pytest.raises(ValueError):
+            comma_list(bad, kind)
+    assert counts("4,3,2,2") == (4, 3, 2, 2)
+    with pytest.raises(argparse.ArgumentTypeError, match="positive counts"):
+        counts("4,0")
+    with pytest.raises(UserError, match="--n-grid needs a comma-separated list, got ','"):
+        _list(",", "--n-grid", int)
+    assert _list("1, 2", "--n-grid", int) == (1, 2)

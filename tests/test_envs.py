@@ -13,6 +13,7 @@ from attnjax.model.envs import (
     QuadrantEnv,
     StepResult,
     env_seeds,
+    game_name,
     make_env,
     planned_num_actions,
     validate_env_id,
@@ -182,3 +183,18 @@ def test_envpool_ignores_the_action_of_the_step_after_a_lost_life():
         state, moved = step(state, both(right, left))
     env.close()
     assert not np.array_equal(np.asarray(moved.obs[0]), np.asarray(moved.obs[1]))
+
+
+def test_game_name_one_rule_for_runs_tables_and_annotations():
+    from attnjax.metrics.ground_truth import GAME_OBJECTS
+    from attnjax.training.config import TrainConfig
+    from attnjax.training.runs import run_name
+
+    assert game_name("Breakout-v5") == "Breakout"
+    assert game_name("ALE/MsPacman-v5") == "MsPacman"
+    assert game_name("Quadrant-v0") == "Quadrant"
+    assert run_name(TrainConfig(env_id="Seaquest-v5", attn_coef=0.005, seed=1)) == \
+        "Seaquest__attn0.005__s1"
+    assert TrainConfig(env_id="ALE/Pong-v5").game == "Pong"
+    assert planned_num_actions("ALE/Pong-v5") == 6
+    assert game_name("Breakout-v5") in GAME_OBJECTS

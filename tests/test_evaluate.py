@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnjax.agents.evaluate import UNIFORM_ENTROPY, Tally, slot_quotas
+from attnjax.agents.play import Tally, slot_quotas
 from attnjax.errors import UserError
 from attnjax.figures.tables import format_cell
+from attnjax.model.baseline import UNIFORM_HEAD_ENTROPY
 from attnjax.model.envs import StepResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +111,8 @@ def test_random_breakout_agent_scores_in_the_random_range(random_breakout):
     assert 0 < entry["mean"] < 5
     assert max(entry["scores"]) < 15
     assert 100 < entry["mean_length"] < 1000
-    assert entry["attention_entropy_per_head"] == pytest.approx([UNIFORM_ENTROPY] * 2, abs=0.05)
+    assert entry["attention_entropy_per_head"] == pytest.approx([UNIFORM_HEAD_ENTROPY] * 2,
+                                                                abs=0.05)
 
 
 def test_json_fields_are_present_and_finite(random_breakout):

@@ -191,3 +191,38 @@ def test_masked_transitions_change_nothing_in_the_loss_or_its_gradient():
     for g, r in zip(grads, ref_grads, strict=True):
         # the kept rows' gradients match (the mean is over the same number of rows)
         np.testing.assert_allclose(np.asarray(g)[keep], np.asarray(r), rtol=1e-4, atol=1e-7)
+
+
+def _old_frame_attention_entropy(attention, eps=1e-10):
+    """The loss's attention entropy as it was written inside losses.py before it moved to
+    networks.head_entropies: the same ops in the same order."""
+    p = attention.reshape(attention.shape[0], -1, attention.shape[-1])
+    return jnp.sum(-jnp.sum(p * jnp.log(p + eps), axis=1), axis=-1)
+
+
+def test_attention_entropy_term_bit_for_bit_as_before(monkeypatch):
+    """Loss value and gradient through networks.head_entropies equal, to the bit, the formula
+    the training runs started with (sharp heads included, where p + eps matters)."""
+    from attnjax.training import losses
+
+    logits = jax.random.normal(jax.random.PRNGKey(4), (64, 49, 2)) * jnp.array([1.0, 30.0])
+    attention = jax.nn.softmax(logits, axis=1).reshape(64, 7, 7, 2)
+    batch = _batch(obs=jnp.zeros((64, 4, 84, 84), jnp.uint8), actions=jnp.zeros(64, jnp.int32),
+                   log_probs=jnp.full(64, math.log(0.5)), values=jnp.zeros(64),
+                   advantages=jnp.linspace(-1, 1, 64), returns=jnp.linspace(-1, 1, 64),
+                   mask=(jnp.arange(64) % 5 != 0).astype(jnp.float32))
+    policy = jax.random.normal(jax.random.PRNGKey(5), (64, 2))
+    values = jax.random.normal(jax.random.PRNGKey(6), (64,))
+    coefs = LossCoefficients(attn_coef=0.005)
+
+    def loss_and_grad():
+        fn = jax.jit(lambda a: ppo_loss(policy, values, a, batch, coefs)[0])
+        return np.asarray(fn(attention)), np.asarray(jax.grad(fn)(attention))
+
+    new_frames = np.asarray(losses.frame_attention_entropy(attention))  # [64], eager
+    new_loss, new_grad = loss_and_grad()
+    monkeypatch.setattr(losses, "frame_attention_entropy", _old_frame_attention_entropy)
+    old_loss, old_grad = loss_and_grad()
+    assert new_frames.tobytes() == np.asarray(_old_frame_attention_entropy(attention)).tobytes()
+    assert new_loss.tobytes() == old_loss.tobytes()
+    assert new_grad.tobytes() == old_grad.tobytes()

@@ -33,7 +33,9 @@ def _run(out: Path, attn_coef: float, steps: int, **overrides) -> Path:
 
 
 def _evaluation(folder: Path, policy: str, mean: float) -> None:
-    entry = {"run": str(folder), "policy": policy, "games": 3, "global_step": 1024, "mean": mean,
+    entry = {"run": str(folder), "env_id": "Breakout-v5", "network": "attention",
+             "attn_coef": 0.0, "seed": 0, "policy": policy, "games": 3, "global_step": 1024,
+             "mean": mean,
              "std": 0.5, "median": mean, "min": mean - 1, "max": mean + 1, "mean_length": 200.0,
              "attention_entropy_per_head": [1.25, 0.5]}
     other = {**entry, "run": "elsewhere/Breakout__attn9__s0", "mean": 99.0}
@@ -91,3 +93,26 @@ def test_command_writes_cards_and_refuses_a_folder_without_config(tmp_path, caps
     bad = build_parser("card").parse_args(["card", "--run", str(tmp_path)])
     with pytest.raises(UserError, match="no config.json"):
         card_main(bad)
+
+
+def test_card_and_evaluation_table_read_evaluations_through_one_reader(tmp_path):
+    """A malformed evaluation file is refused the same way by the card and the table; the
+    committed agents' files pass the reader whole."""
+    from attnjax.agents.evaluate import EVALUATION_KEYS, read_evaluation
+    from attnjax.figures.evaluation_table import load_evaluations
+
+    folder = _run(tmp_path, 0.0, 4)
+    _evaluation(folder, "greedy", 7.5)
+    path = folder / "evaluation_greedy.json"
+    data = json.loads(path.read_text())
+    del data["runs"][1]["median"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="lacks a valid .*median.*; rewrite it with visualize"):
+        render_card(folder, [])
+    with pytest.raises(UserError, match="lacks a valid .*median.*; pass --evaluations files"):
+        load_evaluations([path])
+    committed = sorted(Path(__file__).resolve().parents[1].glob("agents/*/evaluation_*.json"))
+    assert len(committed) == 4
+    for file in committed:
+        entries = read_evaluation(file, "")
+        assert entries and all(set(EVALUATION_KEYS) <= set(e) for e in entries)

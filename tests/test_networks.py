@@ -109,7 +109,8 @@ def test_fast_input_gradient_conv_matches_lax(shape, kernel, stride):
 def test_receptive_field_geometry_from_conv_layers():
     """The geometry every tool draws with: conv3 cell (0, 0) sees a 36 px square, cells 8 px
     apart, a 7x7 grid; the conv1/conv2 steps in between; arrays work as well as ints."""
-    from attnjax.model.networks import CONV_GEOMETRY, GRID, receptive_field
+    from attnjax.model.baseline import GRID
+    from attnjax.model.networks import CONV_GEOMETRY, receptive_field
 
     assert CONV_GEOMETRY["input"] == (1, 1, 84)
     assert CONV_GEOMETRY["conv1"] == (4, 8, 20)

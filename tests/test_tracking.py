@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from attnjax.model import baseline
-from attnjax.model.networks import GRID
+from attnjax.model.baseline import GRID
 from attnjax.training.tracking import ATTENTION_DPI, attention_figure
 
 

@@ -41,114 +41,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
+from attnjax.agents import play
+from attnjax.agents.play import slot_quotas
 from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
-from attnjax.model.envs import StepResult, env_seeds, make_env
+from attnjax.model.baseline import UNIFORM_HEAD_ENTROPY
+from attnjax.model.envs import env_seeds, make_env
 from attnjax.progress import ProgressBar
-from attnjax.training.losses import ENTROPY_EPS
-from attnjax.training.runs import run_name
+from attnjax.training.runs import is_number, read_json_object, run_name
 
 CHUNK_STEPS = 64  # env steps per compiled call; at most this many are played past the last game
-UNIFORM_ENTROPY = math.log(49)  # nats of a head spread evenly over the 7x7 cells
-
-
-# --------------------------------------------------------------------------------------------
-# pure functions (jitted inside the chunk)
-
-
-def slot_quotas(games: int, envs: int) -> np.ndarray:
-    """[E] games each env slot plays: N split as evenly as possible, the first slots +1."""
-    return np.array([games // envs + (i < games % envs) for i in range(envs)], np.int32)
-
-
-def choose_actions(logits: jax.Array, key: jax.Array, policy: str) -> jax.Array:
-    """logits [E, A] -> actions [E] int32: argmax (greedy) or a categorical sample."""
-    if policy == "greedy":
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    return jax.random.categorical(key, logits).astype(jnp.int32)
-
-
-def head_entropies(attention: jax.Array) -> jax.Array:
-    """attention [E, 7, 7, K] -> [E, K] entropy of each head over the 49 cells (nats)."""
-    p = attention.reshape(attention.shape[0], -1, attention.shape[-1])  # [E, 49, K]
-    return -jnp.sum(p * jnp.log(p + ENTROPY_EPS), axis=1)
-
-
-@struct.dataclass
-class Tally:
-    """Counted games of every env slot; leading axis: the M = R * E envs of the pool."""
-
-    running_return: jax.Array  # [M] float32: unclipped reward of the game in progress
-    running_length: jax.Array  # [M] int32
-    games: jax.Array  # [M] int32: games finished and counted so far (stops at the quota)
-    scores: jax.Array  # [M, Q] float32: score of each counted game, Q = the largest quota
-    lengths: jax.Array  # [M, Q] int32
-    frames: jax.Array  # [M] int32: counted frames whose action acted (the entropy's weights)
-
-    @classmethod
-    def create(cls, num_envs: int, max_quota: int) -> Tally:
-        zeros = jnp.zeros(num_envs, jnp.int32)
-        return cls(jnp.zeros(num_envs, jnp.float32), zeros, zeros,
-                   jnp.zeros((num_envs, max_quota), jnp.float32),
-                   jnp.zeros((num_envs, max_quota), jnp.int32), zeros)
-
-    def update(self, step: StepResult, quota: jax.Array, acted: jax.Array) -> Tally:
-        """Add one env step; quota [M] games per slot, acted [M] bool: the frame's action
-        acted. A slot past its quota changes nothing but its running game."""
-        active = self.games < quota
-        total = self.running_return + step.game_reward
-        length = self.running_length + 1
-        over = step.game_over & active
-        rows = jnp.arange(total.shape[0])
-        col = jnp.where(over, self.games, self.scores.shape[1])  # out of range: dropped
-        return Tally(
-            running_return=jnp.where(step.game_over, 0.0, total),
-            running_length=jnp.where(step.game_over, 0, length),
-            games=self.games + over,
-            scores=self.scores.at[rows, col].set(total, mode="drop"),
-            lengths=self.lengths.at[rows, col].set(length, mode="drop"),
-            frames=self.frames + (active & acted),
-        )
-
-
-def make_chunk(networks: Sequence[Any], env: Any, quota: np.ndarray, policy: str,
-               steps: int = CHUNK_STEPS):
-    """Compiled `chunk(params, carry) -> carry`: `steps` lockstep env steps of all runs.
-
-    params: one parameter tree per run; carry = (env state, obs [M, 4, 84, 84] uint8,
-    previous step's done [M], keys [R, 2], Tally, entropy sums: per run [K] or None).
-    """
-    envs = len(quota) // len(networks)
-    quota = jnp.asarray(quota)  # [M]
-
-    @jax.jit
-    def chunk(params, carry):
-        def one_step(carry, _):
-            env_state, obs, prev_done, keys, tally, entropy = carry
-            active = tally.games < quota  # [M]
-            acted = active & ~(prev_done & env.reset_step_after_done)
-            actions, new_keys, new_entropy = [], [], []
-            for r, network in enumerate(networks):
-                rows = slice(r * envs, (r + 1) * envs)
-                out = network.apply({"params": params[r]}, obs[rows])
-                key, sub = jax.random.split(keys[r])
-                new_keys.append(key)
-                actions.append(choose_actions(out.logits, sub, policy))
-                if entropy[r] is None:
-                    new_entropy.append(None)
-                else:  # [K] += weights [E] @ per-frame head entropies [E, K]
-                    weight = acted[rows].astype(jnp.float32)
-                    new_entropy.append(entropy[r] + weight @ head_entropies(out.attention))
-            env_state, result = env.step(env_state, jnp.concatenate(actions))
-            tally = tally.update(result, quota, acted)
-            return (env_state, result.obs, result.done, jnp.stack(new_keys), tally,
-                    new_entropy), None
-
-        return jax.lax.scan(one_step, carry, None, length=steps)[0]
-
-    return chunk
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,9 +71,8 @@ def play_games(agents: Sequence[Any], games: int, seed: int = 0, policy: str = "
                envs: int = 16, progress: bool = False) -> list[RunResult]:
     """Play `games` full games per agent (all of one env id), all in one env pool.
 
-    Not `render.play`, on purpose: that loop records frames of one env per agent, step by step
-    from Python with screens; this one plays E envs per agent with fixed game quotas inside one
-    compiled `lax.scan` of CHUNK_STEPS steps and keeps only the tallies, which is what makes
+    The play engine (`agents.play`) with game accounting: E envs per agent with fixed game
+    quotas, CHUNK_STEPS compiled steps per call and only the tallies kept, which is what makes
     hundreds of full games affordable."""
     check_settings(games, envs, policy)
     envs = min(envs, games)
@@ -178,25 +80,23 @@ def play_games(agents: Sequence[Any], games: int, seed: int = 0, policy: str = "
     num_runs = len(agents)
     env = make_env(agents[0].config.env_id, env_seeds(seed, envs) * num_runs)
     all_quota = np.tile(quota, num_runs)  # [R * E]
-    chunk = make_chunk([a.network for a in agents], env, all_quota, policy)
-    tally = Tally.create(len(all_quota), int(quota.max()))
-    entropy = [None if a.config.network != "attention"
-               else jnp.zeros(a.config.attn_heads, jnp.float32) for a in agents]
-    keys = jnp.stack([jax.random.PRNGKey(seed)] * num_runs)
+    chunk = play.make_chunk([a.network for a in agents], env, policy, CHUNK_STEPS,
+                            quota=all_quota)
+    heads = [a.config.attn_heads if a.config.network == "attention" else None for a in agents]
+    keys = jnp.stack([jax.random.PRNGKey(seed)] * num_runs)  # [R, 2]
     params = [a.params for a in agents]
     try:
-        env_state, obs = env.reset()
-        carry = (env_state, obs, jnp.zeros(len(all_quota), bool), keys, tally, entropy)
+        state = play.start(env, keys, all_quota, heads)
         counted = 0
         with ProgressBar("evaluate", games * num_runs, enabled=progress, unit="games") as bar:
             while counted < games * num_runs:
-                carry = chunk(params, carry)
-                now = int(np.asarray(carry[4].games).sum())
+                state, _ = chunk(params, state)
+                now = int(np.asarray(state.tally.games).sum())
                 bar.advance(now - counted)
                 counted = now
     finally:
         env.close()
-    tally, entropy = jax.device_get((carry[4], carry[5]))
+    tally, entropy = jax.device_get((state.tally, state.entropy))
     results = []
     for r in range(num_runs):
         rows = slice(r * envs, (r + 1) * envs)
@@ -252,7 +152,7 @@ def results_json(entries: list[dict[str, Any]], policy: str, seed: int, games: i
         "attnjax_version": attnjax_version(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "policy": policy, "eval_seed": seed, "games": games, "envs_per_run": envs,
-        "uniform_attention_entropy": UNIFORM_ENTROPY,
+        "uniform_attention_entropy": UNIFORM_HEAD_ENTROPY,
         "std": "population (ddof=0) over the games",
         "runs": entries,
     }
@@ -276,8 +176,36 @@ def format_table(entries: list[dict[str, Any]]) -> str:
                        for c, (cell, w) in enumerate(zip(row, widths, strict=True)))
              for row in rows]
     lines.append(f"full-game scores (unclipped, all lives); attention entropy in nats per head, "
-                 f"uniform = ln 49 = {UNIFORM_ENTROPY:.2f}")
+                 f"uniform = ln 49 = {UNIFORM_HEAD_ENTROPY:.2f}")
     return "\n".join(lines)
+
+
+# what every run entry of an evaluation file holds (`run_entry`), by JSON kind
+EVALUATION_KEYS = {"run": str, "env_id": str, "network": str, "attn_coef": float, "seed": int,
+                   "policy": str, "games": int, "mean": float, "std": float, "median": float,
+                   "min": float, "max": float}
+
+
+def read_evaluation(path: Path, fix: str) -> list[dict[str, Any]]:
+    """The run entries of one file `main` wrote (`results_json`), each with EVALUATION_KEYS of
+    the right kind (numbers finite); a one-line UserError naming the file and ending in `fix`
+    (what the reader's user should do) for a file that cannot be read or is not one."""
+    try:
+        data = read_json_object(path, path.read_text(encoding="utf-8"), "the content", fix)
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {path} ({err}); {fix}") from None
+    runs = data.get("runs")
+    if not isinstance(runs, list) or not runs:
+        raise UserError(f"{path} has no `runs` list; {fix}")
+    for entry in runs:
+        ok = isinstance(entry, dict) and all(
+            k in entry and (is_number(entry[k]) and math.isfinite(entry[k]) if t is float
+                            else isinstance(entry[k], t) and not isinstance(entry[k], bool))
+            for k, t in EVALUATION_KEYS.items())
+        if not ok:
+            raise UserError(f"{path}: a run entry lacks a valid {', '.join(EVALUATION_KEYS)}; "
+                            f"{fix}")
+    return runs
 
 
 def write_json_atomic(out: Path, data: dict[str, Any]) -> None:

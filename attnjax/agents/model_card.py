@@ -10,7 +10,6 @@ training stretch or evaluation rather than edited by hand.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -48,15 +47,12 @@ def training_summary(metrics: list[dict[str, Any]], config: TrainConfig) -> dict
 
 def read_evaluations(folder: Path) -> list[dict[str, Any]]:
     """This folder's entries of every evaluation_*.json in it (one per policy), by file name."""
+    from attnjax.agents.evaluate import read_evaluation
+
     found = []
     for path in sorted(folder.glob(EVALUATION_GLOB)):
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise UserError(f"cannot read {path} ({err}); rewrite it with visualize.py "
-                            "evaluate or remove it") from None
-        for entry in doc.get("runs", []):
-            if Path(entry.get("run", "")).name == folder.name:
+        for entry in read_evaluation(path, "rewrite it with visualize.py evaluate or remove it"):
+            if Path(entry["run"]).name == folder.name:
                 found.append({"file": path.name, **entry})
     return found
 

@@ -5,7 +5,6 @@ written next to the training-metric table as evaluation_table.csv/.md, not inste
 from __future__ import annotations
 
 import csv
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,41 +13,21 @@ from typing import Any
 import numpy as np
 
 from attnjax.errors import UserError
-from attnjax.figures.records import game_name
 from attnjax.figures.summary import game_order, group_label, group_order
 from attnjax.figures.tables import format_cell
-from attnjax.training.runs import is_number, read_json_object
-
-EVALUATION_KEYS = {"env_id": str, "network": str, "attn_coef": float, "seed": int,
-                   "policy": str, "games": int, "mean": float}
+from attnjax.model.envs import game_name
 
 
 def load_evaluations(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    """The run entries of evaluation JSON files; UserError for a malformed file, files of
-    different policies, or one run (game, network, λ, seed) evaluated twice."""
+    """The run entries of evaluation JSON files (`evaluate.read_evaluation`); UserError for a
+    malformed file, files of different policies, or one run (game, network, λ, seed) evaluated
+    twice."""
+    from attnjax.agents.evaluate import read_evaluation
+
     entries: list[dict[str, Any]] = []
     for raw in paths:
-        path = Path(raw)
-        try:
-            data = read_json_object(path, path.read_text(), "the content")
-        except (OSError, UnicodeDecodeError) as err:
-            raise UserError(f"cannot read --evaluations {path} ({err}); pass a JSON file "
-                            "written by visualize.py evaluate") from None
-        runs = data.get("runs")
-        if not isinstance(runs, list) or not runs:
-            raise UserError(f"--evaluations {path} has no `runs` list; pass a JSON file written "
-                            "by visualize.py evaluate")
-        for entry in runs:
-            ok = isinstance(entry, dict) and all(
-                k in entry and (is_number(entry[k]) and math.isfinite(entry[k])
-                                if t is float else isinstance(entry[k], t)
-                                and not isinstance(entry[k], bool))
-                for k, t in EVALUATION_KEYS.items())
-            if not ok:
-                raise UserError(f"--evaluations {path}: a run entry lacks a valid "
-                                f"{', '.join(EVALUATION_KEYS)}; pass files written by "
-                                "visualize.py evaluate")
-            entries.append(entry)
+        entries += read_evaluation(Path(raw), "pass --evaluations files written by "
+                                              "visualize.py evaluate")
     policies = sorted({e["policy"] for e in entries})
     if len(policies) > 1:
         raise UserError(f"--evaluations mix policies {' and '.join(policies)}; pass the files "

@@ -5,7 +5,6 @@ series."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from attnjax.errors import UserError
+from attnjax.model.envs import game_name
 from attnjax.training import runs
 
 CONFIG_KEYS = ("env_id", "attn_coef", "seed", "network")
@@ -44,11 +44,6 @@ class RunRecord:
     @property
     def group(self) -> tuple[str, float]:
         return (self.network, self.attn_coef)
-
-
-def game_name(env_id: str) -> str:
-    """'Breakout-v5' -> 'Breakout' (also drops an 'ALE/' style prefix)."""
-    return re.sub(r"-v\d+$", "", env_id.rsplit("/", 1)[-1])
 
 
 def load_run(run_dir: str | os.PathLike) -> RunRecord:

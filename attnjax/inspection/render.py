@@ -27,8 +27,8 @@ import numpy as np
 
 from attnjax.cli import check_play_arguments
 from attnjax.errors import UserError
-from attnjax.model.baseline import NEAR_UNIFORM, UNIFORM_CELL
-from attnjax.model.networks import GRID, OBS_SIZE, receptive_field
+from attnjax.model.baseline import GRID, NEAR_UNIFORM, UNIFORM_CELL
+from attnjax.model.networks import OBS_SIZE, receptive_field
 
 # one colour per attention head (RGB), repeated if there are more heads
 HEAD_COLORS = ((255, 64, 64), (64, 170, 255), (90, 230, 90), (255, 210, 50), (230, 90, 255),
@@ -277,8 +277,8 @@ def play(agents: Sequence[Any], num_frames: int, seed: int = 0, policy: str = "s
     trees need them). The one play loop of video, tree and saliency: the same --seed
     --policy --warmup --stride play the same frames in each."""
     import jax
-    import jax.numpy as jnp
 
+    from attnjax.agents.play import make_chunk, start
     from attnjax.model.envs import QuadrantEnv, env_seeds, make_env
 
     check_play_arguments(argparse.Namespace(frames=num_frames, policy=policy, warmup=warmup,
@@ -286,31 +286,25 @@ def play(agents: Sequence[Any], num_frames: int, seed: int = 0, policy: str = "s
     env_id = env_id or check_same_env(agents)
     r = len(agents)
     env = make_env(env_id, env_seeds(seed, 1) * r, render=True)
-    step = jax.jit(env.step)
-    keys = list(jax.random.split(jax.random.PRNGKey(seed), r))
+    chunk = make_chunk([agent.network for agent in agents], env, policy, 1, outputs=True)
+    params = [agent.params for agent in agents]
     returns = np.zeros(r, np.float32)
     episode = np.zeros(r, np.int32)
     active = np.ones(r, bool)
     last: Frame | None = None
     recorded = 0
     try:
-        state, obs = env.reset()
+        state = start(env, jax.random.split(jax.random.PRNGKey(seed), r))  # [R, 2] keys
         t = 0
         while recorded < num_frames and active.any():
-            outs = [agent.apply(obs[i : i + 1]) for i, agent in enumerate(agents)]
-            actions = []
-            for i, out in enumerate(outs):
-                if policy == "greedy":
-                    actions.append(jnp.argmax(out.logits[0]))
-                else:
-                    keys[i], sub = jax.random.split(keys[i])
-                    actions.append(jax.random.categorical(sub, out.logits[0]))
-            action = jnp.stack(actions).astype(jnp.int32)
             record = t >= warmup and (t - warmup) % stride == 0
             if record:
-                screens = env.render(state) if isinstance(env, QuadrantEnv) else env.render()
-                obs_host = np.asarray(obs)
-            state, result = step(state, action)
+                screens = (env.render(state.env_state) if isinstance(env, QuadrantEnv)
+                           else env.render())
+                obs_host = np.asarray(state.obs)
+            state, step = chunk(params, state)
+            outs = [jax.tree_util.tree_map(lambda x: x[0], o) for o in step.outputs]  # 1 frame
+            action, result = step.actions[0], jax.tree_util.tree_map(lambda x: x[0], step.result)
             reward = np.asarray(result.game_reward, np.float32)
             over = np.asarray(result.game_over, bool)
             returns = returns + reward * active
@@ -341,7 +335,6 @@ def play(agents: Sequence[Any], num_frames: int, seed: int = 0, policy: str = "s
                 active = active & ~over
             episode = episode + over
             returns = np.where(over & ~stop_at_game_over, 0.0, returns).astype(np.float32)
-            obs = result.obs
             t += 1
     finally:
         env.close()

@@ -46,9 +46,9 @@ from attnjax.inspection.render import (
     upscale,
 )
 from attnjax.inspection.saliency.methods import METHODS
-from attnjax.model.baseline import vs_uniform
+from attnjax.model.baseline import GRID, vs_uniform
 from attnjax.model.envs import action_names
-from attnjax.model.networks import CONV_GEOMETRY, GRID
+from attnjax.model.networks import CONV_GEOMETRY
 from attnjax.progress import ProgressBar
 
 SALIENCY_CHOICES = ("none", *METHODS)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from attnjax.model.envs import game_name
 from attnjax.model.networks import OBS_SIZE
 
 MAX_RMS_PX = 2.0  # screen pixels: a mapping with a larger fit error does not hold
@@ -72,11 +73,6 @@ GAME_OBJECTS: dict[str, tuple[ObjectSpec, ...]] = {
                    (0, 190), (0, 160), (15, 19), (7, 8)),
     ),
 }
-
-
-def game_name(env_id: str) -> str:
-    """`Breakout-v5` -> `Breakout`."""
-    return env_id.split("-")[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,24 +254,23 @@ def collect_frames(agent: Any, num_frames: int, seed: int = 0, policy: str = "sa
     """Play one agent on env seed `seed` and record every `stride`-th step after `warmup`
     (Atari: from step 1 on, the first state whose RAM a step returned). Atari: when fewer than
     `calibration_states` frames were recorded, play on and keep the screens and RAM of the
-    following steps for fitting the RAM -> screen mappings. Not `render.play`: Atari frames
-    need the emulator RAM of each state (`step_with_ram`) and playing on past the recorded
-    frames, Quadrant-v0 the env state's square."""
+    following steps for fitting the RAM -> screen mappings. The play engine (`agents.play`)
+    one step at a time, not `render.play`: Atari frames need the emulator RAM of each state
+    and playing on past the recorded frames, Quadrant-v0 the env state's square."""
     import jax
-    import jax.numpy as jnp
 
+    from attnjax.agents.play import make_chunk, start
     from attnjax.model.envs import QuadrantEnv, env_seeds, make_env
 
     env_id = agent.config.env_id
     env = make_env(env_id, env_seeds(seed, 1), render=True)
     quadrant = isinstance(env, QuadrantEnv)
-    step = jax.jit(env.step if quadrant else env.step_with_ram)
-    key = jax.random.PRNGKey(seed)
+    chunk = make_chunk([agent.network], env, policy, 1, ram=not quadrant)
     rec: dict[str, list] = {"obs": [], "screens": [], "t": [], "ram": [], "positions": []}
     extra: dict[str, list] = {"screens": [], "ram": []}
     ram = None
     try:
-        state, obs = env.reset()
+        state = start(env, jax.random.PRNGKey(seed)[None])  # [1, 2] key
         t = 0
         while len(rec["t"]) < num_frames or (
                 not quadrant and len(rec["t"]) + len(extra["ram"]) < calibration_states):
@@ -284,26 +279,19 @@ def collect_frames(agent: Any, num_frames: int, seed: int = 0, policy: str = "sa
                     extra["screens"].append(np.asarray(env.render())[0])
                     extra["ram"].append(ram)
             elif (quadrant or ram is not None) and t >= warmup and (t - warmup) % stride == 0:
-                rec["obs"].append(np.asarray(obs[0]))
-                rec["screens"].append(np.asarray(env.render(state) if quadrant
+                rec["obs"].append(np.asarray(state.obs[0]))
+                rec["screens"].append(np.asarray(env.render(state.env_state) if quadrant
                                                  else env.render())[0])
                 rec["t"].append(t)
                 if quadrant:
-                    rec["positions"].append(np.asarray(state.position[0]))
+                    rec["positions"].append(np.asarray(state.env_state.position[0]))
                 else:
                     rec["ram"].append(ram)
                 if progress is not None:
                     progress(1)
-            logits = agent.apply(obs).logits
-            key, sub = jax.random.split(key)
-            action = (jnp.argmax(logits, axis=-1) if policy == "greedy"
-                      else jax.random.categorical(sub, logits)).astype(jnp.int32)
-            if quadrant:
-                state, result = step(state, action)
-            else:
-                state, result, ram_now = step(state, action)
-                ram = np.asarray(ram_now[0])
-            obs = result.obs
+            state, step = chunk([agent.params], state)
+            if not quadrant:
+                ram = np.asarray(step.ram[0, 0])  # [128]: the new state's
             t += 1
     finally:
         env.close()

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.model.networks import CONV_GEOMETRY, GRID, OBS_SIZE
+from attnjax.model.baseline import GRID
+from attnjax.model.networks import CONV_GEOMETRY, OBS_SIZE
 
 RANDOM_DRAWS = 8  # random maps per frame for the uniform-random baseline
 

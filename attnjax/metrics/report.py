@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from attnjax.cli import add_play_arguments, check_play_arguments
+from attnjax.cli import add_play_arguments, check_play_arguments, comma_list
 from attnjax.errors import UserError, writable_folder
 from attnjax.metrics import faithfulness, ground_truth, localization, samples, sanity
 from attnjax.progress import ProgressBar
@@ -82,13 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _list(text: str, flag: str, kind: type = str) -> tuple:
+    """`cli.comma_list` of a flag's value; UserError naming the flag when it is not a list."""
     try:
-        values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        return comma_list(text, kind)
     except ValueError:
-        values = ()
-    if not values:
-        raise UserError(f"{flag} needs a comma-separated list, got {text!r}")
-    return values
+        raise UserError(f"{flag} needs a comma-separated list, got {text!r}") from None
 
 
 def check_args(args: argparse.Namespace) -> dict[str, Any]:

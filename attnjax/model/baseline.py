@@ -4,14 +4,16 @@ A head that attends to nothing in particular spreads its weight evenly over the 
 ≈ 0.020 per cell and ln 49 ≈ 3.89 nats of entropy. K heads together (`attention_entropy` in
 metrics.jsonl sums the heads) have K·ln 49 nats at most, 7.78 for K = 2. The pictures state
 values against it ("0.31 = 15× uniform", "3.10 of 7.78 nats") so that a reader sees at once
-whether an agent attends to anything. Plain Python: the figures use it without loading JAX.
+whether an agent attends to anything. Plain Python: the figures use it without loading JAX;
+the network (`networks`) takes its grid from here.
 """
 
 from __future__ import annotations
 
 import math
 
-CELLS = 49  # attention cells per head: networks.GRID ** 2
+GRID = 7  # attention cells per side: conv3's 7x7 units (networks.CONV_GEOMETRY)
+CELLS = GRID * GRID  # attention cells per head
 UNIFORM_CELL = 1.0 / CELLS  # each cell's weight under uniform attention
 UNIFORM_HEAD_ENTROPY = math.log(CELLS)  # nats of one uniform head
 NEAR_UNIFORM = 2.0  # a peak below this many times uniform shows no real focus

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from typing import Any
 
 import jax
@@ -37,6 +38,12 @@ class StepResult:
     done: jax.Array  # [N] bool: episode boundary for bootstrapping (life lost, game over, time)
     game_reward: jax.Array  # [N] float32, unclipped: what full-game scores sum
     game_over: jax.Array  # [N] bool: the whole game ended (all lives lost or time limit)
+
+
+def game_name(env_id: str) -> str:
+    """The game an env id names, as run names, tables and AtariARI annotations spell it:
+    'Breakout-v5' -> 'Breakout', 'Quadrant-v0' -> 'Quadrant' (an 'ALE/' style prefix dropped)."""
+    return re.sub(r"-v\d+$", "", env_id.rsplit("/", 1)[-1])
 
 
 def env_seeds(seed: int, num_envs: int) -> list[int]:
@@ -87,7 +94,7 @@ def _game_actions(env_id: str) -> tuple[str, ...]:
     """The env's listed action names; ALE's full set for a game not in MINIMAL_ACTIONS."""
     if env_id == QUADRANT_ENV_ID:
         return QUADRANT_ACTIONS
-    return MINIMAL_ACTIONS.get(env_id.rsplit("/", 1)[-1].split("-v")[0], ALE_ACTIONS)
+    return MINIMAL_ACTIONS.get(game_name(env_id), ALE_ACTIONS)
 
 
 def planned_num_actions(env_id: str) -> int:

@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from attnjax.model.baseline import CELLS
+
 # (features, kernel, stride) of the three Nature-CNN convolutions: 84 -> 20 -> 9 -> 7.
 CONV_LAYERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
-GRID = 7  # attention cells per side
-NUM_CELLS = GRID * GRID
+ENTROPY_EPS = 1e-10  # p * log(p + eps): finite value and gradient where p underflows to 0
 NETWORKS = ("attention", "nature")
 OBS_SIZE = 84  # observation pixels per side
 
@@ -70,6 +71,17 @@ class AgentOutput:
     # ([B,20,20,32], [B,9,9,64], [B,7,7,64]); attention net adds c3_normalized [B,7,7,64],
     # a1_pre / a1 [B,7,7,512] (before / after ELU), attention_logits [B,7,7,K],
     # features [B,7,7,64]; both add hidden [B,512].
+
+
+def head_entropies(attention: jax.Array, eps: float = ENTROPY_EPS) -> jax.Array:
+    """attention [B, 7, 7, K] -> [B, K]: each head's entropy over the 49 cells, in nats.
+
+    The one definition: the training loss sums it over heads (`losses.frame_attention_entropy`),
+    evaluation and the attention pictures report it per head. `p * log(p + eps)` keeps value
+    and gradient finite where probabilities underflow to 0 (a one-hot head has entropy 0).
+    """
+    p = attention.reshape(attention.shape[0], -1, attention.shape[-1])  # [B, 49, K]
+    return -jnp.sum(p * jnp.log(p + eps), axis=1)
 
 
 def orthogonal(gain: float) -> nn.initializers.Initializer:
@@ -231,7 +243,7 @@ class AttentionActorCritic(nn.Module):
         )(a1)  # [B, 7, 7, K]
         acts["attention_logits"] = att_logits
         batch = obs.shape[0]
-        flat_logits = att_logits.reshape(batch, NUM_CELLS, self.num_heads)
+        flat_logits = att_logits.reshape(batch, CELLS, self.num_heads)
         attention = jax.nn.softmax(flat_logits, axis=1).reshape(att_logits.shape)
         features = c3n * jnp.sum(attention, axis=-1, keepdims=True)  # [B, 7, 7, 64]
         acts["features"] = features

@@ -83,7 +83,9 @@ class TrainConfig:
 
     @property
     def game(self) -> str:
-        return self.env_id.split("-")[0]
+        from attnjax.model.envs import game_name  # loads JAX only where a name is needed
+
+        return game_name(self.env_id)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

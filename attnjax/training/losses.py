@@ -11,18 +11,14 @@ import chex
 import jax
 import jax.numpy as jnp
 
-ENTROPY_EPS = 1e-10
+from attnjax.model.networks import ENTROPY_EPS, head_entropies
 
 
 def frame_attention_entropy(attention: jax.Array, eps: float = ENTROPY_EPS) -> jax.Array:
-    """[B, 7, 7, K] -> [B]: per frame, the sum over heads of each head's entropy over the cells.
-
-    Each head sums to 1. `p * log(p + eps)` keeps value and gradient finite where probabilities
-    underflow to 0 (a one-hot map has entropy 0, not NaN).
-    """
+    """[B, 7, 7, K] -> [B]: per frame, the sum over heads of each head's entropy over the cells
+    (`networks.head_entropies`; each head sums to 1)."""
     chex.assert_rank(attention, 4)
-    p = attention.reshape(attention.shape[0], -1, attention.shape[-1])  # [B, 49, K]
-    return jnp.sum(-jnp.sum(p * jnp.log(p + eps), axis=1), axis=-1)
+    return jnp.sum(head_entropies(attention, eps), axis=-1)
 
 
 def attention_entropy(

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from attnjax.model.baseline import UNIFORM_CELL, UNIFORM_HEAD_ENTROPY, near_uniform, vs_uniform
+from attnjax.model.networks import head_entropies
 from attnjax.training.config import TrainConfig
 from attnjax.training.runs import WANDB_DIR, WANDB_ID_FILE, config_record, run_name
 
@@ -90,7 +91,7 @@ def attention_figure(obs: np.ndarray, attention: np.ndarray | None, title: str):
                 ax.axvline(edge, color="white", lw=0.4, alpha=0.3)
             if near_uniform(float(p.max())):
                 ax.set_xlabel("near uniform: no cell stands out", fontsize=7)
-            entropy = float(-(p * np.log(p + 1e-10)).sum())
+            entropy = float(head_entropies(att[None, ..., k : k + 1])[0, 0])
             ax.set_title(f"head {k}: peak {vs_uniform(float(p.max()))}\n"
                          f"entropy {entropy:.2f} of {UNIFORM_HEAD_ENTROPY:.2f} nats", fontsize=8)
         bar = fig.colorbar(ScalarMappable(norm, cmap), cax=axes[-1])
