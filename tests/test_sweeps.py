@@ -31,13 +31,13 @@ def train_flags(argv: list[str]) -> argparse.Namespace:
 
 def test_sweep_files_exist_and_expand():
     names = {p.name for p in SWEEP_FILES}
-    assert {"paper.yaml", "smoke.yaml"} <= names
+    assert {"paper.yaml", "smoke.yaml", "breakout-lambda.yaml"} <= names
     for path in SWEEP_FILES:
         sweep = sweeps.load(path)
         assert sweep.program == "train.py"
         assert sweep.argvs, path
         for argv in sweep.argvs:
-            assert argv[0].startswith("--env-id="), argv  # ${args} comes first
+            assert argv[0].startswith("--") and "=" in argv[0], argv  # ${args} comes first
             assert all(isinstance(a, str) for a in argv)
 
 
@@ -53,6 +53,19 @@ def test_paper_grid_is_180_runs_of_10m_steps():
     assert sorted({env for env, _, _ in runs}) == [f"{g}-v5" for g in PAPER_GAMES]
     assert sorted({coef for _, coef, _ in runs}) == PAPER_LAMBDAS
     assert sorted({seed for _, _, seed in runs}) == [0, 1, 2, 3, 4]
+
+
+def test_breakout_lambda_sweep_is_18_runs_of_300k_steps_in_3_blocks():
+    argvs = sweeps.expand(ROOT / "sweeps" / "breakout-lambda.yaml")
+    assert len(argvs) == 3  # one block per seed
+    runs = []
+    for argv in argvs:
+        args = train_flags(argv)
+        assert args.env_id == "Breakout-v5" and args.total_timesteps == 300_032
+        runs += [(coef, seed) for coef in args.attn_coef for seed in args.seed]
+    assert len(runs) == len(set(runs)) == 18
+    assert sorted({coef for coef, _ in runs}) == PAPER_LAMBDAS
+    assert sorted({seed for _, seed in runs}) == [0, 1, 2]
 
 
 def test_smoke_grid_is_tiny():
