@@ -126,7 +126,9 @@ def collapse_verdict(modal_share_per_head: list[float], greedy_mean: float,
     """COLLAPSE_RULE applied to the measured numbers."""
     stuck = all(s >= COLLAPSE_SHARE for s in modal_share_per_head)
     near_random = abs(greedy_mean - random_mean) <= COLLAPSE_POINTS
-    return {"rule": COLLAPSE_RULE, "heads_stuck": stuck, "greedy_near_random": near_random,
+    return {"rule": COLLAPSE_RULE, "min_share_percent": 100 * COLLAPSE_SHARE,
+            "max_points_from_random": COLLAPSE_POINTS, "heads_stuck": stuck,
+            "greedy_near_random": near_random,
             "greedy_minus_random": greedy_mean - random_mean,
             "collapsed": bool(stuck and near_random)}
 

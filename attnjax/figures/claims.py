@@ -50,7 +50,8 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     n = len(x)
     out = {"effect": None, "low": None, "high": None, "n": [n],
-           "method": "Spearman rank correlation, Fisher-z interval (SE sqrt(1.06/(n-3)))"}
+           "method": "Spearman rank correlation, Fisher-z interval with the "
+                     "Fieller-Hartley-Pearson standard error"}
     if n < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return out
     rho = float(stats.spearmanr(x, y).statistic)

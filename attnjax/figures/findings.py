@@ -61,7 +61,8 @@ def findings_markdown(summary: dict[str, Any]) -> str:
         f"those {b['learning_rate_annealed_over']:,} steps, not over "
         f"{b['paper_agent_steps']:,}. These are early-training agents: where the paper's "
         "numbers are quoted, they are the paper's, at its full budget.", "",
-        f"λ ∈ {{{lambdas}}} × seeds {{{seeds}}} ({s['n_runs']} runs), K = "
+        f"λ ∈ {{{lambdas}}} × seeds {{{seeds}}} ({s['n_runs']} run"
+        f"{'' if s['n_runs'] == 1 else 's'}), K = "
         f"{', '.join(str(k) for k in s['attn_heads'])} heads. Each run was assessed at step "
         f"{s['agent_step']:,}: {s['games_per_policy']} full games per policy (greedy and "
         f"sampled; the same game seeds for every run, evaluation seed {s['eval_seed']}), and "
@@ -70,7 +71,7 @@ def findings_markdown(summary: dict[str, Any]) -> str:
         "## Per λ (mean ± std over seeds)", "", *table(s), "",
         f"Hit rate: a head's argmax cell covers the {s['target_object']}, averaged over the "
         "heads and the frames where it is visible. Heads agreeing: share of frames on which "
-        f"both heads' argmax is the same cell. {s['collapse_rule'] or ''}", "",
+        f"both heads' argmax is the same cell. {s['collapse_rule'] or ''}.", "",
         f"## Claims ({conf:g} % intervals)", "",
     ]
     lines += [claim_line(c, conf) for c in s["claims"]]

@@ -129,7 +129,8 @@ def sweep_claims(rows: Sequence[dict], game: str) -> list[dict]:
     seeds = min(sum(r["attn_coef"] == c for r in rows) for c in coefs)
     out = []
     if {BASE, SMALL} <= coefs:
-        for key, what in (("training_return_last_50k", "training return, last 50k steps"),
+        for key, what in (("training_return_last_50k",
+                           f"training return, last {LAST_STEPS:,} steps"),
                           ("greedy", "greedy evaluation")):
             est = claims.welch_difference(_values(rows, SMALL, key), _values(rows, BASE, key))
             out.append(claims.claim(f"λ={SMALL:g} does not slow training ({what})", est, +1,
@@ -182,6 +183,8 @@ def sweep_summary(runs: Sequence[RunRecord], summary: dict[str, Any]) -> dict[st
         "eval_seed": first["evaluation"]["eval_seed"],
         "localization_frames": first["frames"]["count"], "target_object": target,
         "collapse_rule": (first.get("collapse") or {}).get("rule"),
+        "collapse_thresholds": {k: (first.get("collapse") or {}).get(k) for k in
+                                ("min_share_percent", "max_points_from_random")},
         "budget": {"agent_steps": step, "paper_agent_steps": PAPER["total_timesteps"],
                    "percent_of_paper": 100.0 * step / PAPER["total_timesteps"],
                    "learning_rate_annealed_over": step},
