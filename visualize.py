@@ -22,6 +22,8 @@ SUBCOMMANDS = {
              "write an offline HTML viewer of deep relevance trees"),
     "figures": ("attnjax.figures", "paper figures and table from runs' metrics.jsonl"),
     "evaluate": ("attnjax.agents.evaluate", "play N full games per run: scores, table and JSON"),
+    "assess": ("attnjax.metrics.assess",
+               "finished runs at their final step: games, entropy, localization, collapse"),
     "publish": ("attnjax.agents.publish", "write a run's final parameters as a small agent folder"),
     "card": ("attnjax.agents.model_card", "write a run's README.md model card from its own files"),
     "metrics": ("attnjax.metrics.report", "measure localization, sanity, samples, faithfulness"),

@@ -284,8 +284,12 @@ def test_figures_read_at_a_glance(grid_runs, tmp_path):
         assert "nats" in ax.get_xlabel()
         uniform = next(line for line in ax.get_lines() if line.get_gid() == "uniform:2")
         assert uniform.get_xdata()[0] == pytest.approx(2 * math.log(49))
-        assert ax.get_xlim()[0] == 0 and ax.get_xlim()[1] >= 2 * math.log(49)  # 0 to uniform
+        (left, right), (bottom, top) = ax.get_xlim(), ax.get_ylim()
+        assert left < 0 and right > 2 * math.log(49)  # 0 to uniform, off the edges
         dots = {c.get_gid(): c for c in ax.collections}
+        for c in dots.values():  # no point on an edge of the axes
+            x, y = np.asarray(c.get_offsets()).T
+            assert (left < x).all() and (x < right).all() and (bottom < y).all() and (y < top).all()
         assert dots["dots:λ=0"].get_paths()[0] != dots["dots:λ=0.005"].get_paths()[0]
         assert any("K·ln 49" in t.get_text() for t in fig.texts)
     finally:

@@ -52,6 +52,9 @@ def test_visualize_examples_use_runs_that_exist_after_the_quickstart():
             for seed in _values(argv, "--seed"):
                 config = TrainConfig(env_id=env_id, attn_coef=float(coef), seed=int(seed))
                 made.add(f"{out_dir}/{run_name(config)}")
+    for argv in _commands("visualize.py"):  # a results folder that `assess` writes
+        if argv[2] == "assess":
+            made.update(_values(argv, "--out"))
     used = {cmd[2]: set() for cmd in _commands("visualize.py")}
     for argv in _commands("visualize.py"):
         runs = _values(argv, "--run") + _values(argv, "--runs")

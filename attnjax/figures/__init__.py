@@ -35,11 +35,15 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from attnjax.errors import writable_folder
+from attnjax.errors import UserError, writable_folder
+from attnjax.figures.findings import findings_markdown
 from attnjax.figures.plots import plot_entropy_vs_reward, plot_reward_curves, pyplot
-from attnjax.figures.records import FiguresWarning, load_runs
+from attnjax.figures.records import ASSESSMENT_FILE, FiguresWarning, load_runs
 from attnjax.figures.summary import FINALS, summarize
+from attnjax.figures.sweep import check_sweep, finite, sweep_summary
+from attnjax.figures.sweep_plots import plot_hit_rate_vs_lambda
 from attnjax.figures.tables import table_markdown, write_table_csv
+from attnjax.training.runs import write_atomic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "logged steps (default 0.1)")
     parser.add_argument("--grid-points", type=int, default=100, metavar="N",
                         help="points of the common step grid of the reward curves (default 100)")
+    parser.add_argument("--findings", default=None, metavar="PAGE.md",
+                        help="runs assessed by `visualize.py assess`: also write the findings "
+                        "page (budget, per-λ table, claims with 95%% intervals) generated from "
+                        "summary.json")
     parser.add_argument("--evaluations", nargs="+", default=None, metavar="JSON",
                         help="`visualize.py evaluate` files: also write evaluation_table.md/.csv "
                         "of the evaluated scores, next to the training-metric table")
@@ -62,16 +70,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_figures(run_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
                  final_window_frac: float = 0.1, grid_points: int = 100,
-                 final: str = "last") -> list[Path]:
+                 final: str = "last", findings: str | os.PathLike | None = None) -> list[Path]:
     """Load the runs, write every output under `out`, return the paths written."""
     runs = load_runs(run_paths)
+    assessed = check_sweep(runs)
+    if findings is not None and not assessed:
+        raise UserError(f"--findings needs runs carrying {ASSESSMENT_FILE}; run "
+                        "visualize.py assess on the finished runs first")
     summary = summarize(runs, final_window_frac, grid_points, final)
+    if assessed:
+        summary["sweep"] = finite(sweep_summary(runs, summary))
     out = Path(out)
     writable_folder(out, "--out")
     written: list[Path] = []
     plt = pyplot()
-    for name, plot in (("reward_curves", plot_reward_curves),
-                       ("entropy_vs_reward", plot_entropy_vs_reward)):
+    plots = [("reward_curves", plot_reward_curves), ("entropy_vs_reward", plot_entropy_vs_reward)]
+    if assessed:
+        plots.append(("hit_rate_vs_lambda", plot_hit_rate_vs_lambda))
+    for name, plot in plots:
         if name == "entropy_vs_reward" and not any(
                 g["network"] == "attention" for e in summary["games"].values()
                 for g in e["groups"]):
@@ -85,8 +101,13 @@ def make_figures(run_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
         plt.close(fig)
     write_table_csv(summary, out / "final_table.csv")
     (out / "final_table.md").write_text(table_markdown(summary))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
     written += [out / "final_table.csv", out / "final_table.md", out / "summary.json"]
+    if findings is not None:
+        page = Path(findings)
+        writable_folder(page.parent, "--findings", str(page))
+        write_atomic(page, findings_markdown(summary))
+        written.append(page)
     return written
 
 
@@ -98,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", FiguresWarning)
         try:
             written = make_figures(args.runs, args.out, args.final_window_frac, args.grid_points,
-                                   final=args.final)
+                                   final=args.final, findings=args.findings)
         finally:
             for w in caught:
                 if issubclass(w.category, FiguresWarning):

@@ -31,7 +31,7 @@ def pyplot():
 
 
 def group_styles(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per group label, the same in every figure: a colour (viridis over λ, grey for nature), a
+    """Per group label, the same in every figure: a colour (plasma over λ, grey for nature), a
     line style and a marker (so curves and dots that coincide stay visible), and the legend
     text with the seed count."""
     import matplotlib
@@ -39,18 +39,24 @@ def group_styles(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     entries = [g for e in summary["games"].values() for g in e["groups"]]
     groups = group_order((g["network"], g["attn_coef"]) for g in entries)
     attention = [g for g in groups if g[0] == "attention"]
-    cmap = matplotlib.colormaps["viridis"]
+    cmap = matplotlib.colormaps["plasma"]  # stops at orange: every λ stays visible on white
     styles: dict[str, dict[str, Any]] = {}
     for i, group in enumerate(groups):
         label = group_label(group)
         counts = sorted({len(g["seeds"]) for g in entries if g["label"] == label})
         n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
-        colour = (cmap(0.9 * attention.index(group) / max(len(attention) - 1, 1))
+        colour = (cmap(0.8 * attention.index(group) / max(len(attention) - 1, 1))
                   if group in attention else NATURE_COLOUR)
         styles[label] = {"color": colour, "ls": LINESTYLES[i % len(LINESTYLES)],
                          "marker": MARKERS[i % len(MARKERS)], "index": i,
                          "legend": f"{label} ({n} seed{'' if n == '1' else 's'})"}
     return styles
+
+
+def random_agent_score(summary: dict[str, Any], game: str) -> float | None:
+    """The random policy's mean score of an assessed sweep of `game` (`figures.sweep`)."""
+    sweep = summary.get("sweep")
+    return sweep["random_agent"]["mean"] if sweep and sweep["game"] == game else None
 
 
 def _grid_of_axes(plt, n: int):
@@ -85,10 +91,11 @@ def plot_reward_curves(summary: dict[str, Any]):
     styles = group_styles(summary)
     fig, axes = _grid_of_axes(plt, len(summary["games"]))
     labels: list[str] = []
+    banded = False
     for ax, (game, entry) in zip(axes, summary["games"].items(), strict=False):
         for g in entry["groups"]:
             curve = g["curve"]
-            grid = np.asarray(curve["grid"], dtype=float)
+            grid = np.asarray(curve["grid"], dtype=float) / 1e6  # millions of agent steps
             mean = np.array(curve["mean"], dtype=float)
             std = np.array(curve["std"], dtype=float)
             style = styles[g["label"]]
@@ -96,17 +103,27 @@ def plot_reward_curves(summary: dict[str, Any]):
             offset = (style["index"] * every // max(len(styles), 1)) % every
             ax.plot(grid, mean, color=style["color"], ls=style["ls"], marker=style["marker"],
                     markevery=(offset, every), ms=4, lw=1.4, gid=f"mean:{g['label']}")
-            ax.fill_between(grid, mean - std, mean + std, color=style["color"], alpha=0.15,
-                            lw=0)
+            if len(g["seeds"]) > 1:
+                banded = True
+                ax.fill_between(grid, mean - std, mean + std, color=style["color"], alpha=0.15,
+                                lw=0, gid=f"band:{g['label']}")
             if g["label"] not in labels:
                 labels.append(g["label"])
+        random = random_agent_score(summary, game)
+        if random is not None:
+            ax.axhline(random, color="0.2", ls=":", lw=1.2, gid="random")
         ax.set_title(game)
-        ax.set_xlabel("agent steps")
+        ax.set_xlabel("agent steps (millions)")
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
         ax.set_ylabel("full-game return")
         ax.grid(alpha=0.3)
     caption = ("Line: mean over seeds of the full-game return (all lives, unclipped scores; "
-               "the mean of the last 100 games); band: ± one standard deviation over seeds. "
-               "Each seed is interpolated onto a common step grid.")
+               "the mean of the last 100 games)"
+               + ("; band: ± one standard deviation over seeds" if banded else "")
+               + ". Each seed is interpolated onto a common step grid."
+               + (" Dotted: a uniformly random policy's mean score." if any(
+                   random_agent_score(summary, game) is not None for game in summary["games"])
+                  else ""))
     _legend_and_caption(fig, styles, [lab for lab in styles if lab in labels], caption)
     return fig
 
@@ -126,6 +143,7 @@ def plot_entropy_vs_reward(summary: dict[str, Any]):
     fig, axes = _grid_of_axes(plt, len(games))
     labels: list[str] = []
     for ax, (game, groups) in zip(axes, games.items(), strict=False):
+        ys: list[float] = []
         for g in groups:
             points = np.array([(p["final_entropy"], p["final_reward"]) for p in g["runs"]
                                if p["final_entropy"] is not None
@@ -135,16 +153,19 @@ def plot_entropy_vs_reward(summary: dict[str, Any]):
             ax.scatter(points[:, 0], points[:, 1], facecolors="none", linewidths=1.3,
                        s=max(20, 70 - 20 * style["index"]),
                        edgecolors=[style["color"]], marker=style["marker"],
-                       gid=f"dots:{g['label']}")
-            if g["cross"] is not None:
-                size = max(40, 160 - 40 * style["index"])
+                       gid=f"dots:{g['label']}", zorder=3)
+            if g["cross"] is not None:  # thin and under the dots: a dot on it stays visible
                 ax.scatter([g["cross"][0]], [g["cross"][1]], color=style["color"], marker="x",
-                           s=size, linewidths=2.0, gid=f"cross:{g['label']}", zorder=3)
+                           s=90, linewidths=1.0, alpha=0.8, gid=f"cross:{g['label']}", zorder=2)
+            ys += [*points[:, 1], *([g["cross"][1]] if g["cross"] is not None else [])]
             if g["label"] not in labels:
                 labels.append(g["label"])
         heads_used = sorted({k for g in groups for k in g.get("attn_heads", [2])})
         most = max(uniform_entropy(max(heads_used)), ax.get_xlim()[1])
-        ax.set_xlim(0.0, 1.04 * most)  # entropy runs from 0 (one cell) to uniform
+        ax.set_xlim(-0.04 * most, 1.04 * most)  # 0 (one cell) to uniform, off the edges
+        if ys:  # a margin above and below the points, so none sits on an edge
+            pad = 0.08 * max(max(ys) - min(ys), 1.0)
+            ax.set_ylim(min(ys) - pad, max(ys) + pad)
         for heads in heads_used:
             ax.axvline(uniform_entropy(heads), color="0.3", ls="--", lw=1.0, gid=f"uniform:{heads}")
         top_axis = ax.secondary_xaxis("top")  # names the dashed lines above the plot

@@ -15,6 +15,7 @@ from attnjax.errors import UserError
 from attnjax.model.envs import game_name
 from attnjax.training import runs
 
+ASSESSMENT_FILE = "assessment.json"  # written by attnjax.metrics.assess
 CONFIG_KEYS = ("env_id", "attn_coef", "seed", "network")
 METRIC_KEYS = ("global_step", "episodic_return", "attention_entropy")
 FiguresWarning = runs.PartialRunWarning  # a run the figures can only partly use
@@ -36,6 +37,7 @@ class RunRecord:
     returns: np.ndarray
     entropy_steps: np.ndarray  # global_step of rows with a non-null attention_entropy
     entropies: np.ndarray
+    assessment: dict | None = None  # assessment.json of `visualize.py assess`, if the run has one
 
     @property
     def game(self) -> str:
@@ -61,13 +63,18 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
         values = np.array([v for _, v in kept], dtype=np.float64)
         return steps, values
 
+    assessment = None
+    if (run_dir / ASSESSMENT_FILE).is_file():
+        path = run_dir / ASSESSMENT_FILE
+        assessment = runs.read_json_object(path, path.read_text(), "the content")
     return_steps, returns = series("episodic_return")
     entropy_steps, entropies = series("attention_entropy")
     return RunRecord(path=run_dir, env_id=config.env_id, attn_coef=float(config.attn_coef),
                      seed=config.seed, network=config.network, attn_heads=config.attn_heads,
                      first_step=rows[0]["global_step"],
                      last_step=rows[-1]["global_step"], return_steps=return_steps,
-                     returns=returns, entropy_steps=entropy_steps, entropies=entropies)
+                     returns=returns, entropy_steps=entropy_steps, entropies=entropies,
+                     assessment=assessment)
 
 
 def load_runs(paths: Sequence[str | os.PathLike]) -> list[RunRecord]:
