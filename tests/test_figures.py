@@ -192,7 +192,7 @@ def test_nulls_nature_and_short_last_line(tmp_path):
     assert nature["label"] == "nature CNN" and nature["cross"] is None
     assert nature["final_entropy"] is None and nature["final_reward"]["mean"] == 5.0
     md = table_markdown(summary)
-    assert "| 0 | 15±5 |" in md and "| nature CNN | 5±0 (n=1) |" in md and "over 2 seeds" in md
+    assert "| 0 | 15±5 |" in md and "| nature CNN | 5 (1 seed) |" in md and "over 2 seeds" in md
     fig = plot_entropy_vs_reward(summary)
     gids = {c.get_gid() for c in fig.axes[0].collections}
     assert gids == {"dots:λ=0", "cross:λ=0"}  # the nature run is left out
@@ -347,9 +347,15 @@ def test_final_last_is_the_default_and_takes_each_runs_last_logged_values(grid_r
     (1.325, 0.425, "1.3±0.4"), (540.4, 33.2, "540±33"), (131.0, 52.4, "131±52"),
     (5.0, 0.0, "5±0"), (0.0123, 0.0049, "0.012±0.005"), (-0.04, 0.5, "0.0±0.5"),
     (2.5, 0.95, "2.5±1.0"), (None, 1.0, "n/a"),
-    # one seed, no spread: the mean to 3 significant digits
+    # no spread: the mean to 3 significant digits
     (1.25, 0.0, "1.25±0"), (540.4, 0.0, "540±0"), (0.5, 0.0, "0.5±0"), (0.0, 0.0, "0±0"),
     (-12.345, 0.0, "-12.3±0"),
 ])
 def test_table_cells_keep_significant_digits(mean, std, text):
     assert format_cell(mean, std) == text
+
+
+def test_a_single_seed_shows_no_spread():
+    assert format_cell(24.31, 0.0, n=1) == "24.3 (1 seed)"
+    assert format_cell(540.4, 0.0, n=1) == "540 (1 seed)"
+    assert format_cell(15.0, 5.0, n=2) == "15±5"

@@ -132,7 +132,9 @@ def test_welch_and_fisher_intervals_match_scipy():
 def test_page_is_generated_from_summary_alone(sweep):
     summary = json.loads((sweep / "out" / "summary.json").read_text())
     page = (sweep / "page.md").read_text()
-    assert page == findings_markdown(summary)
+    assert page == findings_markdown(summary, "out")  # the figures' folder, from the page
+    assert "![return against agent steps per λ (the paper's Figure 2)](out/reward_curves.png)" \
+        in page and (sweep / "out" / "reward_curves.png").exists()
     assert "100,000 agent steps, 1.0 % of the paper's 10,000,000" in page
     leaves: list[float] = []
 

@@ -106,7 +106,8 @@ def make_figures(run_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     if findings is not None:
         page = Path(findings)
         writable_folder(page.parent, "--findings", str(page))
-        write_atomic(page, findings_markdown(summary))
+        shown = Path(os.path.relpath(out.resolve(), page.resolve().parent)).as_posix()
+        write_atomic(page, findings_markdown(summary, shown))
         written.append(page)
     return written
 

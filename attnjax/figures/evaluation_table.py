@@ -74,8 +74,8 @@ def evaluation_table_markdown(entries: Sequence[dict[str, Any]]) -> str:
         row = []
         for game in games:
             r = cells.get((group, game))
-            text = "–" if r is None else format_cell(r["mean"], r["std"])
-            row.append(text if r is None or r["n_seeds"] == usual else
+            text = "–" if r is None else format_cell(r["mean"], r["std"], r["n_seeds"])
+            row.append(text if r is None or r["n_seeds"] in (usual, 1) else
                        f"{text} (n={r['n_seeds']})")
         name = f"{group[1]:g}" if group[0] == "attention" else group_label(group)
         lines.append(f"| {name} | " + " | ".join(row) + " |")

@@ -15,7 +15,7 @@ def _num(x: float | None, digits: int = 2) -> str:
 
 
 def _cell(stat: dict[str, Any]) -> str:
-    return format_cell(stat["mean"], stat["std"])
+    return format_cell(stat["mean"], stat["std"], stat.get("n"))
 
 
 def table(sweep: dict[str, Any]) -> list[str]:
@@ -43,8 +43,14 @@ def claim_line(c: dict[str, Any], confidence: float) -> str:
     return line
 
 
-def findings_markdown(summary: dict[str, Any]) -> str:
-    """The page; KeyError-free only for a summary with a "sweep" entry."""
+FIGURES = (("reward_curves.png", "return against agent steps per λ (the paper's Figure 2)"),
+           ("entropy_vs_reward.png", "final attention entropy against return (Figure 3)"),
+           ("hit_rate_vs_lambda.png", "ball hit rate against λ with its baselines"))
+
+
+def findings_markdown(summary: dict[str, Any], figures: str | None = None) -> str:
+    """The page; KeyError-free only for a summary with a "sweep" entry. figures: the folder of
+    the figures relative to the page, to show them on it (else only named)."""
     s = summary["sweep"]
     b = s["budget"]
     lambdas = ", ".join(f"{row['attn_coef']:g}" for row in s["lambdas"])
@@ -84,6 +90,11 @@ def findings_markdown(summary: dict[str, Any]) -> str:
     lines += [f"| {row['attn_coef']:g} | {_num(row['target_hit_rate']['mean'])} | "
               f"{_num(row['best_fixed_hit_rate']['mean'])} | "
               f"{_num(row['uniform_hit_rate']['mean'])} |" for row in s["lambdas"]]
-    lines += ["", "Figures: reward_curves.png, entropy_vs_reward.png, hit_rate_vs_lambda.png "
-              "next to summary.json."]
+    if figures is None:
+        lines += ["", "Figures: " + ", ".join(name for name, _ in FIGURES)
+                  + " next to summary.json."]
+    else:
+        lines += ["", "## Figures", ""]
+        for name, what in FIGURES:
+            lines += [f"![{what}]({figures}/{name})", ""]
     return "\n".join(lines) + "\n"

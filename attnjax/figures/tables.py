@@ -11,13 +11,15 @@ from typing import Any
 from attnjax.figures.summary import group_label, group_order
 
 
-def format_cell(mean: float | None, std: float | None) -> str:
+def format_cell(mean: float | None, std: float | None, n: int | None = None) -> str:
     """'540±33', '1.3±0.4': the std to one significant digit, but never coarser than integers
     (as the paper's table), the mean to the same decimals, both rounded half up; without a
-    spread (one seed) the mean to 3 significant digits ('1.25±0', '540±0'); 'n/a' without
-    data."""
+    spread the mean to 3 significant digits ('1.25±0', '540±0'), and for a single seed (n = 1)
+    no spread at all ('24.3 (1 seed)'); 'n/a' without data."""
     if mean is None or std is None:
         return "n/a"
+    if n == 1:
+        return f"{format_cell(mean, 0.0).split('±')[0]} (1 seed)"
     if std > 0:
         decimals = 0 if std >= 1 else -math.floor(math.log10(std))
     else:
@@ -72,7 +74,7 @@ def table_markdown(summary: dict[str, Any]) -> str:
         for g in entry["groups"]:
             fr = g["final_reward"]
             cells.setdefault((g["network"], g["attn_coef"]), {})[game] = (
-                format_cell(fr["mean"], fr["std"]), fr["n"])
+                format_cell(fr["mean"], fr["std"], fr["n"]), fr["n"])
             counts.append(fr["n"])
     usual = max(set(counts), key=lambda n: (counts.count(n), n)) if counts else 0
     lines = ["| λ | " + " | ".join(games) + " |", "|---" * (len(games) + 1) + "|"]
@@ -83,7 +85,7 @@ def table_markdown(summary: dict[str, Any]) -> str:
             if not text:
                 row.append("–")
                 continue
-            row.append(text if n == usual else f"{text} (n={n})")
+            row.append(text if n in (usual, 1) else f"{text} (n={n})")
         name = f"{group[1]:g}" if group[0] == "attention" else group_label(group)
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     seeds = "seed" if usual == 1 else "seeds"
