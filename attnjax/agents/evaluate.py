@@ -28,13 +28,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
-import os
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +41,23 @@ from flax import struct
 
 from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
+from attnjax.files import write_json
 from attnjax.model.envs import StepResult, env_seeds, make_env
 from attnjax.progress import ProgressBar
+from attnjax.provenance import (
+    STAMP_KEY,
+    attnjax_version,
+    check_replaceable,
+    json_stamp,
+    read_json_file,
+)
 from attnjax.training.losses import ENTROPY_EPS
 from attnjax.training.runs import run_name
 
 CHUNK_STEPS = 64  # env steps per compiled call; at most this many are played past the last game
 UNIFORM_ENTROPY = math.log(49)  # nats of a head spread evenly over the 7x7 cells
+COMMAND = "visualize.py evaluate"  # the stamp in the files it writes (attnjax.provenance)
+RESULTS_STD = "population (ddof=0) over the games"
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,18 +221,6 @@ def play_games(agents: Sequence[Any], games: int, seed: int = 0, policy: str = "
 # results
 
 
-def attnjax_version() -> str:
-    """The installed package's version, else the one pyproject.toml next to it names."""
-    try:
-        return metadata.version("attnjax")
-    except metadata.PackageNotFoundError:
-        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-        try:
-            return tomllib.loads(pyproject.read_text())["project"]["version"]
-        except (OSError, KeyError, tomllib.TOMLDecodeError):
-            return "unknown"
-
-
 def run_entry(run: str, agent: Any, result: RunResult, policy: str, seed: int) -> dict[str, Any]:
     """One run's JSON entry: where it comes from, how it was played, what it scored."""
     scores, lengths = result.scores, result.lengths
@@ -249,11 +243,12 @@ def run_entry(run: str, agent: Any, result: RunResult, policy: str, seed: int) -
 def results_json(entries: list[dict[str, Any]], policy: str, seed: int, games: int,
                  envs: int) -> dict[str, Any]:
     return {
+        STAMP_KEY: json_stamp(COMMAND),
         "attnjax_version": attnjax_version(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "policy": policy, "eval_seed": seed, "games": games, "envs_per_run": envs,
         "uniform_attention_entropy": UNIFORM_ENTROPY,
-        "std": "population (ddof=0) over the games",
+        "std": RESULTS_STD,
         "runs": entries,
     }
 
@@ -280,17 +275,6 @@ def format_table(entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(out: Path, data: dict[str, Any]) -> None:
-    """Write to a temporary name in the same folder, then rename: never a half-written file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # --------------------------------------------------------------------------------------------
 # command line
 
@@ -307,13 +291,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_out_path(out: str | Path) -> Path:
-    """The --out file name, refused before anything runs if it is not a .json file name."""
+    """The --out file name, refused before anything runs if it is not a .json file name or
+    names a file that an earlier `visualize.py evaluate` did not write."""
     out = Path(out)
     if out.suffix != ".json":
         raise UserError(f"--out must end in .json, got {out}")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name ending in .json")
+    check_replaceable(out, COMMAND, "give another --out", legacy=is_unstamped_evaluation)
     return out
+
+
+def is_unstamped_evaluation(path: Path) -> bool:
+    """Whether `path` is an evaluation file written before stamps (`results_json`'s keys)."""
+    doc = read_json_file(path)
+    return (isinstance(doc, dict) and "attnjax_version" in doc and "envs_per_run" in doc
+            and isinstance(doc.get("runs"), list) and doc.get("std") == RESULTS_STD)
 
 
 def check_settings(games: int, envs: int, policy: str) -> None:
@@ -340,7 +333,7 @@ def main(args: argparse.Namespace) -> int:
     entries = [run_entry(run, agent, result, args.policy, args.seed)
                for run, agent, result in zip(args.run, agents, results, strict=True)]
     print(format_table(entries))
-    write_json_atomic(out, results_json(entries, args.policy, args.seed, args.games,
+    write_json(out, results_json(entries, args.policy, args.seed, args.games,
                                         min(args.envs, args.games)))
     print(f"wrote {out}")
     return 0

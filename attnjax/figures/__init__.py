@@ -28,7 +28,6 @@ return are NaN for that seed, and the mean/std at a point use the seeds that hav
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import warnings
@@ -40,6 +39,21 @@ from attnjax.figures.plots import plot_entropy_vs_reward, plot_reward_curves, py
 from attnjax.figures.records import FiguresWarning, load_runs
 from attnjax.figures.summary import FINALS, summarize
 from attnjax.figures.tables import table_markdown, write_table_csv
+from attnjax.files import replacing, write_json, write_text
+from attnjax.provenance import (
+    MANIFEST_FILES_KEY,
+    STAMP_KEY,
+    check_replaceable,
+    json_stamp,
+    read_json_file,
+)
+
+COMMAND = "visualize.py figures"  # the stamp of its manifest (attnjax.provenance)
+MANIFEST = "summary.json"  # every plotted number, and the files written beside it
+PLOTS = {"reward_curves": plot_reward_curves, "entropy_vs_reward": plot_entropy_vs_reward}
+TABLES = ("final_table.csv", "final_table.md")
+EVALUATION_TABLES = ("evaluation_table.csv", "evaluation_table.md")
+ALL_OUTPUTS = (*(f"{n}.{e}" for n in PLOTS for e in ("png", "pdf")), *TABLES, *EVALUATION_TABLES)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,51 +76,73 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_figures(run_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
                  final_window_frac: float = 0.1, grid_points: int = 100,
-                 final: str = "last") -> list[Path]:
-    """Load the runs, write every output under `out`, return the paths written."""
+                 final: str = "last", evaluations: list[dict] | None = None) -> list[Path]:
+    """Load the runs, write every output under `out` (with `evaluations`, entries of
+    `visualize.py evaluate` files, also the evaluation tables), return the paths written.
+    Refused before anything is written when `out` holds a file of that name that this command
+    did not write (its manifest, summary.json, names the files it wrote)."""
     runs = load_runs(run_paths)
     summary = summarize(runs, final_window_frac, grid_points, final)
     out = Path(out)
     writable_folder(out, "--out")
-    written: list[Path] = []
+    drawn = [name for name in PLOTS if name != "entropy_vs_reward" or any(
+        g["network"] == "attention" for e in summary["games"].values() for g in e["groups"])]
+    if len(drawn) < len(PLOTS):
+        warnings.warn("no attention-network runs: entropy_vs_reward is not drawn",
+                      FiguresWarning, stacklevel=2)
+    names = [f"{name}.{ext}" for name in drawn for ext in ("png", "pdf")] + list(TABLES)
+    names += list(EVALUATION_TABLES) if evaluations else []
+    manifest = out / MANIFEST
+    for name in (*names, MANIFEST):
+        check_replaceable(out / name, COMMAND, "give another --out", manifest=manifest,
+                          legacy=is_unstamped_output)
+    earlier = read_json_file(manifest) if manifest.is_file() else None
+    kept = [n for n in (earlier or {}).get(MANIFEST_FILES_KEY, []) if (out / n).is_file()]
+    write_json(manifest, {STAMP_KEY: json_stamp(COMMAND),
+                          MANIFEST_FILES_KEY: sorted({*names, *kept}), **summary})
+    written: list[Path] = [manifest]
     plt = pyplot()
-    for name, plot in (("reward_curves", plot_reward_curves),
-                       ("entropy_vs_reward", plot_entropy_vs_reward)):
-        if name == "entropy_vs_reward" and not any(
-                g["network"] == "attention" for e in summary["games"].values()
-                for g in e["groups"]):
-            warnings.warn("no attention-network runs: entropy_vs_reward is not drawn",
-                          FiguresWarning, stacklevel=2)
-            continue
-        fig = plot(summary)
+    for name in drawn:
+        fig = PLOTS[name](summary)
         for ext in ("png", "pdf"):
-            fig.savefig(out / f"{name}.{ext}", dpi=150)
+            with replacing(out / f"{name}.{ext}") as tmp:
+                fig.savefig(tmp, dpi=150)
             written.append(out / f"{name}.{ext}")
         plt.close(fig)
     write_table_csv(summary, out / "final_table.csv")
-    (out / "final_table.md").write_text(table_markdown(summary))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
-    written += [out / "final_table.csv", out / "final_table.md", out / "summary.json"]
+    write_text(out / "final_table.md", table_markdown(summary))
+    written += [out / "final_table.csv", out / "final_table.md"]
+    if evaluations:
+        from attnjax.figures.evaluation_table import write_evaluation_tables
+
+        written += write_evaluation_tables(evaluations, out)
     return written
 
 
+def is_unstamped_output(path: Path) -> bool:
+    """Whether `path` is an output of this command written before stamps: one of its file
+    names, beside the summary.json it wrote then (that summary's keys)."""
+    doc = read_json_file(path.parent / MANIFEST)
+    return (path.name in (*ALL_OUTPUTS, MANIFEST) and isinstance(doc, dict)
+            and STAMP_KEY not in doc and {"final", "final_window_frac", "grid_points",
+                                          "games"} <= doc.keys())
+
+
 def main(args: argparse.Namespace) -> int:
-    from attnjax.figures.evaluation_table import load_evaluations, write_evaluation_tables
+    from attnjax.figures.evaluation_table import load_evaluations
 
     evaluations = load_evaluations(args.evaluations) if args.evaluations else None  # checked first
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FiguresWarning)
         try:
             written = make_figures(args.runs, args.out, args.final_window_frac, args.grid_points,
-                                   final=args.final)
+                                   final=args.final, evaluations=evaluations)
         finally:
             for w in caught:
                 if issubclass(w.category, FiguresWarning):
                     print(f"warning: {w.message}", file=sys.stderr)
                 else:
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    if evaluations:
-        written += write_evaluation_tables(evaluations, Path(args.out))
     for path in written:
         print(path)
     return 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from attnjax.errors import UserError
+from attnjax.files import replacing
 from attnjax.model.envs import (
     QUADRANT_ENV_ID,
     EpisodeStats,
@@ -255,8 +255,8 @@ def _log_attention(network: Any, run: RunState, run_dir: Path, tracker: WandbRun
     attention = None if out.attention is None else np.asarray(out.attention[0])
     fig = attention_figure(np.asarray(obs[0]), attention, f"{title}  step {global_step:,}")
     png = run_dir / runs.ATTENTION_PNG
-    fig.savefig(png.with_name(png.name + ".tmp.png"), dpi=ATTENTION_DPI)
-    os.replace(png.with_name(png.name + ".tmp.png"), png)
+    with replacing(png) as tmp:
+        fig.savefig(tmp, dpi=ATTENTION_DPI)
     tracker.log_figure(fig, global_step)
     plt.close(fig)
 
