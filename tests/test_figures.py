@@ -349,3 +349,26 @@ def test_final_last_is_the_default_and_takes_each_runs_last_logged_values(grid_r
 ])
 def test_table_cells_keep_significant_digits(mean, std, text):
     assert format_cell(mean, std) == text
+
+
+def test_figures_replace_only_their_own_outputs(grid_runs, tmp_path):
+    """Rerun into its own folder (stamped, or written before the stamp): fine. A file of the
+    same name it did not write: refused before anything is written."""
+    out = tmp_path / "fig"
+    figures.make_figures([grid_runs], out)
+    manifest = json.loads((out / "summary.json").read_text())
+    assert manifest["written_by"]["command"] == "visualize.py figures"
+    assert "reward_curves.png" in manifest["files"] and "final_table.md" in manifest["files"]
+    figures.make_figures([grid_runs], out)
+    legacy = {k: v for k, v in manifest.items() if k not in ("written_by", "files")}
+    (out / "summary.json").write_text(json.dumps(legacy))  # as written before the stamp
+    figures.make_figures([grid_runs], out)
+    for name in ("reward_curves.png", "final_table.csv"):
+        theirs = tmp_path / name.split(".")[0]
+        theirs.mkdir()
+        (theirs / name).write_bytes(b"theirs")
+        with pytest.raises(UserError, match=f"{theirs / name} exists and was not written by "
+                                            "visualize.py figures"):
+            figures.make_figures([grid_runs], theirs)
+        assert sorted(p.name for p in theirs.iterdir()) == [name]
+        assert (theirs / name).read_bytes() == b"theirs"
