@@ -22,6 +22,9 @@ slot, each slot's games in order.
 Attention entropy: per head, in nats, averaged over the counted frames on which the agent's
 action acted (envpool's reset step after a lost life ignores the action and is left out, as in
 training's metric); a uniform head has ln 49 = 3.89 nats. None for the nature network.
+
+The JSON carries "written_by" (`attnjax.provenance`); --out replaces only such a file, or one
+written by this command before the stamp existed.
 """
 
 from __future__ import annotations

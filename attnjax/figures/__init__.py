@@ -7,7 +7,9 @@ final_table.md (the paper's table: final return mean±std over seeds per lambda 
 entropy_vs_reward.png/.pdf (the paper's Figure 3: final attention entropy against final return,
 a dot per run and a cross per lambda at the mean over its seeds, the entropy in nats with a
 dashed line at the uniform maximum K·ln 49 (`attnjax.model.baseline`); attention networks only) and
-summary.json (every plotted number). With --evaluations (JSON files of `visualize.py evaluate`)
+summary.json (every plotted number, the names of the files written and a "written_by" stamp: a
+rerun replaces only those files and refuses, before writing, any other file of the same
+name). With --evaluations (JSON files of `visualize.py evaluate`)
 also evaluation_table.csv/.md: the table's layout holding each run's evaluated mean score (mean±std
 over seeds), next to the training-metric table, not instead of it.
 
