@@ -50,3 +50,36 @@ def quadrant_run(quadrant_grid) -> Path:
     """Run folder of an attention agent trained on Quadrant-v0 with lambda = 0.01: its attention
     concentrates near the bright square."""
     return quadrant_grid[QUADRANT_LAMBDA]
+
+
+# The shipped agents are never changed by a test: every file under agents/ is hashed when the
+# session starts and compared when it ends (in the controlling process only, under xdist).
+AGENTS = Path(__file__).resolve().parents[1] / "agents"
+
+
+def agents_digest() -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(AGENTS)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(AGENTS.rglob("*")) if p.is_file()}
+
+
+def _is_controller(session) -> bool:
+    return not hasattr(session.config, "workerinput")
+
+
+def pytest_sessionstart(session):
+    if _is_controller(session):
+        session.config.agents_digest = agents_digest()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "agents_digest", None)
+    if before is None or not _is_controller(session):
+        return
+    after = agents_digest()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        session.config.get_terminal_writer().line(
+            f"agents/ changed during the tests: {', '.join(changed)}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

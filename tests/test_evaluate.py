@@ -224,3 +224,33 @@ def test_figures_table_consumes_evaluations(random_breakout, tmp_path):
         visualize.run(["figures", "--runs", str(tmp_path / "runs"), "--out",
                        str(tmp_path / "fig2"), "--evaluations", str(bad)])
     assert not (tmp_path / "fig2").exists()
+
+
+def test_out_replaces_only_evaluation_files(tmp_path):
+    """--out may name an evaluation file (stamped, or as agents/ holds them from before the
+    stamp); any other file is refused before an agent is loaded, and left as it was."""
+    from attnjax.agents.evaluate import check_out_path
+
+    shipped = tmp_path / "shipped.json"
+    shutil.copy(ROOT / "agents" / "Breakout__attn0__s0" / "evaluation_greedy.json", shipped)
+    assert check_out_path(shipped) == shipped
+    exhibit = ROOT / "docs" / "results" / "exhibits" / "Breakout__attn0.005__s0"
+    assert check_out_path(exhibit / "evaluation_sample.json")  # stamped
+    foreign = tmp_path / "mine.json"
+    foreign.write_text('{"runs": [], "note": "mine"}')
+    proc = visualize("evaluate", "--run", str(tmp_path / "no-such-agent"), "--out",
+                     str(foreign), "--no-progress")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{foreign} exists and was not written by visualize.py evaluate" in proc.stderr
+    assert "another --out" in proc.stderr
+    assert foreign.read_text() == '{"runs": [], "note": "mine"}'
+
+
+def test_exhibit_evaluations_hold_only_their_own_agent():
+    exhibit = ROOT / "docs" / "results" / "exhibits" / "Breakout__attn0.005__s0"
+    for path in sorted(exhibit.glob("evaluation_*.json")):
+        doc = json.loads(path.read_text())
+        assert [entry["run_name"] for entry in doc["runs"]] == [exhibit.name], path
+        for entry in doc["runs"]:
+            assert (ROOT / entry["run"]).is_dir() and (ROOT / entry["checkpoint"]).exists()
+            assert entry["games"] == 30

@@ -359,3 +359,26 @@ def test_a_single_seed_shows_no_spread():
     assert format_cell(24.31, 0.0, n=1) == "24.3 (1 seed)"
     assert format_cell(540.4, 0.0, n=1) == "540 (1 seed)"
     assert format_cell(15.0, 5.0, n=2) == "15±5"
+
+
+def test_figures_replace_only_their_own_outputs(grid_runs, tmp_path):
+    """Rerun into its own folder (stamped, or written before the stamp): fine. A file of the
+    same name it did not write: refused before anything is written."""
+    out = tmp_path / "fig"
+    figures.make_figures([grid_runs], out)
+    manifest = json.loads((out / "summary.json").read_text())
+    assert manifest["written_by"]["command"] == "visualize.py figures"
+    assert "reward_curves.png" in manifest["files"] and "final_table.md" in manifest["files"]
+    figures.make_figures([grid_runs], out)
+    legacy = {k: v for k, v in manifest.items() if k not in ("written_by", "files")}
+    (out / "summary.json").write_text(json.dumps(legacy))  # as written before the stamp
+    figures.make_figures([grid_runs], out)
+    for name in ("reward_curves.png", "final_table.csv"):
+        theirs = tmp_path / name.split(".")[0]
+        theirs.mkdir()
+        (theirs / name).write_bytes(b"theirs")
+        with pytest.raises(UserError, match=f"{theirs / name} exists and was not written by "
+                                            "visualize.py figures"):
+            figures.make_figures([grid_runs], theirs)
+        assert sorted(p.name for p in theirs.iterdir()) == [name]
+        assert (theirs / name).read_bytes() == b"theirs"

@@ -4,8 +4,11 @@ reproduce command that trains the same run."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from attnjax.agents.model_card import main as card_main
 from attnjax.agents.model_card import render_card, reproduce_command
 from attnjax.errors import UserError
 from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig
-from attnjax.training.runs import METRICS_FILE, write_config
+from attnjax.training.runs import METRICS_FILE, read_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,20 +70,44 @@ def test_status_follows_the_schedule_and_the_checkpoints(tmp_path):
     assert "stopped at 768 of 2,560 steps" in stopped and "--resume" not in stopped
 
 
-def test_reproduce_command_trains_the_same_run(tmp_path):
+def _parse_train_command(command: str) -> tuple[list[str], TrainConfig]:
     sys.path.insert(0, str(ROOT))
     import train
 
-    config = TrainConfig(env_id="Breakout-v5", attn_coef=0.0005, seed=3, learning_rate=1e-3,
-                         anneal_lr=False, num_envs=16, out_dir="agents", checkpoint_every=25)
-    argv = shlex.split(reproduce_command(config))
+    argv = shlex.split(command)
     assert argv[:2] == [".venv/bin/python", "train.py"]
     (parsed,) = train.configs_from_args(train.build_parser().parse_args(argv[2:]))
-    for name in (*RUN_DEFINING_FIELDS, "out_dir", "checkpoint_every"):
+    return argv, parsed
+
+
+def test_reproduce_command_trains_the_same_run_into_runs(tmp_path):
+    config = TrainConfig(env_id="Breakout-v5", attn_coef=0.0005, seed=3, learning_rate=1e-3,
+                         anneal_lr=False, num_envs=16, out_dir="agents", checkpoint_every=25)
+    stop = 1375  # an agent published before the end of its schedule
+    argv, parsed = _parse_train_command(reproduce_command(config, stop))
+    for name in RUN_DEFINING_FIELDS:
         assert getattr(parsed, name) == getattr(config, name), name
-    # the paper preset's defaults are not spelled out
+    assert parsed.out_dir == "runs" and stop % parsed.checkpoint_every == 0
+    # the paper preset's defaults are not spelled out; the total steps always are
     assert "--num-steps" not in argv and "--no-anneal-lr" in argv
-    assert dataclasses.replace(parsed, run_name="") == dataclasses.replace(config, run_name="")
+    assert "--total-timesteps" in argv
+    _, other = _parse_train_command(reproduce_command(config, 1374))  # 25 misses it: 6 = 1374/229
+    assert other.checkpoint_every == 6
+    finished = dataclasses.replace(config, total_timesteps=10 * config.batch_size + 5)
+    _, parsed = _parse_train_command(reproduce_command(finished, 10))
+    assert parsed.total_timesteps == 10 * config.batch_size  # the agent's own step
+
+
+def test_card_says_where_to_stop_for_an_agent_taken_mid_schedule(tmp_path):
+    stopped = render_card(_run(tmp_path / "a", 0.0, 3), [])
+    # --checkpoint-every 3 puts a checkpoint on iteration 3; the newest 3 are kept until 12
+    assert ("Stop it between iteration 3 (step 768) and iteration 12: checkpoint 3 is this "
+            "agent") in stopped and "--checkpoint-every 3\n" in stopped
+    assert "visualize.py publish --run runs/Breakout__attn0__s0/checkpoints/3 --out DIR" \
+        in stopped
+    assert "--total-timesteps 2560 --num-envs 4 --num-steps 64" in stopped
+    finished = render_card(_run(tmp_path / "b", 0.0, 10), [])
+    assert "Stop it" not in finished and "--total-timesteps 2560" in finished
 
 
 def test_command_writes_cards_and_refuses_a_folder_without_config(tmp_path, capsys):
@@ -89,7 +116,10 @@ def test_command_writes_cards_and_refuses_a_folder_without_config(tmp_path, caps
     folder = _run(tmp_path, 0.0, 2)
     args = build_parser("card").parse_args(["card", "--run", str(folder)])
     assert card_main(args) == 0
-    assert (folder / "README.md").read_text().startswith("# Breakout__attn0__s0")
+    first, title = (folder / "README.md").read_text().splitlines()[:2]
+    assert first.startswith("<!-- written by visualize.py card (attnjax ")
+    assert title.startswith("# Breakout__attn0__s0")
+    assert card_main(args) == 0  # its own card: rewritten
     bad = build_parser("card").parse_args(["card", "--run", str(tmp_path)])
     with pytest.raises(UserError, match="no config.json"):
         card_main(bad)
@@ -116,3 +146,59 @@ def test_card_and_evaluation_table_read_evaluations_through_one_reader(tmp_path)
     for file in committed:
         entries = read_evaluation(file, "")
         assert entries and all(set(EVALUATION_KEYS) <= set(e) for e in entries)
+
+
+def test_card_replaces_only_cards_and_checks_every_folder_first(tmp_path):
+    from visualize import build_parser
+
+    ours, theirs = _run(tmp_path, 0.0, 2), _run(tmp_path, 0.005, 2)
+    (ours / "README.md").write_text(render_card(ours, []))  # a card written before stamps
+    (theirs / "README.md").write_text("# My own notes\n")
+    args = build_parser("card").parse_args(["card", "--run", str(ours), str(theirs)])
+    before = (ours / "README.md").read_text()
+    with pytest.raises(UserError, match=f"{theirs / 'README.md'} exists and was not written by "
+                                        "visualize.py card.*move it away"):
+        card_main(args)
+    assert (ours / "README.md").read_text() == before  # nothing written
+    assert (theirs / "README.md").read_text() == "# My own notes\n"
+    (theirs / "README.md").unlink()
+    assert card_main(args) == 0
+    assert "written by visualize.py card" in (ours / "README.md").read_text()
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+AGENT_CARDS = sorted(ROOT.glob("agents/*/README.md"))
+TINY = ["--total-timesteps", "2048", "--num-envs", "2", "--num-steps", "128",
+        "--update-epochs", "1", "--wandb-mode", "disabled", "--quiet"]
+
+
+@pytest.mark.parametrize("card", AGENT_CARDS, ids=lambda p: p.parent.name)
+def test_shipped_cards_reproduce_into_runs_and_leave_the_agent_alone(card, tmp_path):
+    """The card's command, dry and for real (shortened), in a checkout holding the agent."""
+    command = card.read_text().split("```bash\n")[-1].split("\n```")[0]
+    argv, parsed = _parse_train_command(command)
+    agent = tmp_path / "agents" / card.parent.name
+    shutil.copytree(card.parent, agent)
+    before = _tree_digest(agent)
+    train_argv = [sys.executable, str(ROOT / "train.py"), *argv[2:]]
+    for extra in (["--dry-run"], TINY):
+        done = subprocess.run([*train_argv, *extra], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=900)
+        assert done.returncode == 0, done.stderr
+        assert _tree_digest(agent) == before
+    assert (tmp_path / "runs" / card.parent.name / "metrics.jsonl").is_file()
+    assert parsed.total_timesteps == read_config(card.parent).total_timesteps
+
+
+def test_card_reruns_on_a_copy_of_each_shipped_agent(tmp_path):
+    from visualize import build_parser
+
+    for card in AGENT_CARDS:
+        copy = tmp_path / card.parent.name
+        shutil.copytree(card.parent, copy)
+        args = build_parser("card").parse_args(["card", "--run", str(copy)])
+        assert card_main(args) == 0

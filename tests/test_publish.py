@@ -1,6 +1,7 @@
 """Published agents (attnjax.agents.publish): what agents/ holds, loaded like a run folder."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,34 @@ def test_a_published_agent_with_wrong_shapes_is_refused_in_one_line(quadrant_run
 
     with pytest.raises(UserError, match="does not fit"):
         load_agent(out)
+
+
+SHIPPED = ROOT / "agents" / "Breakout__attn0__s0"
+
+
+def test_republishing_replaces_only_the_published_files_and_keeps_the_rest(tmp_path):
+    """A folder published before stamps (as agents/ holds) is republished in place; the card,
+    the evaluations and any other file in it are kept; agent.json now carries the stamp."""
+    out = tmp_path / "agent"
+    shutil.copytree(SHIPPED, out)
+    (out / "notes.txt").write_text("mine")
+    kept = {name: (out / name).read_bytes() for name in
+            ("README.md", "evaluation_greedy.json", "notes.txt")}
+    done = _visualize("publish", "--run", str(SHIPPED), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    meta = json.loads((out / AGENT_FILE).read_text())
+    assert meta["written_by"]["command"] == "visualize.py publish"
+    assert meta["global_step"] == json.loads((SHIPPED / AGENT_FILE).read_text())["global_step"]
+    assert _visualize("publish", "--run", str(SHIPPED), "--out", str(out)).returncode == 0
+
+
+def test_publish_refuses_an_agent_json_it_did_not_write(tmp_path):
+    out = tmp_path / "agent"
+    shutil.copytree(SHIPPED, out)
+    (out / AGENT_FILE).write_text(json.dumps({"format": "someone-else/1"}))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    done = _visualize("publish", "--run", str(SHIPPED), "--out", str(out))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"{out / AGENT_FILE} exists and was not written by visualize.py publish" in done.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

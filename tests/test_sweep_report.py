@@ -18,6 +18,7 @@ from attnjax.errors import UserError
 from attnjax.figures import claims
 from attnjax.figures.findings import findings_markdown
 from attnjax.metrics import assess
+from attnjax.provenance import markdown_stamp
 
 LAMBDAS = (0.0, 0.0005, 0.005)
 STEP = 100_000
@@ -132,7 +133,8 @@ def test_welch_and_fisher_intervals_match_scipy():
 def test_page_is_generated_from_summary_alone(sweep):
     summary = json.loads((sweep / "out" / "summary.json").read_text())
     page = (sweep / "page.md").read_text()
-    assert page == findings_markdown(summary, "out")  # the figures' folder, from the page
+    # its stamp, then the page, showing the figures from their folder relative to the page
+    assert page == markdown_stamp("visualize.py figures") + "\n" + findings_markdown(summary, "out")
     assert "![return against agent steps per λ (the paper's Figure 2)](out/reward_curves.png)" \
         in page and (sweep / "out" / "reward_curves.png").exists()
     assert "100,000 agent steps, 1.0 % of the paper's 10,000,000" in page

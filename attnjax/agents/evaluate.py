@@ -22,19 +22,18 @@ slot, each slot's games in order.
 Attention entropy: per head, in nats, averaged over the counted frames on which the agent's
 action acted (envpool's reset step after a lost life ignores the action and is left out, as in
 training's metric); a uniform head has ln 49 = 3.89 nats. None for the nature network.
+
+The JSON carries "written_by" (`attnjax.provenance`); --out replaces only such a file, or one
+written by this command before the stamp existed.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
-import os
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +45,22 @@ from attnjax.agents import play
 from attnjax.agents.play import slot_quotas
 from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
+from attnjax.files import write_json
 from attnjax.model.baseline import UNIFORM_HEAD_ENTROPY
 from attnjax.model.envs import env_seeds, make_env
 from attnjax.progress import ProgressBar
+from attnjax.provenance import (
+    STAMP_KEY,
+    attnjax_version,
+    check_replaceable,
+    json_stamp,
+    read_json_file,
+)
 from attnjax.training.runs import is_number, read_json_object, run_name
 
 CHUNK_STEPS = 64  # env steps per compiled call; at most this many are played past the last game
+COMMAND = "visualize.py evaluate"  # the stamp in the files it writes (attnjax.provenance)
+RESULTS_STD = "population (ddof=0) over the games"
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,18 +124,6 @@ def play_games(agents: Sequence[Any], games: int, seed: int = 0, policy: str = "
 # results
 
 
-def attnjax_version() -> str:
-    """The installed package's version, else the one pyproject.toml next to it names."""
-    try:
-        return metadata.version("attnjax")
-    except metadata.PackageNotFoundError:
-        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-        try:
-            return tomllib.loads(pyproject.read_text())["project"]["version"]
-        except (OSError, KeyError, tomllib.TOMLDecodeError):
-            return "unknown"
-
-
 def run_entry(run: str, agent: Any, result: RunResult, policy: str, seed: int) -> dict[str, Any]:
     """One run's JSON entry: where it comes from, how it was played, what it scored."""
     scores, lengths = result.scores, result.lengths
@@ -149,11 +146,12 @@ def run_entry(run: str, agent: Any, result: RunResult, policy: str, seed: int) -
 def results_json(entries: list[dict[str, Any]], policy: str, seed: int, games: int,
                  envs: int) -> dict[str, Any]:
     return {
+        STAMP_KEY: json_stamp(COMMAND),
         "attnjax_version": attnjax_version(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "policy": policy, "eval_seed": seed, "games": games, "envs_per_run": envs,
         "uniform_attention_entropy": UNIFORM_HEAD_ENTROPY,
-        "std": "population (ddof=0) over the games",
+        "std": RESULTS_STD,
         "runs": entries,
     }
 
@@ -208,17 +206,6 @@ def read_evaluation(path: Path, fix: str) -> list[dict[str, Any]]:
     return runs
 
 
-def write_json_atomic(out: Path, data: dict[str, Any]) -> None:
-    """Write to a temporary name in the same folder, then rename: never a half-written file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # --------------------------------------------------------------------------------------------
 # command line
 
@@ -235,13 +222,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_out_path(out: str | Path) -> Path:
-    """The --out file name, refused before anything runs if it is not a .json file name."""
+    """The --out file name, refused before anything runs if it is not a .json file name or
+    names a file that an earlier `visualize.py evaluate` did not write."""
     out = Path(out)
     if out.suffix != ".json":
         raise UserError(f"--out must end in .json, got {out}")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name ending in .json")
+    check_replaceable(out, COMMAND, "give another --out", legacy=is_unstamped_evaluation)
     return out
+
+
+def is_unstamped_evaluation(path: Path) -> bool:
+    """Whether `path` is an evaluation file written before stamps (`results_json`'s keys)."""
+    doc = read_json_file(path)
+    return (isinstance(doc, dict) and "attnjax_version" in doc and "envs_per_run" in doc
+            and isinstance(doc.get("runs"), list) and doc.get("std") == RESULTS_STD)
 
 
 def check_settings(games: int, envs: int, policy: str) -> None:
@@ -268,7 +264,7 @@ def main(args: argparse.Namespace) -> int:
     entries = [run_entry(run, agent, result, args.policy, args.seed)
                for run, agent, result in zip(args.run, agents, results, strict=True)]
     print(format_table(entries))
-    write_json_atomic(out, results_json(entries, args.policy, args.seed, args.games,
+    write_json(out, results_json(entries, args.policy, args.seed, args.games,
                                         min(args.envs, args.games)))
     print(f"wrote {out}")
     return 0

@@ -10,12 +10,16 @@ training stretch or evaluation rather than edited by hand.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 from pathlib import Path
 from typing import Any
 
+from attnjax.agents.published import AGENT_FILE
 from attnjax.errors import UserError
+from attnjax.files import write_text
 from attnjax.model.baseline import UNIFORM_HEAD_ENTROPY, uniform_entropy
+from attnjax.provenance import check_replaceable, markdown_stamp, read_json_file
 from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig
 from attnjax.training.runs import (
     CHECKPOINT_DIR,
@@ -24,10 +28,12 @@ from attnjax.training.runs import (
     checkpoint_iterations,
     read_config,
     read_metrics,
-    write_atomic,
+    run_name,
 )
 
 CARD_FILE = "README.md"
+COMMAND = "visualize.py card"  # the stamp on the cards it writes (attnjax.provenance)
+REPRODUCE_OUT_DIR = "runs"  # a from-scratch run never writes into a shared agent's folder
 EVALUATION_GLOB = "evaluation_*.json"
 
 
@@ -57,22 +63,81 @@ def read_evaluations(folder: Path) -> list[dict[str, Any]]:
     return found
 
 
-def reproduce_command(config: TrainConfig) -> str:
-    """The train.py command that trains this run from scratch: the run-defining fields that
-    differ from the defaults (the paper preset), the run's place and its checkpoint cadence."""
+def agent_iteration(folder: Path, config: TrainConfig, summary: dict[str, Any]) -> int:
+    """The PPO iteration of the agent a card describes: a published folder's, else the newest
+    checkpoint's, else the last logged one."""
+    meta = read_json_file(folder / AGENT_FILE)
+    if isinstance(meta, dict) and isinstance(meta.get("iteration"), int):
+        return meta["iteration"]
+    saved = checkpoint_iterations(folder)
+    return saved[-1] if saved else summary["global_step"] // config.batch_size
+
+
+def stop_iteration(config: TrainConfig, iteration: int) -> int | None:
+    """The iteration to stop a from-scratch run at to get this agent; None when the agent ran
+    its whole schedule."""
+    return iteration if iteration < config.num_iterations else None
+
+
+def checkpoint_cadence(config: TrainConfig, stop: int | None) -> int:
+    """The run's --checkpoint-every if a checkpoint falls on `stop` with it, else the largest
+    cadence below it that puts one there."""
+    every = config.checkpoint_every
+    if stop is None or stop % every == 0:
+        return every
+    return max(d for d in range(1, every + 1) if stop % d == 0)
+
+
+def reproduce_command(config: TrainConfig, iteration: int) -> str:
+    """The train.py command that trains this agent (at `iteration`) from scratch into
+    runs/: the run-defining fields that differ from the defaults (the paper preset; the total
+    steps always, the agent's own step when it ran its whole schedule) and a checkpoint
+    cadence that writes a checkpoint at `iteration`."""
     default = TrainConfig()
+    stop = stop_iteration(config, iteration)
+    total = config.total_timesteps if stop is not None else iteration * config.batch_size
     argv = [".venv/bin/python", "train.py", "--env-id", config.env_id,
-            "--attn-coef", f"{config.attn_coef:g}", "--seed", str(config.seed)]
+            "--attn-coef", f"{config.attn_coef:g}", "--seed", str(config.seed),
+            "--total-timesteps", str(total)]
     for name in RUN_DEFINING_FIELDS:
-        if name in ("env_id", "attn_coef", "seed"):
+        if name in ("env_id", "attn_coef", "seed", "total_timesteps"):
             continue
         value = getattr(config, name)
         if value != getattr(default, name):
             flag = "--" + name.replace("_", "-")
             argv += [flag] if value is True else [f"--no-{flag[2:]}"] if value is False \
                 else [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    argv += ["--out-dir", config.out_dir, "--checkpoint-every", str(config.checkpoint_every)]
+    if run_name(config) != run_name(dataclasses.replace(config, run_name="")):
+        argv += ["--run-name", run_name(config)]
+    argv += ["--out-dir", REPRODUCE_OUT_DIR,
+             "--checkpoint-every", str(checkpoint_cadence(config, stop))]
     return shlex.join(argv)
+
+
+def reproduce_section(config: TrainConfig, iteration: int) -> str:
+    """The card's "Reproduce from scratch" part: the command and, for an agent taken before
+    the end of its schedule, where to stop and what to publish."""
+    text = (f"Reproduce from scratch:\n\n```bash\n{reproduce_command(config, iteration)}\n```")
+    stop = stop_iteration(config, iteration)
+    if stop is None:
+        return text
+    every, keep = checkpoint_cadence(config, stop), TrainConfig().keep_checkpoints
+    checkpoint = f"{REPRODUCE_OUT_DIR}/{run_name(config)}/{CHECKPOINT_DIR}/{stop}"
+    return (f"{text}\n\nStop it between iteration {stop} (step {stop * config.batch_size:,}) "
+            f"and iteration {stop + keep * every}: checkpoint {stop} is this agent (train.py "
+            f"keeps the newest {keep} checkpoints; the learning rate follows the "
+            f"{config.total_timesteps:,}-step schedule). Publish it with "
+            f"`.venv/bin/python visualize.py publish --run {checkpoint} --out DIR`.")
+
+
+def is_unstamped_card(path: Path, folder: Path) -> bool:
+    """Whether `path` is a card of `folder` written before stamps (`render_card`'s layout)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return (text.startswith(f"# {folder.name}: ") and "\n\nReproduce from scratch:\n\n```bash\n"
+            in text and "\nLoad it with `attnjax.load_agent(" in text)
 
 
 def _score(entry: dict[str, Any]) -> str:
@@ -141,7 +206,7 @@ def render_card(folder: Path, grid: list[Path], note: str = "", hardware: str = 
     if note:
         parts.append(note)
     parts += [table.rstrip("\n"),
-              f"Reproduce from scratch:\n\n```bash\n{reproduce_command(config)}\n```",
+              reproduce_section(config, agent_iteration(folder, config, summary)),
               "Files: " + "; ".join(files) + ".\n"
               f"Load it with `attnjax.load_agent(\"{folder}\")`; "
               "every `visualize.py` subcommand takes this folder as `--run`."]
@@ -167,11 +232,15 @@ def main(args: argparse.Namespace) -> int:
             raise UserError(f"--run {folder}: no {CONFIG_FILE} there; pass a run folder "
                             "written by train.py or visualize.py publish")
     cards = [render_card(f, folders, args.note, args.hardware) for f in folders]
-    for folder, card in zip(folders, cards, strict=True):
-        if args.print:
+    if args.print:
+        for card in cards:
             print(card)
-        else:
-            write_atomic(folder / CARD_FILE, card)
-            print(f"wrote {folder / CARD_FILE}")
+        return 0
+    for folder in folders:  # every card checked before any is written
+        check_replaceable(folder / CARD_FILE, COMMAND, "move it away or print the card with "
+                          "--print", legacy=lambda path: is_unstamped_card(path, path.parent))
+    for folder, card in zip(folders, cards, strict=True):
+        write_text(folder / CARD_FILE, f"{markdown_stamp(COMMAND)}\n{card}")
+        print(f"wrote {folder / CARD_FILE}")
     return 0
 

@@ -15,6 +15,7 @@ import numpy as np
 from attnjax.errors import UserError
 from attnjax.figures.summary import game_order, group_label, group_order
 from attnjax.figures.tables import format_cell
+from attnjax.files import replacing, write_text
 from attnjax.model.envs import game_name
 
 
@@ -92,10 +93,10 @@ def evaluation_table_markdown(entries: Sequence[dict[str, Any]]) -> str:
 def write_evaluation_tables(entries: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     """evaluation_table.csv and evaluation_table.md under `out`; the paths written."""
     fields = ["game", "attn_coef", "network", "n_seeds", "mean", "std", "games"]
-    with open(out / "evaluation_table.csv", "w", newline="") as f:
+    with replacing(out / "evaluation_table.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in evaluation_rows(entries):
             writer.writerow({**row, "games": " ".join(map(str, row["games"]))})
-    (out / "evaluation_table.md").write_text(evaluation_table_markdown(entries))
+    write_text(out / "evaluation_table.md", evaluation_table_markdown(entries))
     return [out / "evaluation_table.csv", out / "evaluation_table.md"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from attnjax.figures.summary import group_label, group_order
+from attnjax.files import replacing
 
 
 def format_cell(mean: float | None, std: float | None, n: int | None = None) -> str:
@@ -55,7 +56,7 @@ def table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 def write_table_csv(summary: dict[str, Any], path: Path) -> None:
     fields = ["game", "attn_coef", "n_seeds", "mean", "std", "network"]
-    with open(path, "w", newline="") as f:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in table_rows(summary):

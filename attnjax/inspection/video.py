@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -31,6 +30,7 @@ import numpy as np
 
 from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
+from attnjax.files import replacing
 from attnjax.inspection.presets import add_saliency_arguments, saliency_config_from_args
 from attnjax.inspection.render import (
     OVERLAY_SCALES,
@@ -331,43 +331,38 @@ def _write_video(agents: Sequence[Any], out: Path, *, frames: int = 1000,
     if style == "paper" and saliency_setup is None and not all(heads):
         raise UserError("--style paper draws the attention, but a run has none; give --saliency "
                         "or runs trained with --network attention")
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
-    writer = imageio.get_writer(str(tmp), format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                pixelformat="yuv420p", quality=8, macro_block_size=16,
-                                ffmpeg_log_level="error")
     written, shape, last_rgb, last = 0, None, None, None
     stills_dir = Path(stills) if stills else None
     if stills_dir is not None:
         stills_dir.mkdir(parents=True, exist_ok=True)
     layout = None
     t0 = time.monotonic()
-    try:
-        with ProgressBar("video", frames, progress) as bar:
-            stream = play(agents, frames, seed=seed, policy=policy, warmup=warmup,
-                          stop_at_game_over=until == "game-over")
-            pairs = _with_saliency(agents, stream, saliency_setup, seed, block, bar)
-            if style == "paper":  # the scale needs every frame of the video
-                pairs = _paper_maps(list(pairs))
-            for frame, maps in pairs:
-                if layout is None:
-                    hw = frame.screens.shape[1:3]
-                    layout = Layout(hw, scale or auto_scale(hw), overlay_scale, overlay_gain,
-                                    style, STEP_LINES + max(heads))
-                rgb = render_frame(layout, frame, labels, heads, maps, names)
-                writer.append_data(rgb)
-                if stills_dir is not None and written % stills_every == 0:
-                    imageio.imwrite(stills_dir / f"{out.stem}_{written:05d}.png", rgb)
-                shape, last_rgb, last = rgb.shape, rgb, frame
-                written += 1
-        writer.close()
-        writer = None
+    with replacing(out) as tmp:
+        writer = imageio.get_writer(str(tmp), format="FFMPEG", mode="I", fps=fps,
+                                    codec="libx264", pixelformat="yuv420p", quality=8,
+                                    macro_block_size=16, ffmpeg_log_level="error")
+        try:
+            with ProgressBar("video", frames, progress) as bar:
+                stream = play(agents, frames, seed=seed, policy=policy, warmup=warmup,
+                              stop_at_game_over=until == "game-over")
+                pairs = _with_saliency(agents, stream, saliency_setup, seed, block, bar)
+                if style == "paper":  # the scale needs every frame of the video
+                    pairs = _paper_maps(list(pairs))
+                for frame, maps in pairs:
+                    if layout is None:
+                        hw = frame.screens.shape[1:3]
+                        layout = Layout(hw, scale or auto_scale(hw), overlay_scale, overlay_gain,
+                                        style, STEP_LINES + max(heads))
+                    rgb = render_frame(layout, frame, labels, heads, maps, names)
+                    writer.append_data(rgb)
+                    if stills_dir is not None and written % stills_every == 0:
+                        imageio.imwrite(stills_dir / f"{out.stem}_{written:05d}.png", rgb)
+                    shape, last_rgb, last = rgb.shape, rgb, frame
+                    written += 1
+        finally:
+            writer.close()
         if written == 0:
             raise UserError("no frames were recorded; raise --frames")
-        os.replace(tmp, out)
-    finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
     if stills_dir is not None and (written - 1) % stills_every != 0:
         imageio.imwrite(stills_dir / f"{out.stem}_{written - 1:05d}.png", last_rgb)
     return {"frames": written, "shape": shape, "returns": last.returns.tolist(),

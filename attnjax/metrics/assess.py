@@ -34,18 +34,14 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from attnjax.agents.evaluate import RunResult, attnjax_version, play_games, write_json_atomic
+from attnjax.agents.evaluate import RunResult, play_games
 from attnjax.cli import positive_int
 from attnjax.errors import UserError, writable_folder
 from attnjax.figures.records import ASSESSMENT_FILE
+from attnjax.files import write_json, write_text
 from attnjax.progress import ProgressBar
-from attnjax.training.runs import (
-    CONFIG_FILE,
-    METRICS_FILE,
-    read_json_object,
-    run_name,
-    write_atomic,
-)
+from attnjax.provenance import STAMP_KEY, attnjax_version, has_json_stamp, read_json_file
+from attnjax.training.runs import CONFIG_FILE, METRICS_FILE, run_name
 
 STAMP_COMMAND = "visualize.py assess"
 COLLAPSE_SHARE = 0.9  # a head "stuck" on one cell: its argmax is that cell on >= 90% of frames
@@ -167,12 +163,8 @@ def check_replaceable(folder: Path, copies: dict[str, bytes]) -> None:
     target = folder / ASSESSMENT_FILE
     recorded: dict[str, str] = {}  # copies the stamped assessment.json says it wrote
     if target.exists():
-        try:
-            previous = read_json_object(target, target.read_text(), "the content")
-        except (OSError, UnicodeDecodeError, UserError):
-            previous = {}
-        written_by = previous.get("written_by")
-        if not isinstance(written_by, dict) or written_by.get("command") != STAMP_COMMAND:
+        previous = read_json_file(target)
+        if not has_json_stamp(previous, STAMP_COMMAND):
             raise UserError(f"{target} was not written by {STAMP_COMMAND}; move it away or "
                             "choose another --out")
         recorded = previous.get("copies") if isinstance(previous.get("copies"), dict) else {}
@@ -233,7 +225,7 @@ def assess_agent(agent: Any, games: int, frames: int, seed: int, envs: int,
 def assessment(agent: Any, measured: dict[str, Any], copies: dict[str, bytes]) -> dict[str, Any]:
     """The stamped JSON of one run."""
     c = agent.config
-    return {"written_by": stamp(agent.step), "run_name": run_name(c), "env_id": c.env_id,
+    return {STAMP_KEY: stamp(agent.step), "run_name": run_name(c), "env_id": c.env_id,
             "network": c.network, "attn_coef": c.attn_coef, "seed": c.seed,
             "attn_heads": c.attn_heads, "global_step": agent.step,
             "total_timesteps": agent.step, "checkpoint": str(agent.path),
@@ -296,7 +288,7 @@ def main(args: argparse.Namespace) -> int:
             measured = assess_agent(agent, args.games, args.frames, args.seed, args.envs, bar)
             folder.mkdir(parents=True, exist_ok=True)
             for name, data in copies.items():
-                write_atomic(folder / name, data.decode())
-            write_json_atomic(folder / ASSESSMENT_FILE, assessment(agent, measured, copies))
+                write_text(folder / name, data.decode())
+            write_json(folder / ASSESSMENT_FILE, assessment(agent, measured, copies))
             print(folder / ASSESSMENT_FILE)
     return 0

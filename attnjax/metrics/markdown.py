@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from attnjax.files import write_text
+
 
 def fmt(value: Any, digits: int = 3) -> str:
     if value is None:
@@ -212,6 +214,4 @@ def write_markdown(data: dict[str, Any], path: Path, figures: Sequence[Path] = (
     if pngs:
         lines += ["## Figures", ""] + [f"![{f.stem}]({os.path.relpath(f, path.parent)})"
                                        for f in pngs] + [""]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines))

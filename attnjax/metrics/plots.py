@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from attnjax.files import replacing
+
 METHOD_COLOURS = {"gradient": "#1f77b4", "smoothgrad": "#d62728", "vargrad": "#2ca02c",
                   "random": "#7f7f7f"}
 SPREAD_STYLES = ("-", "--", ":", "-.")
@@ -34,7 +36,8 @@ def _save(fig: Any, out: Path, name: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         path = out / f"{name}.{ext}"
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=130, bbox_inches="tight")
         paths.append(path)
     return paths
 

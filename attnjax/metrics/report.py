@@ -29,8 +29,10 @@ import numpy as np
 
 from attnjax.cli import add_play_arguments, check_play_arguments, comma_list
 from attnjax.errors import UserError, writable_folder
+from attnjax.files import write_json
 from attnjax.metrics import faithfulness, ground_truth, localization, samples, sanity
 from attnjax.progress import ProgressBar
+from attnjax.provenance import attnjax_version
 from attnjax.training.runs import run_name
 
 PARTS = ("localization", "sanity", "samples", "faithfulness")
@@ -274,7 +276,6 @@ def main(args: argparse.Namespace) -> int:
     from attnjax.devices import use_cpu_cores_as_devices
 
     use_cpu_cores_as_devices()  # batch saliency: one frame per core (a no-op once JAX runs)
-    from attnjax.agents.evaluate import attnjax_version, write_json_atomic
     from attnjax.agents.load import load_agent
     from attnjax.inspection.render import check_same_env
     from attnjax.inspection.saliency.methods import check_network
@@ -322,7 +323,7 @@ def main(args: argparse.Namespace) -> int:
     written = plots.write_figures(data, out)
     timing["report"] = time.monotonic() - t0
     data["timing_s"] = {k: round(v, 2) for k, v in timing.items()}
-    write_json_atomic(out / "report.json", _finite(data))
+    write_json(out / "report.json", _finite(data))
     markdown.write_markdown(data, out / "report.md", written)
     for path in (out / "report.json", out / "report.md", *written):
         print(path)

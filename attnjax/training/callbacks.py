@@ -9,7 +9,6 @@ metrics lines (`on_iteration`) and then the state after the call (`on_call`).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from attnjax.files import replacing
 from attnjax.progress import ProgressBar
 from attnjax.training import runs
 from attnjax.training.checkpoints import RunCheckpointer
@@ -112,9 +112,8 @@ class Tracking(Callback):
         out = self.network.apply({"params": run.params}, obs)
         attention = None if out.attention is None else np.asarray(out.attention[0])
         fig = attention_figure(np.asarray(obs[0]), attention, f"{title}  step {global_step:,}")
-        png = run_dir / runs.ATTENTION_PNG
-        fig.savefig(png.with_name(png.name + ".tmp.png"), dpi=ATTENTION_DPI)
-        os.replace(png.with_name(png.name + ".tmp.png"), png)
+        with replacing(run_dir / runs.ATTENTION_PNG) as tmp:
+            fig.savefig(tmp, dpi=ATTENTION_DPI)
         tracker.log_figure(fig, global_step)
         plt.close(fig)
 

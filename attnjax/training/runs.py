@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from attnjax.errors import UserError, make_folder, os_error_reason, remove_folders
+from attnjax.files import write_json, write_text
 from attnjax.training.config import TrainConfig
 
 CONFIG_FILE = "config.json"
@@ -72,16 +73,8 @@ def run_of_checkpoint(checkpoint: Path) -> Path:
 # config.json
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write beside, then rename: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_config(folder: Path, config: TrainConfig) -> None:
-    write_atomic(Path(folder) / CONFIG_FILE,
-                 json.dumps(config_record(config), indent=2, sort_keys=True) + "\n")
+    write_json(Path(folder) / CONFIG_FILE, config_record(config), indent=2, sort_keys=True)
 
 
 def read_json_object(path: Path, text: str, where: str,
@@ -217,7 +210,7 @@ def truncate_metrics(folder: Path, max_global_step: int) -> int:
     if not path.exists():
         return 0
     kept = metrics_lines_up_to(folder, max_global_step)
-    write_atomic(path, "".join(f"{line}\n" for line in kept))
+    write_text(path, "".join(f"{line}\n" for line in kept))
     return len(kept)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnjax.files import replacing
 from attnjax.inspection.relevance.tree import LAYERS, RelevanceTree
 
 LAYER_COLORS = {  # the viewer's palette (viewer.js), for the PNGs
@@ -101,6 +102,7 @@ def draw_tree_png(tree: RelevanceTree, image: np.ndarray, path: Path, title: str
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     return path

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import time
-import tomllib
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import numpy as np
 
 from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
+from attnjax.files import replacing
 from attnjax.inspection.presets import add_saliency_arguments, saliency_config_from_args
 from attnjax.inspection.saliency.methods import (
     MAGNITUDES,
@@ -31,10 +30,10 @@ from attnjax.inspection.saliency.methods import (
     SIGMA_SCOPES,
     SaliencyConfig,
 )
+from attnjax.provenance import attnjax_version
 
 FORMAT = "attnjax-saliency"
 FORMAT_VERSION = 1
-PYPROJECT = Path(__file__).resolve().parents[3] / "pyproject.toml"
 
 # key -> (description, shape); `<method>` and `<method>_<stack>` are added per method
 KEYS = {
@@ -155,21 +154,6 @@ def play_frames(agent: Any, frames: int, seed: int, policy: str, warmup: int, st
 # writing
 
 
-def attnjax_version() -> str:
-    """The installed attnjax's version, else (run from a checkout) pyproject.toml's."""
-    try:
-        return importlib_metadata.version("attnjax")
-    except importlib_metadata.PackageNotFoundError:
-        pass
-    try:
-        project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
-        if project.get("name") == "attnjax":
-            return str(project["version"])
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        pass
-    return "unknown"
-
-
 def _versions() -> dict[str, str]:
     out = {"attnjax": attnjax_version()}
     for name in ("jax", "flax"):
@@ -225,12 +209,8 @@ def write_npz(out: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) ->
     """Compressed .npz, written to a temporary name and renamed (no half-written files)."""
     arrays = dict(arrays)
     arrays["metadata"] = np.array(json.dumps(meta, sort_keys=True, default=str))
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")
-    try:
+    with replacing(out) as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def export(agent: Any, config: SaliencyConfig, out: str | Path, *, frames: int | None = None,
@@ -328,7 +308,8 @@ def write_pngs(arrays: dict[str, np.ndarray], methods: tuple[str, ...], stack: s
         if title:
             fig.suptitle(title, fontsize=9)
         path = folder / f"frame_{i:03d}.png"
-        fig.savefig(path, dpi=120)
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=120)
         plt.close(fig)
         written.append(path)
     return written
