@@ -497,7 +497,7 @@ def test_export_writes_documented_keys_and_shapes_without_pickle(tmp_path):
         "logits": (n, 4), "values": (n,), "attention": (n, 7, 7, HEADS), "target": (n,),
         "sigma": (n,), "metadata": (),
     }
-    for m in S.METHODS:
+    for m in config.methods:
         shapes[m] = (n, 4, 84, 84)
         shapes[f"{m}_max"] = (n, 84, 84)
     assert {k: arrays[k].shape for k in files} == shapes
