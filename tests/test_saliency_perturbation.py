@@ -166,3 +166,34 @@ def test_cli_exports_perturbation_maps(tmp_path, capsys):
     with pytest.raises(UserError, match="choose from gradient, .*perturbation"):
         visualize.run(["saliency", "--run", str(tmp_path), "--methods", "perturb",
                        "--out", str(out)])
+
+
+def test_saliency_flags_are_one_set_shared_by_export_video_and_report():
+    import visualize
+    from attnjax.metrics import report
+
+    def parse(command, *flags):
+        out = {"saliency": "x.npz", "video": "x.mp4", "metrics": "dir"}[command]
+        return visualize.build_parser(command).parse_args([command, "--run", "r", "--out", out,
+                                                           *flags])
+
+    def flag_help(command):
+        parser = visualize.build_parser(command)
+        (sub,) = (a for a in parser._actions if a.dest == "command")
+        return {a.dest: a.help for a in sub.choices[command]._actions}
+
+    helps = {c: flag_help(c) for c in ("saliency", "video", "metrics")}
+    for dest in ("samples", "layer", "stack", "memory_budget_mb", "preset"):
+        assert helps["saliency"][dest] == helps["video"][dest] == helps["metrics"][dest], dest
+    assert all("(both presets: 0.15)" in helps[c]["spread"] for c in helps)  # over its range
+    for command in ("saliency", "metrics"):
+        assert all(m in helps[command]["methods"] for m in S.METHODS)
+    (video_saliency,) = (a for a in visualize.build_parser("video")._subparsers._actions[-1]
+                         .choices["video"]._actions if a.dest == "saliency")
+    assert tuple(video_saliency.choices) == ("none", *S.METHODS)
+    settings = report.check_args(parse("metrics", "--methods", "perturbation"))
+    assert settings["targets"] == ("max_sum", "action")
+    assert settings["config"] == S.SaliencyConfig(methods=("perturbation",))
+    paper = report.check_args(parse("metrics", "--preset", "paper", "--samples", "9"))
+    assert paper["targets"] == ("sum", "action")
+    assert (paper["config"].layer, paper["config"].samples) == ("attention_logits", 9)
