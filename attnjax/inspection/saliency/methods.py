@@ -155,9 +155,8 @@ class _Parts:
     Gradients: a frame's G gradient inputs ("rows") are the clean frame (when a method needs
     it) and N noisy copies; copy s of a frame uses noise `normal(split(frame_key, N)[s])`,
     drawn inside the row's own gradient computation. So the noise of a row never depends on
-    how rows are batched, and on CPU each micro-batch draws its noise right before using it (no
-    F x N x input-sized tensor in memory). Perturbations: a frame's P = 289 rows are the frame
-    and its blur with one grid centre each, run forward only."""
+    how rows are batched, and on CPU each micro-batch draws its noise right before using it.
+    Perturbations: a frame's 289 rows are the frame and its blur with one grid centre each."""
 
     def __init__(self, network: Any, config: SaliencyConfig) -> None:
         self.network, self.config = network, config
@@ -243,8 +242,7 @@ class _Parts:
 
     def evidence(self, params: Any, x: jax.Array, out: dict[str, Any], keys: jax.Array,
                  sigma: jax.Array, schedule: Schedule) -> dict[str, Any]:
-        """Evidence of F frames (x [F, 4, 84, 84], their clean outputs, keys [F, key], sigma
-        [F]), each leaf [F, ...]; rows walked as `schedule` says."""
+        """Evidence of F frames (x [F, 4, 84, 84], clean outputs, keys [F, key], sigma [F])."""
         config, frames = self.config, x.shape[0]
         evidence: dict[str, Any] = {}
         if config.gradients_per_frame:
@@ -297,14 +295,11 @@ def make_frame_saliency(network: Any, config: SaliencyConfig) -> Callable:
 def make_batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule | None = None,
                         devices: tuple[Any, ...] | None = None) -> Callable:
     """Jitted saliency of F frames: (params, x [F,4,84,84], keys [F, key], sigma [F]) -> dict
-    of [F, ...] arrays. `jax.vmap` over frames for the clean pass, the rows and the
-    reductions; the F x G frame-sample gradients (and F x P perturbed forward passes) are
-    vmapped sets of rows, computed as `schedule` says (default: `Schedule.default()` for the
-    backend). With several `devices` (default `saliency_devices()`) the frames are split over
-    them with `jax.shard_map`, every device computing its own frames (F is padded to a
-    multiple of the device count). Functions are cached by (network, config, schedule,
-    devices): flax modules compare by their fields, so repeated exports or videos of the same
-    architecture in one process compile once per frame count."""
+    of [F, ...] arrays; rows walked as `schedule` says (default `Schedule.default()`). With
+    several `devices` (default `saliency_devices()`) the frames are split over them with
+    `jax.shard_map` (F padded to a multiple of the device count). Cached by (network, config,
+    schedule, devices): flax modules compare by their fields, so repeated exports or videos of
+    one architecture in one process compile once per frame count."""
     return _batch_saliency(network, config, schedule or Schedule.default(),
                            tuple(devices or saliency_devices()))
 
