@@ -3,7 +3,8 @@
 Why a module of its own: `attnjax.inspection.saliency.methods` says WHAT is computed (targets,
 noise, SmoothGrad and VarGrad of one frame's gradients); this module says how the F x G
 frame-sample gradients of a chunk are laid onto the machine, which changes the speed and never the
-results.
+results. Perturbation saliency's F x 289 perturbed forward passes are rows too, walked the same
+way (on CPU in calls of CPU_FORWARD_BATCH).
 
 On accelerators each device's F x G gradients are one call. On XLA:CPU the frames go one after
 another inside the call (`one_after_another`), each frame's G gradients in micro-batches of 8
