@@ -12,11 +12,12 @@ import importlib
 import sys
 
 from attnjax.cli import OneLineArgumentParser, run_cli
+from attnjax.inspection.saliency.registry import SALIENCY_METHODS
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "saliency": ("attnjax.inspection.saliency.export",
-                 "export gradient/SmoothGrad/VarGrad maps to .npz"),
+                 f"export {'/'.join(m.display for m in SALIENCY_METHODS.values())} maps to .npz"),
     "video": ("attnjax.inspection.video", "render gameplay with the attention overlaid to MP4"),
     "tree": ("attnjax.inspection.relevance.viewer",
              "write an offline HTML viewer of deep relevance trees"),
@@ -50,7 +51,8 @@ def run(argv: list[str]) -> int:
     """`visualize.py <argv>` in this process: parse, then the subcommand's `main(args)`. Bad
     flags exit with code 2; a UserError propagates (`run_cli` turns it into one line)."""
     selected = next((a for a in argv if not a.startswith("-")), None)
-    if selected in ("saliency", "video", "metrics"):  # batch saliency: one frame per core
+    if selected in ("saliency", "video", "metrics"):  # batch saliency: one frame per core, set
+        # up here only (the subcommands' own code never repeats it)
         from attnjax.devices import use_cpu_cores_as_devices
 
         use_cpu_cores_as_devices()  # before JAX runs anything; see attnjax.devices

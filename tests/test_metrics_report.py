@@ -157,3 +157,33 @@ def test_command_line_errors_are_one_line_exit_2(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_perturbation_saliency_in_every_part_of_the_report(tmp_path):
+    """A method without noise samples, perturbation, measured by every part: pointing at the
+    ball and paddle, a randomization verdict, faithfulness areas; the sample sweep names it as
+    left out with the reason (and still measures the noise-sample methods)."""
+    run = breakout_run(tmp_path / "runs", 0.005, 1)
+    out = tmp_path / "report"
+    assert metrics("--run", str(run), "--frames", "6", "--methods", "gradient,perturbation",
+                   "--target", "action", "--out", str(out), "--sanity-frames", "2",
+                   "--samples-frames", "2", "--n-grid", "1,2", "--reference-n", "2",
+                   "--spreads", "0.15", "--no-progress") == 0
+    data = json.loads((out / "report.json").read_text())
+    (name,) = (r["run_name"] for r in data["runs"])
+    assert data["settings"]["methods"] == ["gradient", "perturbation"]
+    paddle = data["localization"][name]["paddle"]["saliency"]["action"]["perturbation"]
+    assert paddle["pointing"] is not None and paddle["energy_share"] > 0
+    verdict = data["sanity"][name]["action"]["verdict"]["perturbation"]
+    assert isinstance(verdict["passes"], bool)
+    assert data["sanity"][name]["action"]["cascade"][0]["methods"]["perturbation"][
+        "spearman"] > 0.999  # nothing re-drawn: the same maps
+    samples = data["samples"][name]
+    assert set(samples["curves"]) == {"smoothgrad", "vargrad"}
+    assert "no noise samples" in samples["skipped"]["perturbation"]
+    areas = data["faithfulness"][name]["action"]["baselines"]["mean"]["areas"]
+    assert {"gradient", "perturbation", "random"} <= set(areas)
+    md = (out / "report.md").read_text()
+    assert "perturbation passes" in md or "perturbation FAILS" in md
+    assert "perturbation: left out, no noise samples" in md
+    assert "perturbation pointing" in md

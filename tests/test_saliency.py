@@ -271,7 +271,7 @@ def test_batched_equals_per_frame_loop_and_chunking(real):
     sigma = S.noise_sigma(x, config.spread, config.sigma_scope)
     for i in range(len(obs)):
         single = frame_fn(params, jnp.asarray(x[i]), keys[i], jnp.asarray(sigma[i]))
-        for method in S.METHODS:
+        for method in config.methods:
             want = np.asarray(single[method])
             np.testing.assert_allclose(batched.maps[method][i], want, rtol=1e-5,
                                        atol=1e-5 * np.abs(want).max())
@@ -282,7 +282,7 @@ def test_batched_equals_per_frame_loop_and_chunking(real):
     for chunk, schedule in ((1, None), (2, None), (3, X.Schedule(0, 1)), (5, X.Schedule(7, 3))):
         chunked = S.compute_saliency(net, params, obs, config, key, chunk_frames=chunk,
                                      schedule=schedule)
-        for method in S.METHODS:
+        for method in config.methods:
             np.testing.assert_allclose(chunked.maps[method], batched.maps[method], rtol=1e-5,
                                        atol=1e-5 * np.abs(batched.maps[method]).max())
         assert chunked.chunk_frames == chunk
@@ -392,12 +392,12 @@ assert len(S.saliency_devices()) == 2
 net = make_network("attention", num_actions=4, num_heads=2)
 params = init_params(net, jax.random.PRNGKey(3))
 obs = np.random.default_rng(0).integers(0, 256, (5, 4, 84, 84), dtype=np.uint8)
-config = S.SaliencyConfig(samples=3)
+config = S.SaliencyConfig(methods=S.METHODS, samples=3)  # every method, perturbation too
 one = S.compute_saliency(net, params, obs, config, 7, chunk_frames=5,
                          fn=S.make_batch_saliency(net, config, devices=S.saliency_devices()[:1]))
 for chunk in (None, 3):  # 1 frame per device; 3 frames padded to 4
     two = S.compute_saliency(net, params, obs, config, 7, chunk_frames=chunk)
-    for m in S.METHODS:
+    for m in config.methods:
         np.testing.assert_allclose(two.maps[m], one.maps[m], rtol=1e-5,
                                    atol=1e-6 * np.abs(one.maps[m]).max())
     np.testing.assert_array_equal(two.greedy_actions, one.greedy_actions)
@@ -497,7 +497,7 @@ def test_export_writes_documented_keys_and_shapes_without_pickle(tmp_path):
         "logits": (n, 4), "values": (n,), "attention": (n, 7, 7, HEADS), "target": (n,),
         "sigma": (n,), "metadata": (),
     }
-    for m in S.METHODS:
+    for m in config.methods:
         shapes[m] = (n, 4, 84, 84)
         shapes[f"{m}_max"] = (n, 84, 84)
     assert {k: arrays[k].shape for k in files} == shapes
@@ -627,7 +627,7 @@ def test_paper_preset_differentiates_the_summed_logits_and_keeps_the_newest_fram
     logits = agent.apply(arrays["obs"]).activations["attention_logits"]
     np.testing.assert_allclose(arrays["target"], np.asarray(logits).sum(axis=(1, 2, 3)),
                                rtol=1e-5, atol=1e-5)
-    for method in S.METHODS:
+    for method in config.methods:
         assert f"{method}_max" not in arrays
         np.testing.assert_array_equal(arrays[f"{method}_newest"], arrays[method][:, -1])
     assert meta["saliency"]["stack"] == "newest" and "newest" in meta["keys"]["smoothgrad_newest"]

@@ -494,3 +494,20 @@ def test_cli_video_style_paper(tmp_path, monkeypatch, capsys):
     for i in range(3):
         np.testing.assert_array_equal(imageio.imread(tmp_path / "c" / f"c_{i:05d}.png"),
                                       imageio.imread(tmp_path / "d" / f"d_{i:05d}.png"))
+
+
+def test_cli_video_draws_perturbation_saliency(tmp_path, monkeypatch, capsys):
+    """Every registry method is a --saliency choice; perturbation (no noise samples) draws a
+    heatmap the plain video does not have."""
+    import visualize
+    from attnjax.agents import load
+
+    monkeypatch.setattr(load, "load_agent", lambda run: _agent())
+    common = ["video", "--run", "r", "--frames", "3", "--until", "frames", "--seed", "3",
+              "--block", "3", "--no-progress"]
+    assert visualize.run([*common, "--out", str(tmp_path / "p.mp4"), "--saliency",
+                          "perturbation", "--target", "action"]) == 0
+    assert visualize.run([*common, "--out", str(tmp_path / "n.mp4")]) == 0
+    a, b = _read_video(tmp_path / "p.mp4"), _read_video(tmp_path / "n.mp4")
+    assert len(a) == len(b) == 3
+    assert np.abs(a[0].astype(int) - b[0]).mean() > 1.0

@@ -15,17 +15,20 @@ from typing import Any
 
 from attnjax.cli import add_preset_argument, counts, non_negative_int, positive_int, preset_values
 from attnjax.inspection.relevance.tree import LEAF_LAYERS, RANK_MODES, ROOT_MODES, SPECS, TreeConfig
-from attnjax.inspection.saliency.methods import LAYERS, STACKS, TARGETS, SaliencyConfig
+from attnjax.inspection.saliency.config import LAYERS, STACKS, TARGETS, SaliencyConfig
+from attnjax.inspection.saliency.registry import DEFAULT_METHODS, METHODS, methods_help
 
-# saliency (SaliencyConfig fields). The paper: target SUM of the pre-softmax attention logits
-# (the graph's `a2`), 50 noisy copies, sigma = 0.15 x (max - min) of the input, squared
-# gradients, the map of the newest stacked frame (`[..., -1]`).
+# saliency (SaliencyConfig fields). attnjax: SaliencyConfig's own defaults. The paper: target SUM
+# of the pre-softmax attention logits (the graph's `a2`), the newest stacked frame's map
+# (`[..., -1]`); its 50 noisy copies, sigma = 0.15 x (max - min) of the input and squared
+# gradients are attnjax's defaults too.
+_DEFAULTS = SaliencyConfig()
 SALIENCY_PRESETS = {
-    "attnjax": {"target": "max_sum", "layer": "attention", "samples": 50, "spread": 0.15,
-                "magnitude": "square", "stack": "max"},
-    "paper": {"target": "sum", "layer": "attention_logits", "samples": 50, "spread": 0.15,
-              "magnitude": "square", "stack": "newest"},
+    "attnjax": {k: getattr(_DEFAULTS, k)
+                for k in ("target", "layer", "samples", "spread", "magnitude", "stack")},
 }
+SALIENCY_PRESETS["paper"] = {**SALIENCY_PRESETS["attnjax"], "target": "sum",
+                             "layer": "attention_logits", "stack": "newest"}
 
 
 def paper_tree_counts(layer: str) -> tuple[int, int]:
@@ -58,29 +61,54 @@ TREE_PRESETS = {"attnjax": TreeConfig().to_dict(), "paper": _paper_tree()}
 # the flags presets set
 
 
-def add_saliency_arguments(parser: Any, spread_of: str) -> None:
-    """The command-line flags every saliency-computing tool shares (`visualize.py saliency`,
-    `visualize.py video --saliency`): preset, target, layer, samples, spread, stack, memory
-    budget. spread_of: what the noise range is measured over, for --spread's help. The flags a
-    preset sets default to None; `saliency_config_from_args` fills them in."""
+def _both(key: str) -> str:
+    """'(attnjax preset: max_sum; paper: sum)' or '(both presets: 50)' for a --help text."""
+    a, p = SALIENCY_PRESETS["attnjax"][key], SALIENCY_PRESETS["paper"][key]
+    return f"(attnjax preset: {a}; paper: {p})" if a != p else f"(both presets: {a})"
+
+
+def add_saliency_arguments(parser: Any, spread_of: str, *, methods: bool = True,
+                           several_targets: bool = False) -> None:
+    """The saliency flags, defined once for every tool that computes saliency
+    (`visualize.py saliency`, `video --saliency`, `metrics`): preset, methods (`methods`:
+    False for a tool that picks its one method itself), target (`several_targets`: a
+    comma-separated list), layer, samples, spread, stack, memory budget. spread_of: what the
+    noise range is measured over. The flags a preset sets default to None;
+    `saliency_config_from_args` fills them in."""
     add_preset_argument(parser, "--target, --layer, --samples, --spread, --stack",
                         "as the original's enjoy.py: --target sum --layer attention_logits "
                         "--stack newest, 50 samples, spread 0.15, squared gradients")
-    parser.add_argument("--target", default=None, choices=TARGETS,
-                        help="scalar to differentiate (attnjax preset: max_sum; paper: sum)")
+    if methods:
+        parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                            help=f"comma-separated, any of {', '.join(METHODS)} (default "
+                                 f"{','.join(DEFAULT_METHODS)}). {methods_help()}")
+    if several_targets:
+        parser.add_argument("--target", default=None,
+                            help=f"comma-separated targets, any of {', '.join(TARGETS)} "
+                                 "(default: the preset's target and action; attnjax preset: "
+                                 f"{SALIENCY_PRESETS['attnjax']['target']},action)")
+    else:
+        parser.add_argument("--target", default=None, choices=TARGETS,
+                            help=f"scalar to explain {_both('target')}")
     parser.add_argument("--layer", default=None, choices=LAYERS,
-                        help="attention (softmax weights; attnjax preset) or attention_logits "
-                             "(pre-softmax; paper)")
+                        help="attention (softmax weights) or attention_logits (pre-softmax) "
+                             f"{_both('layer')}")
     parser.add_argument("--samples", type=int, default=None,
-                        help="noisy copies per frame for smoothgrad/vargrad (both presets: 50)")
+                        help="noisy copies per frame for the methods of noise samples "
+                             f"{_both('samples')}")
     parser.add_argument("--spread", type=float, default=None,
-                        help=f"noise std as a fraction of {spread_of} (both presets: 0.15)")
+                        help=f"noise std as a fraction of {spread_of} {_both('spread')}")
     parser.add_argument("--stack", default=None, choices=STACKS,
-                        help="map shown of the 4 stacked frames: max over them (attnjax preset) "
-                             "or the newest (paper)")
-    parser.add_argument("--memory-budget-mb", type=float, default=2048.0,
-                        help="memory one compiled chunk may use per device; CPU host devices share "
-                             "theirs (default 2048)")
+                        help=f"map shown of the 4 stacked frames: max over them or the newest "
+                             f"{_both('stack')}")
+    parser.add_argument("--memory-budget-mb", type=float, default=_DEFAULTS.memory_budget_mb,
+                        help="memory one compiled chunk may use per device; CPU host devices "
+                             f"share theirs (default {_DEFAULTS.memory_budget_mb:g})")
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    """--methods 'a,b' -> ('a', 'b'); SaliencyConfig checks the names."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 def saliency_config_from_args(args: Any, **fields: Any) -> SaliencyConfig:

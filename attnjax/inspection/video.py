@@ -9,10 +9,10 @@ received (newest of the 4 stacked frames); under it the step, return, action nam
 estimate and each head's peak against uniform, in the head's colour. All runs play in lockstep
 from the same env seed, so they start the same game; by default each plays one full game (all
 lives) and a finished run shows its last frame until every run has finished or --frames is
-reached. --saliency smoothgrad (or gradient,
-vargrad) draws that saliency map over both rows instead of the rectangles. --style paper
-draws as the original's enjoy.py did (`paper_attention_map`, `paper_scale`, `blend_paper`).
-MP4 through imageio-ffmpeg (H.264, yuv420p); --stills DIR also writes PNG frames.
+reached. --saliency METHOD (any method of `attnjax.inspection.saliency.registry`) draws that
+map over both rows instead of the rectangles. --style paper draws as the original's enjoy.py
+did (`paper_attention_map`, `paper_scale`, `blend_paper`). MP4 through imageio-ffmpeg (H.264,
+yuv420p); --stills DIR also writes PNG frames.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from attnjax.inspection.render import (
     resize_nearest,
     upscale,
 )
-from attnjax.inspection.saliency.methods import METHODS
+from attnjax.inspection.saliency.registry import METHODS, methods_help
 from attnjax.model.baseline import GRID, vs_uniform
 from attnjax.model.envs import action_names
 from attnjax.model.networks import CONV_GEOMETRY
@@ -256,8 +256,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "percentile of the whole video, blended grey onto both rows (with "
                              "--saliency: that map, scaled the same way)")
     parser.add_argument("--saliency", default="none", choices=SALIENCY_CHOICES,
-                        help="draw this saliency map instead of the attention rectangles")
-    add_saliency_arguments(parser, "each frame's range")
+                        help="draw this saliency map instead of the attention rectangles. "
+                             + methods_help())
+    add_saliency_arguments(parser, "each frame's range", methods=False)
     parser.add_argument("--stills", default=None, help="also write PNG frames to this folder")
     parser.add_argument("--stills-every", type=int, default=50,
                         help="write every n-th frame as a still (default 50; the last always)")

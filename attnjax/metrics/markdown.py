@@ -170,6 +170,7 @@ def _samples(data: dict[str, Any]) -> list[str]:
         spread = res["claim_spread"]
         lines += [f"### {run} ({res['frames']} frames, σ = {spread} × range)", ""]
         lines += [f"- {c['sentence']}" for c in res["claim"].values()] + [
+            f"- {m}: left out, {reason}." for m, reason in res.get("skipped", {}).items()] + [
             f"- The plain gradient's Gini: {fmt(res['gradient']['gini'])}.", ""]
         curves = {m: res["curves"][m][spread] for m in res["curves"]}
         rows = [(n, *[curves[m][k][i] for m in curves for k in ("correlation", "gini")])

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from attnjax.files import replacing
+from attnjax.inspection.saliency.registry import SALIENCY_METHODS
 
-METHOD_COLOURS = {"gradient": "#1f77b4", "smoothgrad": "#d62728", "vargrad": "#2ca02c",
-                  "random": "#7f7f7f"}
+# each saliency method's colour from its registry entry; the random pixel order in grey
+METHOD_COLOURS = {**{m.name: m.colour for m in SALIENCY_METHODS.values()}, "random": "#7f7f7f"}
 SPREAD_STYLES = ("-", "--", ":", "-.")
 
 

@@ -36,11 +36,10 @@ from attnjax.provenance import attnjax_version
 from attnjax.training.runs import run_name
 
 PARTS = ("localization", "sanity", "samples", "faithfulness")
-DEFAULT_TARGETS = "max_sum,action"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from attnjax.inspection.saliency.methods import LAYERS, METHODS, STACKS
+    from attnjax.inspection.presets import add_saliency_arguments
 
     add_play_arguments(parser, runs=True, frames=256, stride=4, help_texts={
         "seed": "env seed, action sampling, noise and random baselines (default 0)",
@@ -51,19 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the run whose policy plays the frames (default: the first --run)")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated: {', '.join(PARTS)} (default: all)")
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"comma-separated: {', '.join(METHODS)} (default all)")
-    parser.add_argument("--target", default=DEFAULT_TARGETS,
-                        help=f"comma-separated saliency targets (default {DEFAULT_TARGETS}); "
-                             "the sample sweep uses the first")
-    parser.add_argument("--layer", default="attention", choices=LAYERS,
-                        help="attention targets of the softmax weights (default) or logits")
-    parser.add_argument("--samples", type=int, default=50,
-                        help="SmoothGrad/VarGrad samples outside the sample sweep (default 50)")
-    parser.add_argument("--spread", type=float, default=0.15,
-                        help="noise std as a fraction of the frames' range (default 0.15)")
-    parser.add_argument("--stack", default="max", choices=STACKS,
-                        help="map of the 4 stacked frames: max over them (default) or newest")
+    add_saliency_arguments(parser, "the frames' range", several_targets=True)
     parser.add_argument("--radius", type=float, default=3.0,
                         help="pointing game: peak within this many observation pixels (default 3)")
     parser.add_argument("--sanity-frames", type=int, default=32,
@@ -78,8 +65,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="noise scales of the sweep (default %(default)s)")
     parser.add_argument("--reference-n", type=int, default=samples.REFERENCE_N,
                         help="samples of the sweep's reference maps (default %(default)s)")
-    parser.add_argument("--memory-budget-mb", type=float, default=2048.0,
-                        help="memory one compiled saliency chunk may use (default 2048)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -93,17 +78,23 @@ def _list(text: str, flag: str, kind: type = str) -> tuple:
 
 def check_args(args: argparse.Namespace) -> dict[str, Any]:
     """Every flag checked before anything runs; returns the parsed lists."""
-    from attnjax.inspection.saliency.methods import TARGETS, SaliencyConfig
+    from attnjax.inspection.presets import (
+        SALIENCY_PRESETS,
+        parse_methods,
+        saliency_config_from_args,
+    )
+    from attnjax.inspection.saliency.methods import TARGETS
 
     parts = _list(args.parts, "--parts")
     for part in parts:
         if part not in PARTS:
             raise UserError(f"unknown part {part!r} in --parts; choose from {', '.join(PARTS)}")
-    targets = _list(args.target, "--target")
+    preset_target = SALIENCY_PRESETS[getattr(args, "preset", "attnjax")]["target"]
+    targets = (_list(args.target, "--target") if args.target is not None
+               else tuple(dict.fromkeys((preset_target, "action"))))
     for target in targets:
         if target not in TARGETS:
             raise UserError(f"--target {target!r}: choose from {', '.join(TARGETS)}")
-    methods = _list(args.methods, "--methods")
     check_play_arguments(args)
     for flag, value, low in (("--sanity-frames", args.sanity_frames, 1),
                              ("--samples-frames", args.samples_frames, 1),
@@ -120,9 +111,8 @@ def check_args(args: argparse.Namespace) -> dict[str, Any]:
     spreads = _list(args.spreads, "--spreads", float)
     if not all(np.isfinite(s) and s > 0 for s in spreads):
         raise UserError(f"--spreads must be positive numbers, got {args.spreads}")
-    config = SaliencyConfig(methods=methods, target=targets[0], layer=args.layer,
-                            samples=args.samples, spread=args.spread, stack=args.stack,
-                            memory_budget_mb=args.memory_budget_mb)  # checks methods & ranges
+    one_target = argparse.Namespace(**{**vars(args), "target": targets[0]})
+    config = saliency_config_from_args(one_target, methods=parse_methods(args.methods))
     return {"parts": parts, "targets": targets, "config": config, "n_grid": n_grid,
             "spreads": spreads}
 
@@ -146,24 +136,15 @@ def network_outputs(agent: Any, obs: np.ndarray, batch: int = 64) -> dict[str, n
             "logits": np.concatenate(logits)}
 
 
-def saliency_maps(agent: Any, obs: np.ndarray, config: Any, seed: int, bar: ProgressBar,
-                  chunk: int = 64) -> dict[str, np.ndarray]:
-    """method -> [N, 84, 84] maps as shown, `chunk` frames at a time (only the shown maps are
-    kept: memory grows by 28 KB per frame and method, not by the samples)."""
-    import jax
+def saliency_maps(agent: Any, obs: np.ndarray, config: Any, seed: int,
+                  bar: ProgressBar) -> dict[str, np.ndarray]:
+    """method -> [N, 84, 84] maps as shown: `compute_saliency` with the noise keys of
+    `visualize.py saliency --seed` (frame i: `split(PRNGKey(seed), N)[i]`), sigma from the range
+    over all frames."""
+    from attnjax.inspection.saliency.methods import agent_saliency
 
-    from attnjax.inspection.saliency.methods import compute_saliency, noise_sigma, to_unit
-
-    sigma = noise_sigma(to_unit(obs), config.spread, config.sigma_scope)  # over all frames
-    parts: dict[str, list[np.ndarray]] = {m: [] for m in config.methods}
-    for c, start in enumerate(range(0, len(obs), chunk)):
-        sl = slice(start, start + chunk)
-        result = compute_saliency(agent.network, agent.params, obs[sl], config,
-                                  jax.random.fold_in(jax.random.PRNGKey(seed), c),
-                                  sigma=sigma[sl], progress=bar.advance)
-        for m in config.methods:
-            parts[m].append(result.aggregate(m).astype(np.float32))
-    return {m: np.concatenate(v) for m, v in parts.items()}
+    result = agent_saliency(agent, obs, config, seed, progress=bar.advance)
+    return {m: result.aggregate(m).astype(np.float32) for m in config.methods}
 
 
 def localize_object(obj: ground_truth.ObjectTruth, attention: np.ndarray | None,
@@ -273,9 +254,6 @@ def measure(agents: list[Any], frames: ground_truth.Frames, settings: dict[str, 
 
 
 def main(args: argparse.Namespace) -> int:
-    from attnjax.devices import use_cpu_cores_as_devices
-
-    use_cpu_cores_as_devices()  # batch saliency: one frame per core (a no-op once JAX runs)
     from attnjax.agents.load import load_agent
     from attnjax.inspection.render import check_same_env
     from attnjax.inspection.saliency.methods import check_network
@@ -301,6 +279,7 @@ def main(args: argparse.Namespace) -> int:
                                              args.warmup, args.stride, bar.advance)
     frames_s = time.monotonic() - t0
     report, timing = measure(agents, frames, settings, args)
+    config = settings["config"]
     timing = {"frames": frames_s, **timing}
     t0 = time.monotonic()
     data = {
@@ -314,8 +293,9 @@ def main(args: argparse.Namespace) -> int:
                   "seed": a.config.seed, "network": a.config.network, "global_step": a.step,
                   "checkpoint": str(a.path)} for r, a in zip(args.run, agents, strict=True)],
         "settings": {"parts": list(settings["parts"]), "targets": list(settings["targets"]),
-                     "methods": list(settings["config"].methods), "layer": args.layer,
-                     "samples": args.samples, "spread": args.spread, "stack": args.stack,
+                     "methods": list(config.methods), "preset": args.preset,
+                     "layer": config.layer, "samples": config.samples,
+                     "spread": config.spread, "stack": config.stack,
                      "radius": args.radius, "n_grid": list(settings["n_grid"]),
                      "spreads": list(settings["spreads"]), "reference_n": args.reference_n},
         **report,

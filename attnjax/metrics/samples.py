@@ -2,16 +2,18 @@
 advantage quickly diminishes when more samples are used, suggesting that much of the apparent
 structure is due to the noise in the sampling" (Nikulin et al. 2019), measured.
 
-For each noise scale sigma = spread x input range and each N of N_GRID, SmoothGrad's and
-VarGrad's maps of N samples are compared with a REFERENCE_N-sample map drawn with independent
-noise: Spearman rank correlation (does the map still change?), sharpness as the Gini
-coefficient of the map's values (0 = flat, 1 = all in one pixel), and the localization scores
-of `localization` when ground truth is given.
+For each noise scale sigma = spread x input range and each N of N_GRID, the maps of N samples of
+every method of noise samples (registry: SmoothGrad, VarGrad) are compared with a REFERENCE_N-
+sample map drawn with independent noise: Spearman rank correlation (does the map still change?),
+sharpness as the Gini coefficient of the map's values (0 = flat, 1 = all in one pixel), and the
+localization scores of `localization` when ground truth is given.
 
-How: the N samples are built up in blocks (`blocks`), each one call of
+Methods without noise samples (gradient, perturbation) have no N to vary and are left out, with
+that reason (`skipped`). How: the N samples are built up in blocks (`blocks`), each one call of
 `attnjax.inspection.saliency.methods.compute_saliency` with its own noise key, and the blocks'
-means and variances are merged exactly (Chan et al.'s pairwise update), so the map of N = 20 uses
-the samples of N = 10 plus 10 more. Every N is a fair draw of N samples; only the reference must be
+means and variances are merged exactly (Chan et al.'s pairwise update), so the map of N = 20
+uses the samples of N = 10 plus 10 more; every method's map is its registry function of the
+merged mean and variance. Every N is a fair draw of N samples; only the reference must be
 independent of them, and it is. Block sizes come from a few values (BLOCK_SIZES) so only a few
 programs are compiled, and sigma is passed explicitly so the noise scale never recompiles.
 """
@@ -32,7 +34,15 @@ REFERENCE_N = 500
 BLOCK_SIZES = (50, 10, 5, 1)  # compiled sample counts, largest first
 STABLE_CORRELATION = 0.9  # rank correlation with the reference from which "maps stop changing"
 CLAIM_DROP = 0.1  # relative fall of the Gini from the smallest to the largest N for "holds"
-SAMPLE_METHODS = ("smoothgrad", "vargrad")
+SKIP_REASON = "no noise samples: its map does not depend on N or the noise scale"
+
+
+def sample_methods(methods: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The methods of noise samples among `methods` (default: all the registry's)."""
+    from attnjax.inspection.saliency.registry import METHODS, SALIENCY_METHODS
+
+    return tuple(m for m in (METHODS if methods is None else methods)
+                 if SALIENCY_METHODS[m].noise_samples)
 
 
 def blocks(count: int) -> list[int]:
@@ -78,8 +88,14 @@ class Moments:
         self.mean = self.mean + delta * (n / total)
         self.n = total
 
-    def maps(self) -> dict[str, np.ndarray]:
-        return {"smoothgrad": self.mean, "vargrad": self.m2 / self.n}
+    def maps(self, methods: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """method -> its map of the samples so far, for the noise-sample `methods` (default
+        all of them): the registry's function of (mean, population variance)."""
+        from attnjax.inspection.saliency.registry import SALIENCY_METHODS
+
+        moments = (self.mean, self.m2 / self.n)
+        return {m: np.asarray(SALIENCY_METHODS[m].fn(moments, None), np.float64)
+                for m in sample_methods(methods)}
 
 
 def stack_maps(maps: np.ndarray, stack: str) -> np.ndarray:
@@ -120,10 +136,11 @@ def sample_count_sweep(network: Any, params: Any, obs: np.ndarray, config: Any,
                        n_grid: Sequence[int] = N_GRID, spreads: Sequence[float] = SPREADS,
                        reference_n: int = REFERENCE_N,
                        progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """SmoothGrad and VarGrad of frames `obs` (uint8 [F, 4, 84, 84]) against N and sigma.
+    """The noise-sample methods of `config` (all of them if it has none) on frames `obs` (uint8
+    [F, 4, 84, 84]) against N and sigma; its other methods under `skipped`, with the reason.
 
-    config: a `SaliencyConfig` whose target, layer, stack and memory budget are used (its
-    methods and samples are replaced). objects: `ObjectTruth`s over the same frames.
+    config: a `SaliencyConfig` whose methods, target, layer, magnitude, stack and memory
+    budget are used (its samples are replaced). objects: `ObjectTruth`s over the same frames.
     progress(1) after each block.
     """
     import jax
@@ -132,6 +149,7 @@ def sample_count_sweep(network: Any, params: Any, obs: np.ndarray, config: Any,
     from attnjax.metrics.sanity import spearman
 
     from_range = noise_sigma(to_unit(obs), 1.0, config.sigma_scope)  # the range per frame
+    swept = sample_methods(config.methods) or sample_methods()
     plan = block_plan(n_grid)
     root = jax.random.PRNGKey(seed)
     gradient_maps = None
@@ -139,8 +157,8 @@ def sample_count_sweep(network: Any, params: Any, obs: np.ndarray, config: Any,
     def run_blocks(sizes: list[int], moments: Moments, spread: float, tag: int) -> None:
         nonlocal gradient_maps
         for b, size in enumerate(sizes):
-            cfg = dataclasses.replace(config, methods=("gradient", *SAMPLE_METHODS),
-                                      samples=size)
+            cfg = dataclasses.replace(config, methods=("gradient", "smoothgrad", "vargrad"),
+                                      samples=size)  # the moments: SmoothGrad and VarGrad
             key = jax.random.fold_in(jax.random.fold_in(root, tag), b)
             result = compute_saliency(network, params, obs, cfg, key,
                                       sigma=spread * from_range)
@@ -150,22 +168,22 @@ def sample_count_sweep(network: Any, params: Any, obs: np.ndarray, config: Any,
             if progress is not None:
                 progress(1)
 
-    curves: dict[str, dict[str, Any]] = {m: {} for m in SAMPLE_METHODS}
+    curves: dict[str, dict[str, Any]] = {m: {} for m in swept}
     for s, spread in enumerate(spreads):
         reference = Moments()
         run_blocks(blocks(reference_n), reference, spread, tag=2 * s + 1)
-        ref_maps = {m: stack_maps(v, config.stack) for m, v in reference.maps().items()}
+        ref_maps = {m: stack_maps(v, config.stack) for m, v in reference.maps(swept).items()}
         moments = Moments()
         rows: dict[str, dict[str, list]] = {
-            m: {"correlation": [], "gini": [], "localization": []} for m in SAMPLE_METHODS}
+            m: {"correlation": [], "gini": [], "localization": []} for m in swept}
         for step, sizes in enumerate(plan):
             run_blocks(sizes, moments, spread, tag=2 * s + 2 + 1000 * (step + 1))
-            for m, v in moments.maps().items():
+            for m, v in moments.maps(swept).items():
                 maps = stack_maps(v, config.stack)
                 rows[m]["correlation"].append(_mean(spearman(maps, ref_maps[m])))
                 rows[m]["gini"].append(_mean(gini(maps)))
                 rows[m]["localization"].append(_localization(maps, objects, radius))
-        for m in SAMPLE_METHODS:
+        for m in swept:
             curves[m][f"{spread:g}"] = {
                 "n": list(n_grid), **rows[m],
                 "reference_gini": _mean(gini(ref_maps[m])),
@@ -179,7 +197,8 @@ def sample_count_sweep(network: Any, params: Any, obs: np.ndarray, config: Any,
         "gradient": {"gini": _mean(gini(gradient_maps)),
                      "localization": _localization(gradient_maps, objects, radius)},
         "curves": curves,
-        "claim": {m: claim(m, curves[m][paper_spread], reference_n) for m in SAMPLE_METHODS},
+        "claim": {m: claim(m, curves[m][paper_spread], reference_n) for m in swept},
+        "skipped": {m: SKIP_REASON for m in config.methods if m not in swept},
     }
 
 
@@ -199,7 +218,9 @@ def claim(method: str, curve: dict[str, Any], reference_n: int) -> dict[str, Any
     """Does sharpness fall as N grows (the paper's claim), and from which N do maps stop
     changing? One sentence and the numbers behind it."""
     pairs = [(n, g) for n, g in zip(curve["n"], curve["gini"], strict=True) if g is not None]
-    name = {"smoothgrad": "SmoothGrad", "vargrad": "VarGrad"}[method]
+    from attnjax.inspection.saliency.registry import SALIENCY_METHODS
+
+    name = SALIENCY_METHODS[method].display
     if len(pairs) < 2:
         return {"holds": None, "sentence": f"{name}: too few finite maps to judge."}
     (n0, g0), (n1, g1) = pairs[0], pairs[-1]

@@ -10,19 +10,17 @@ computes. Model randomization, as Adebayo et al. ran it:
   started from);
 - independent: one layer group at a time, the others trained.
 
-For every step, method and target the maps are compared with the trained network's maps of
-the same frames and the same noise draws (so only the weights differ): Spearman rank
-correlation of the absolute maps, of the signed map (the plain gradient only: attnjax's
-SmoothGrad and VarGrad average squared gradients and have no sign), and SSIM of the maps
-scaled to [0, 1]. A method passes when, with every layer re-drawn, its mean rank correlation
-falls below PASS_BELOW. Layers above the target do not change its maps (the attention targets
-do not depend on the heads or the dense layer), so their flat start of the curve is expected.
-"""
+For every step, method and target the maps are compared with the trained network's maps of the
+same frames and the same noise draws (so only the weights differ): Spearman rank correlation of
+the absolute maps, of the signed map (the plain gradient only: the other methods' maps, squared
+gradients' moments or squared output changes, have no sign), and SSIM of the maps scaled to [0,
+1]. A method passes when, with every layer re-drawn, its mean rank correlation falls below
+PASS_BELOW. Layers above the target do not change its maps (the attention targets do not depend
+on the heads or the dense layer), so their flat start of the curve is expected. """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -170,38 +168,8 @@ def independent(params: Any, fresh: Any) -> list[tuple[str, list[str], Any]]:
 
 
 # --------------------------------------------------------------------------------------------
-# signed gradients (the "without absolute values" comparison)
-
-
-@functools.lru_cache(maxsize=8)
-def _signed_gradient_fn(network: Any, target: str, layer: str) -> Callable:
-    import jax
-    import jax.numpy as jnp
-
-    from attnjax.inspection.saliency.methods import target_value
-
-    def scalar(params: Any, x: jax.Array, action: jax.Array) -> jax.Array:
-        out = network.apply({"params": params}, (x * 255.0)[None])
-        return target_value(out, target, layer, action[None])[0]
-
-    def one(params: Any, x: jax.Array) -> jax.Array:
-        action = jnp.argmax(network.apply({"params": params}, (x * 255.0)[None]).logits[0])
-        return jax.grad(scalar, argnums=1)(params, x, action)
-
-    return jax.jit(jax.vmap(one, in_axes=(None, 0)))
-
-
-def signed_gradients(network: Any, params: Any, obs: np.ndarray, target: str,
-                     layer: str = "attention", chunk: int = 8) -> np.ndarray:
-    """uint8 [N, 4, 84, 84] -> float32 [N, 4, 84, 84] signed input gradients (w.r.t. obs / 255)
-    of the target, `chunk` frames per call (the last chunk padded: one compilation)."""
-    fn = _signed_gradient_fn(network, target, layer)
-    x = np.asarray(obs, np.float32) / 255.0
-    parts = []
-    for start in range(0, len(x), chunk):
-        idx = np.arange(start, start + chunk).clip(max=len(x) - 1)
-        parts.append(np.asarray(fn(params, x[idx]))[: min(chunk, len(x) - start)])
-    return np.concatenate(parts)
+# signed gradients (the "without absolute values" comparison): `compute_saliency` with
+# magnitude "signed"
 
 
 def signed_stack(grads: np.ndarray, stack: str) -> np.ndarray:
@@ -232,11 +200,13 @@ def model_randomization(network: Any, params: Any, obs: np.ndarray, config: Any,
     fresh = init_params(network, jax.random.PRNGKey(10_000 + seed))
     gradient = "gradient" in config.methods
 
+    signed_config = dataclasses.replace(config, methods=("gradient",), magnitude="signed")
+
     def maps_of(p: Any) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         result = compute_saliency(network, p, obs, config, jax.random.PRNGKey(seed))
         maps = {m: result.aggregate(m) for m in config.methods}
-        signed = (signed_stack(signed_gradients(network, p, obs, config.target, config.layer),
-                               config.stack) if gradient else None)
+        signed = (signed_stack(compute_saliency(network, p, obs, signed_config).maps[
+            "gradient"], config.stack) if gradient else None)
         if progress is not None:
             progress(1)
         return maps, signed

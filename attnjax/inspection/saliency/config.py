@@ -2,7 +2,8 @@
 `SaliencyConfig`, validated on construction (one-line UserErrors naming the flag).
 
 Why its own module: the command lines, presets and the metrics report build and check configs
-without importing the saliency maths; `attnjax.inspection.saliency.methods` re-exports all of it.
+without building any saliency program; `attnjax.inspection.saliency.methods` re-exports all of
+it. The methods themselves: `attnjax.inspection.saliency.registry`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnjax.errors import UserError
+from attnjax.inspection.saliency.perturbation import points_per_frame
+from attnjax.inspection.saliency.registry import DEFAULT_METHODS, METHODS, SALIENCY_METHODS
 
-METHODS = ("gradient", "smoothgrad", "vargrad")
 ATTENTION_TARGETS = ("max", "sum_max", "max_sum", "sum")
 TARGETS = (*ATTENTION_TARGETS, "action", "value")
 LAYERS = ("attention", "attention_logits")
-MAGNITUDES = ("square", "abs")
+MAGNITUDES = ("square", "abs", "signed")
 SIGMA_SCOPES = ("batch", "frame")
 STACKS = ("max", "newest")  # how a map of the 4 stacked frames becomes the one map shown
 
@@ -27,9 +29,10 @@ STACKS = ("max", "newest")  # how a map of the 4 stacked frames becomes the one 
 class SaliencyConfig:
     """What to compute.
 
-    methods: any of gradient, smoothgrad, vargrad. target: see the module docstring. layer:
-    attention (softmax weights) or attention_logits. samples: N noisy copies. spread: sigma as
-    a fraction of the input's range. magnitude: square (as the paper) or abs of the gradient.
+    methods: names in the registry (`METHODS`). target: see the methods module's docstring.
+    layer: attention (softmax weights) or attention_logits. samples: N noisy copies. spread:
+    sigma as a fraction of the input's range. magnitude: square (as the paper), abs or signed
+    (the raw gradient; SmoothGrad then averages signed gradients) of the gradient.
     sigma_scope: batch (one sigma from the range over all frames given; the original's batch
     was the 9 envs of one step) or frame (each frame's own range). clean_first: make the first
     of the N copies noise-free, as the original code did. stack: the map `aggregate` shows of
@@ -37,7 +40,7 @@ class SaliencyConfig:
     memory_budget_mb: memory one chunk may use on each device (host devices of a CPU share it).
     """
 
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     target: str = "max_sum"
     layer: str = "attention"
     samples: int = 50
@@ -72,15 +75,24 @@ class SaliencyConfig:
                 f"--memory-budget-mb must be a positive number, got {self.memory_budget_mb}"
             )
 
+    def needs(self, evidence: str) -> bool:
+        """Whether any method asked for is made from this evidence (registry.EVIDENCE)."""
+        return any(SALIENCY_METHODS[m].evidence == evidence for m in self.methods)
+
     @property
     def noisy(self) -> bool:
         """Whether any method needs the N noisy copies."""
-        return "smoothgrad" in self.methods or "vargrad" in self.methods
+        return self.needs("noise_moments")
 
     @property
     def gradients_per_frame(self) -> int:
         """Input gradients evaluated per frame: the clean one and/or the N noisy ones."""
-        return ("gradient" in self.methods) + (self.samples if self.noisy else 0)
+        return self.needs("gradient") + (self.samples if self.noisy else 0)
+
+    @property
+    def forwards_per_frame(self) -> int:
+        """Forward passes of perturbed frames per frame (no gradients): 289 for perturbation."""
+        return points_per_frame() if self.needs("perturbation") else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

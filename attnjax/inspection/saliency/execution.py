@@ -3,7 +3,8 @@
 Why a module of its own: `attnjax.inspection.saliency.methods` says WHAT is computed (targets,
 noise, SmoothGrad and VarGrad of one frame's gradients); this module says how the F x G
 frame-sample gradients of a chunk are laid onto the machine, which changes the speed and never the
-results.
+results. Perturbation saliency's F x 289 perturbed forward passes are rows too, walked the same
+way (on CPU in calls of CPU_FORWARD_BATCH).
 
 On accelerators each device's F x G gradients are one call. On XLA:CPU the frames go one after
 another inside the call (`one_after_another`), each frame's G gradients in micro-batches of 8
@@ -48,6 +49,9 @@ FLOAT_BYTES = 4
 CPU_FRAMES_PER_DEVICE = 1
 CPU_MICRO_BATCH = 8
 CPU_CHAINS = 1
+# perturbed forward passes (no gradients, so far less memory per row) per network call on CPU:
+# 289 rows in 5 calls keeps the unrolled program, and its compilation, small
+CPU_FORWARD_BATCH = 64
 FRAMES_AXIS = "frames"
 # chunks dispatched before the oldest is fetched: the devices never wait for Python between
 # calls (with 1 frame per call on CPU, blocking on every call costs ~10%)
@@ -63,15 +67,18 @@ class Schedule:
     chains: independent sequences a frame's micro-batches are dealt to; inside a chain
     `lax.optimization_barrier` orders them, so each micro-batch's activations are used while
     they are still in cache (on the 2-core CPU 1 and 2 chains are equally fast).
+    forward_batch: perturbed forward passes per network call (0 = all of them in one call).
     """
 
     micro_batch: int = 0
     chains: int = 1
+    forward_batch: int = 0
 
     @classmethod
     def default(cls, backend: str | None = None) -> Schedule:
         if (backend or jax.default_backend()) == "cpu":
-            return cls(micro_batch=CPU_MICRO_BATCH, chains=CPU_CHAINS)
+            return cls(micro_batch=CPU_MICRO_BATCH, chains=CPU_CHAINS,
+                       forward_batch=CPU_FORWARD_BATCH)
         return cls()
 
 
@@ -83,26 +90,23 @@ def micro_batches(total: int, size: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def walk_rows(grad_rows: Callable, params: Any, x: jax.Array, frame: jax.Array,
-              keys: jax.Array, scales: jax.Array, actions: jax.Array,
-              schedule: Schedule) -> jax.Array:
-    """Input gradients [R, 4, 84, 84] of R rows (row r: frame x[frame[r]], noise key keys[r]
-    times scales[r], action actions[r]) from `grad_rows(params, x_rows, keys, scales,
-    actions)`, called once or per micro-batch as `schedule` says."""
+def walk_rows(row_fn: Callable, params: Any, x: jax.Array, frame: jax.Array,
+              row_args: tuple[jax.Array, ...], micro_batch: int, chains: int = 1) -> jax.Array:
+    """`row_fn(params, x_rows, *args_rows)` of R rows (row r: frame x[frame[r]] and
+    `a[r]` of every array of `row_args`), outputs [R, ...]: one call when micro_batch <= 0,
+    else one per micro-batch, each after its chain's previous one (`chains` sequences)."""
     total = frame.shape[0]
-    micro = schedule.micro_batch
-    if micro <= 0 or micro >= total:
-        return grad_rows(params, x[frame], keys, scales, actions)
+    if micro_batch <= 0 or micro_batch >= total:
+        return row_fn(params, x[frame], *row_args)
     outs: list[jax.Array] = []
-    last: list[int | None] = [None] * max(1, schedule.chains)
-    for b, sl in enumerate(micro_batches(total, micro)):
+    last: list[int | None] = [None] * max(1, chains)
+    for b, sl in enumerate(micro_batches(total, micro_batch)):
         chain = b % len(last)
-        args = (frame[sl], keys[sl], scales[sl], actions[sl])
+        args = (frame[sl], *(a[sl] for a in row_args))
         if last[chain] is not None:  # run after the chain's previous micro-batch
             done, args = jax.lax.optimization_barrier((outs[last[chain]], args))
             outs[last[chain]] = done
-        rows_frame, rows_key, rows_scale, rows_action = args
-        outs.append(grad_rows(params, x[rows_frame], rows_key, rows_scale, rows_action))
+        outs.append(row_fn(params, x[args[0]], *args[1:]))
         last[chain] = b
     return jnp.concatenate(outs)
 
@@ -184,19 +188,31 @@ def bytes_per_gradient(network: Any) -> int:
     return activation_bytes(network) + 2 * input_bytes
 
 
+def bytes_per_forward(network: Any) -> int:
+    """Estimated peak bytes of one perturbed frame's forward pass (no gradient): its outputs
+    and activations plus the perturbed input."""
+    return activation_bytes(network) + math.prod(OBS_SHAPE) * FLOAT_BYTES
+
+
+def bytes_per_frame(network: Any, config: Any) -> int:
+    """Estimated peak bytes of one frame of a `SaliencyConfig`: its input gradients and its
+    perturbed forward passes."""
+    return (config.gradients_per_frame * bytes_per_gradient(network)
+            + config.forwards_per_frame * bytes_per_forward(network))
+
+
 def frames_per_chunk(network: Any, config: Any, num_frames: int, backend: str | None = None,
                      num_devices: int | None = None) -> int:
-    """How many frames one compiled call takes for a `SaliencyConfig` (its
-    `gradients_per_frame` and `memory_budget_mb`): on each of `num_devices` devices (default:
+    """How many frames one compiled call takes for a `SaliencyConfig` (`bytes_per_frame`,
+    its `memory_budget_mb`): on each of `num_devices` devices (default:
     `saliency_devices()`), as many as the budget holds (on XLA:CPU, whose host devices share
     the RAM, the budget is for all of them together, and at most CPU_FRAMES_PER_DEVICE per
     device); at least one frame per device, and no more than `num_frames` needs (rounded up
     to a multiple of the device count)."""
-    per_frame = config.gradients_per_frame
     devices = num_devices or len(saliency_devices())
     cpu = (backend or jax.default_backend()) == "cpu"
     device_bytes = config.memory_budget_mb * 2**20 / (devices if cpu else 1)  # CPU: one RAM
-    fit = int(device_bytes // (bytes_per_gradient(network) * per_frame))
+    fit = int(device_bytes // bytes_per_frame(network, config))
     if cpu:
         fit = min(fit, CPU_FRAMES_PER_DEVICE)
     per_device = max(1, min(-(-num_frames // devices), fit))

@@ -1,8 +1,9 @@
-"""Export gradient, SmoothGrad and VarGrad saliency of a trained agent to one .npz file.
+"""Export saliency maps (gradient, SmoothGrad, VarGrad, perturbation, ...) of a trained agent to
+one .npz file.
 
 Plays the run's environment with the agent for --frames steps (or takes the observations of an
 existing .npz with --obs), computes every requested method for all frames at once (jitted,
-vmapped over frames x samples, chunked by --memory-budget-mb) and writes one compressed .npz
+vmapped over frames x rows, chunked by --memory-budget-mb) and writes one compressed .npz
 with the observations, RGB screens, actions, attention maps, each method's maps and a JSON
 metadata string (config, method parameters, checkpoint step, seed). No pickle: load it with
 numpy.load(path) (allow_pickle=False is the default). Keys: docs/saliency_and_videos.md.
@@ -23,13 +24,13 @@ import numpy as np
 from attnjax.cli import add_play_arguments, check_play_arguments
 from attnjax.errors import UserError, writable_folder
 from attnjax.files import replacing
-from attnjax.inspection.presets import add_saliency_arguments, saliency_config_from_args
-from attnjax.inspection.saliency.methods import (
-    MAGNITUDES,
-    METHODS,
-    SIGMA_SCOPES,
-    SaliencyConfig,
+from attnjax.inspection.presets import (
+    add_saliency_arguments,
+    parse_methods,
+    saliency_config_from_args,
 )
+from attnjax.inspection.saliency.config import MAGNITUDES, SIGMA_SCOPES, SaliencyConfig
+from attnjax.inspection.saliency.registry import SALIENCY_METHODS
 from attnjax.provenance import attnjax_version
 
 FORMAT = "attnjax-saliency"
@@ -57,7 +58,7 @@ KEYS = {
                  "[] (str)"),
 }
 METHOD_KEYS = {
-    "{m}": ("float32 {m} map per stacked frame, w.r.t. obs / 255", "[N, 4, 84, 84]"),
+    "{m}": ("float32 {m} map per stacked frame: {summary}", "[N, 4, 84, 84]"),
     "{m}_{stack}": ("float32 {m} map, {what}", "[N, 84, 84]"),  # --stack max or newest
 }
 STACK_MEANING = {"max": "max over the 4 stacked frames",
@@ -75,23 +76,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--obs", default=None,
                         help="take the frames from this .npz (key `obs`, uint8 [N, 4, 84, 84]; "
                              "optional `screens`, `actions`, `rewards`) instead of playing")
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"comma-separated: {', '.join(METHODS)} (default: all)")
     add_saliency_arguments(parser, "the input range (see --sigma-scope)")
     parser.add_argument("--sigma-scope", default="batch", choices=SIGMA_SCOPES,
                         help="input range over all frames (batch, default) or each frame's own")
     parser.add_argument("--magnitude", default=None, choices=MAGNITUDES,
-                        help="square (both presets, as the paper) or abs of the gradient")
+                        help="square (both presets, as the paper), abs or signed gradients")
     parser.add_argument("--clean-first", action="store_true",
                         help="first noisy copy without noise, as the original code")
     parser.add_argument("--chunk-frames", type=int, default=None,
                         help="frames per compiled call (default: from the memory budget; "
                              "on CPU one frame per host device)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def parse_methods(text: str) -> tuple[str, ...]:
-    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 def config_from_args(args: argparse.Namespace) -> SaliencyConfig:
@@ -172,7 +167,9 @@ def key_table(methods: tuple[str, ...], has_attention: bool = True,
     what = STACK_MEANING[stack]
     for m in methods:
         for pattern, (d, s) in METHOD_KEYS.items():
-            table[pattern.format(m=m, stack=stack)] = f"{d.format(m=m, what=what)} {s}"
+            summary = SALIENCY_METHODS[m].summary
+            table[pattern.format(m=m, stack=stack)] = (
+                f"{d.format(m=m, what=what, summary=summary)} {s}")
     return table
 
 
@@ -259,7 +256,8 @@ def export(agent: Any, config: SaliencyConfig, out: str | Path, *, frames: int |
         "config": agent.config.to_dict(),
         "network": agent.config.network,
         "saliency": {**config.to_dict(), "chunk_frames": chunk,
-                     "gradients_per_frame": config.gradients_per_frame},
+                     "gradients_per_frame": config.gradients_per_frame,
+                     "forwards_per_frame": config.forwards_per_frame},
         "seed": seed,
         "frames": n,
         "source": source,

@@ -1,6 +1,7 @@
 """Input saliency of the attention layer (and of the policy and value) for many frames at once.
 
-Methods, as Nikulin et al. (2019) compared them:
+Methods (their registry, and how to add one: `attnjax.inspection.saliency.registry`), the
+first three as Nikulin et al. (2019) compared them:
 
 - `gradient` (Simonyan et al. 2014): the squared gradient of a scalar target with respect to the
   input observation (`magnitude="abs"`: its absolute value).
@@ -8,6 +9,9 @@ Methods, as Nikulin et al. (2019) compared them:
   x + e, e ~ Normal(0, sigma^2), with sigma = spread x (max - min) of the input.
 - `vargrad` (Adebayo et al. 2018): the variance (population, ddof = 0) of the same squared
   gradients; SmoothGrad and VarGrad come out of ONE set of N gradient evaluations.
+- `perturbation` (Greydanus et al. 2018): no gradients; the change of the target's readout
+  (`readout`) when a blurred Gaussian patch replaces each point of a 5-pixel grid, 289 forward
+  passes per frame (geometry: `attnjax.inspection.saliency.perturbation`).
 
 Input space. The gradient is taken with respect to the float observation the network computes
 on: `x = obs / 255` in [0, 1], layout [4, 84, 84] (envpool's: 4 stacked frames, newest last).
@@ -30,11 +34,10 @@ where the original's own code differed: docs/saliency_and_videos.md.
 
 Execution. One compiled function takes a chunk of F frames: `jax.vmap` over frames draws each
 frame's noisy copies (its own PRNG key from `jax.random.split` of the one key, so results do not
-depend on chunking, batching or devices) and runs the clean forward pass; the F x G
-frame-sample inputs (G = N, plus the clean frame when `gradient` is asked for) go through one
-`jax.vmap`ped input gradient; `jax.vmap` over frames reduces each frame's G gradients to its
-maps. How those gradients are laid onto the machine (micro-batches on CPU, frames split over
-devices, chunk sizes from the memory budget): `attnjax.inspection.saliency.execution`.
+depend on chunking, batching or devices) and runs the clean forward pass; the frames' gradient
+and perturbation rows go through vmapped calls; each frame's rows become its evidence and the
+registry's functions turn it into maps. How rows are laid onto the machine (micro-batches on
+CPU, frames split over devices, chunks from the memory budget): `...saliency.execution`.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import numpy as np
 
 from attnjax.devices import eigen_convolution_options
 from attnjax.errors import UserError
+from attnjax.inspection.saliency import perturbation
 from attnjax.inspection.saliency.config import (  # noqa: F401 - the config lives there, re-exported
     ATTENTION_TARGETS,
     LAYERS,
@@ -71,6 +75,7 @@ from attnjax.inspection.saliency.execution import (
     split_frames_over_devices,
     walk_rows,
 )
+from attnjax.inspection.saliency.registry import SALIENCY_METHODS
 
 
 def check_network(network: Any, config: SaliencyConfig) -> None:
@@ -100,6 +105,14 @@ def attention_target(attention: jax.Array, target: str) -> jax.Array:
     if target == "sum":
         return jnp.sum(cells, axis=(1, 2))
     raise ValueError(f"not an attention target: {target!r}")
+
+
+def readout(output: Any, target: str, layer: str = "attention") -> jax.Array:
+    """What perturbation saliency compares, [B, D]: the policy logits (target `action`, as
+    Greydanus et al. compare the actor's logits), else the target's scalar ([B, 1])."""
+    if target == "action":
+        return output.logits
+    return target_value(output, target, layer)[:, None]
 
 
 def target_value(output: Any, target: str, layer: str = "attention",
@@ -138,15 +151,17 @@ def standard_normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 class _Parts:
     """The per-frame pieces shared by the single-frame and the batched function.
 
-    A frame's G gradient inputs ("rows") are the clean frame (when `gradient` is asked for) and
-    N noisy copies; copy s of a frame uses noise `normal(split(frame_key, N)[s])`, drawn inside
-    the row's own gradient computation. So the noise of a row never depends on how rows are
-    batched, and on CPU each micro-batch draws its noise right before using it (no F x N x
-    input-sized tensor in memory, and the random numbers of one chain are drawn while the
-    other chain computes gradients)."""
+    Evidence (registry.EVIDENCE) is gathered once per frame for all methods that share it.
+    Gradients: a frame's G gradient inputs ("rows") are the clean frame (when a method needs
+    it) and N noisy copies; copy s of a frame uses noise `normal(split(frame_key, N)[s])`,
+    drawn inside the row's own gradient computation. So the noise of a row never depends on
+    how rows are batched, and on CPU each micro-batch draws its noise right before using it.
+    Perturbations: a frame's 289 rows are the frame and its blur with one grid centre each."""
 
     def __init__(self, network: Any, config: SaliencyConfig) -> None:
         self.network, self.config = network, config
+        self.methods = [SALIENCY_METHODS[m] for m in config.methods]
+        self.centres = perturbation.grid_centres()  # [P, 2]
 
         def scalar(params: Any, x: jax.Array, action: jax.Array) -> jax.Array:
             out = self.forward(params, x)
@@ -158,14 +173,21 @@ class _Parts:
                 action: jax.Array) -> jax.Array:
             return grad(params, x + scale * standard_normal(key, x.shape), action)
 
+        def perturbed_row(params: Any, pair: jax.Array, centre: jax.Array) -> jax.Array:
+            """pair [2, 4, 84, 84]: the frame and its blur; centre [2] -> readout [D]."""
+            out = self.forward(params, perturbation.perturb(pair[0], pair[1], centre))
+            return readout(out, config.target, config.layer)[0]
+
         self.grad_rows = jax.vmap(row, in_axes=(None, 0, 0, 0, 0))
+        self.perturbed_rows = jax.vmap(perturbed_row, in_axes=(None, 0, 0))
 
     def forward(self, params: Any, x: jax.Array) -> Any:
         """One frame [4, 84, 84] in [0, 1] through the network's own apply."""
         return self.network.apply({"params": params}, (x * 255.0)[None])
 
     def clean(self, params: Any, x: jax.Array) -> dict[str, Any]:
-        """Outputs of the un-noised frame: target, logits, value, greedy action, attention."""
+        """Outputs of the un-noised frame: target, logits, value, greedy action, attention
+        (and, for perturbation, the readout its perturbed copies are compared with)."""
         config = self.config
         out = self.forward(params, x)
         action = jnp.argmax(out.logits[0]).astype(jnp.int32)
@@ -177,13 +199,15 @@ class _Parts:
         }
         if out.attention is not None:
             result["attention"] = out.attention[0]
+        if config.forwards_per_frame:
+            result["readout"] = readout(out, config.target, config.layer)[0]
         return result
 
     def rows(self, key: jax.Array, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
         """One frame's G row keys [G, key] and noise scales [G] (0: the clean frame)."""
         config = self.config
         keys, scales = [], []
-        if "gradient" in config.methods:
+        if config.needs("gradient"):
             keys.append(key[None])
             scales.append(jnp.zeros(1))
         if config.noisy:
@@ -194,13 +218,14 @@ class _Parts:
             scales.append(sigma * noise)
         return jnp.concatenate(keys), jnp.concatenate(scales).astype(jnp.float32)
 
-    def reduce(self, grads: jax.Array) -> dict[str, jax.Array]:
-        """One frame's G gradients -> its maps: gradient, and SmoothGrad (mean) and VarGrad
-        (population variance) of the N noisy ones, from the same evaluations."""
+    def gradient_evidence(self, grads: jax.Array) -> dict[str, Any]:
+        """One frame's G gradients [G, 4, 84, 84] -> "gradient" (the clean one's map) and
+        "noise_moments" (mean and population variance of the N noisy ones' maps)."""
         config = self.config
-        maps = jnp.square(grads) if config.magnitude == "square" else jnp.abs(grads)
-        out = {}
-        if "gradient" in config.methods:
+        maps = {"square": jnp.square, "abs": jnp.abs, "signed": lambda g: g}[config.magnitude](
+            grads)
+        out: dict[str, Any] = {}
+        if config.needs("gradient"):
             out["gradient"] = maps[0]
             maps = maps[1:]
         if config.noisy:
@@ -211,28 +236,60 @@ class _Parts:
             maps = maps.reshape(maps.shape[0], -1)  # [N, 4 * 84 * 84]
             weights = jnp.full(maps.shape[0], 1.0 / maps.shape[0], maps.dtype)  # [N]
             mean = weights @ maps
-            if "smoothgrad" in config.methods:
-                out["smoothgrad"] = mean.reshape(shape)
-            if "vargrad" in config.methods:
-                out["vargrad"] = (weights @ jnp.square(maps - mean)).reshape(shape)
+            out["noise_moments"] = (mean.reshape(shape),
+                                    (weights @ jnp.square(maps - mean)).reshape(shape))
         return out
+
+    def evidence(self, params: Any, x: jax.Array, out: dict[str, Any], keys: jax.Array,
+                 sigma: jax.Array, schedule: Schedule) -> dict[str, Any]:
+        """Evidence of F frames (x [F, 4, 84, 84], clean outputs, keys [F, key], sigma [F])."""
+        config, frames = self.config, x.shape[0]
+        evidence: dict[str, Any] = {}
+        if config.gradients_per_frame:
+            row_keys, scales = jax.vmap(self.rows)(keys, sigma)  # [F, G, key], [F, G]
+            g = scales.shape[1]
+            frame = jnp.repeat(jnp.arange(frames), g)
+            grads = walk_rows(self.grad_rows, params, x, frame,
+                              (row_keys.reshape(frames * g, *row_keys.shape[2:]),
+                               scales.reshape(-1), out["action"][frame]),
+                              schedule.micro_batch, schedule.chains)
+            evidence.update(jax.vmap(self.gradient_evidence)(
+                grads.reshape(frames, g, *x.shape[1:])))
+        if config.forwards_per_frame:
+            pairs = jnp.stack([x, perturbation.blur(x)], axis=1)  # [F, 2, 4, 84, 84]
+            p = len(self.centres)
+            frame = jnp.repeat(jnp.arange(frames), p)
+            centres = jnp.tile(jnp.asarray(self.centres), (frames, 1))  # [F * P, 2]
+            readouts = walk_rows(self.perturbed_rows, params, pairs, frame, (centres,),
+                                 schedule.forward_batch)  # [F * P, D]
+            weight = 0.5 if config.target == "action" else 1.0  # ½ on the logits only
+            evidence["perturbation"] = jax.vmap(
+                lambda r, c: perturbation.scores(r, c, weight))(
+                readouts.reshape(frames, p, -1), out["readout"])
+        return evidence
+
+    def maps(self, evidence: dict[str, Any], x: jax.Array) -> dict[str, jax.Array]:
+        """One frame's evidence and x [4, 84, 84] -> method -> [4, 84, 84], by the registry."""
+        return {m.name: m.fn(evidence[m.evidence], x) for m in self.methods}
+
+    def finish(self, out: dict[str, Any], maps: dict[str, jax.Array]) -> dict[str, Any]:
+        return {**{k: v for k, v in out.items() if k != "readout"}, **maps}
 
 
 @functools.lru_cache(maxsize=16)
 def make_frame_saliency(network: Any, config: SaliencyConfig) -> Callable:
     """Jitted saliency of ONE frame: (params, x [4,84,84] float in [0,1], key, sigma) -> dict
     with the requested methods' maps [4,84,84], `target`, `logits`, `value`, `action` and
-    (attention networks) `attention` [7,7,K]. Its G gradients are one vmapped call. The
+    (attention networks) `attention` [7,7,K]. All its rows are one vmapped call. The
     per-frame reference of the tests and the loop of the benchmark."""
     parts = _Parts(network, config)
 
     def frame(params: Any, x: jax.Array, key: jax.Array, sigma: jax.Array) -> dict[str, Any]:
         out = parts.clean(params, x)
-        keys, scales = parts.rows(key, sigma)
-        g = keys.shape[0]
-        grads = parts.grad_rows(params, jnp.broadcast_to(x, (g, *x.shape)), keys, scales,
-                                jnp.broadcast_to(out["action"], (g,)))
-        return {**out, **parts.reduce(grads)}
+        batched = jax.tree_util.tree_map(lambda a: a[None], out)
+        evidence = parts.evidence(params, x[None], batched, key[None], sigma[None], Schedule())
+        evidence = jax.tree_util.tree_map(lambda a: a[0], evidence)
+        return parts.finish(out, parts.maps(evidence, x))
 
     return jax.jit(frame, compiler_options=eigen_convolution_options())
 
@@ -240,14 +297,11 @@ def make_frame_saliency(network: Any, config: SaliencyConfig) -> Callable:
 def make_batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule | None = None,
                         devices: tuple[Any, ...] | None = None) -> Callable:
     """Jitted saliency of F frames: (params, x [F,4,84,84], keys [F, key], sigma [F]) -> dict
-    of [F, ...] arrays. `jax.vmap` over frames for the clean pass, the rows and the
-    reductions; the F x G frame-sample gradients are one vmapped set of rows, computed as
-    `schedule` says (default: `Schedule.default()` for the backend). With several `devices`
-    (default `saliency_devices()`) the frames are split over them with `jax.shard_map`, every
-    device computing its own frames (F is padded to a multiple of the device count). Functions
-    are cached by (network, config, schedule, devices): flax modules compare by their fields,
-    so repeated exports or videos of the same architecture in one process compile once per
-    frame count."""
+    of [F, ...] arrays; rows walked as `schedule` says (default `Schedule.default()`). With
+    several `devices` (default `saliency_devices()`) the frames are split over them with
+    `jax.shard_map` (F padded to a multiple of the device count). Cached by (network, config,
+    schedule, devices): flax modules compare by their fields, so repeated exports or videos of
+    one architecture in one process compile once per frame count."""
     return _batch_saliency(network, config, schedule or Schedule.default(),
                            tuple(devices or saliency_devices()))
 
@@ -259,29 +313,22 @@ def _batch_saliency(network: Any, config: SaliencyConfig, schedule: Schedule,
 
     def batch(params: Any, x: jax.Array, keys: jax.Array, sigma: jax.Array) -> dict[str, Any]:
         out = jax.vmap(parts.clean, in_axes=(None, 0))(params, x)
-        row_keys, scales = jax.vmap(parts.rows)(keys, sigma)  # [F, G, key], [F, G]
-        frames, per_frame = scales.shape
         if schedule.micro_batch <= 0:  # accelerators: all F x G rows in one vmapped call
-            frame = jnp.repeat(jnp.arange(frames), per_frame)
-            grads = walk_rows(parts.grad_rows, params, x, frame,
-                              row_keys.reshape(frames * per_frame, *row_keys.shape[2:]),
-                              scales.reshape(-1), out["action"][frame], schedule)
-            maps = jax.vmap(parts.reduce)(grads.reshape(frames, per_frame, *x.shape[1:]))
-            return {**out, **maps}
-        # CPU: frame after frame (barrier-ordered), each frame's G gradients in micro-batches
-        # and reduced at once while they are in cache: ~15% faster per frame than
-        # micro-batching all F x G rows and reducing [F, G, 4, 84, 84] at the end
-        rows_frame = jnp.zeros(per_frame, jnp.int32)  # [G] every row reads frame 0 of x[f][None]
+            evidence = parts.evidence(params, x, out, keys, sigma, schedule)
+            return parts.finish(out, jax.vmap(parts.maps)(evidence, x))
+        # CPU: frame after frame (barrier-ordered), each frame's rows in micro-batches and
+        # reduced at once while they are in cache: ~15% faster per frame than micro-batching
+        # all F x G rows and reducing [F, G, 4, 84, 84] at the end
 
-        def frame_maps(xf: jax.Array, keys: jax.Array, scales: jax.Array,
-                       actions: jax.Array) -> dict[str, jax.Array]:
-            return parts.reduce(walk_rows(parts.grad_rows, params, xf, rows_frame, keys, scales,
-                                          actions, schedule))
+        def frame_maps(xf: jax.Array, outf: dict[str, Any], key: jax.Array,
+                       sig: jax.Array) -> dict[str, jax.Array]:
+            evidence = parts.evidence(params, xf, outf, key, sig, schedule)
+            return parts.maps(jax.tree_util.tree_map(lambda a: a[0], evidence), xf[0])
 
         maps = one_after_another(frame_maps, [
-            (x[f][None], row_keys[f], scales[f], out["action"][f] + rows_frame)
-            for f in range(frames)])
-        return {**out, **maps}
+            (x[f][None], jax.tree_util.tree_map(lambda a, f=f: a[f][None], out), keys[f][None],
+             sigma[f][None]) for f in range(x.shape[0])])
+        return parts.finish(out, maps)
 
     if devices == (jax.devices()[0],):
         return jax.jit(batch, compiler_options=eigen_convolution_options())
