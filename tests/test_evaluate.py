@@ -212,9 +212,9 @@ def test_figures_table_consumes_evaluations(random_breakout, tmp_path):
                           str(tmp_path / "fig"), "--evaluations", str(evaluation)]) == 0
     mean = result["runs"][0]["mean"]
     table = (tmp_path / "fig" / "evaluation_table.md").read_text()
-    assert f"| 0 | {format_cell(mean, 0.0)} |" in table
+    assert f"| 0 | {format_cell(mean, 0.0, n=1)} |" in table
     assert "not the training metric" in table and f"{RANDOM_GAMES} games per run" in table
-    assert format_cell(99.0, 0.0) in (tmp_path / "fig" / "final_table.md").read_text()
+    assert format_cell(99.0, 0.0, n=1) in (tmp_path / "fig" / "final_table.md").read_text()
     rows = (tmp_path / "fig" / "evaluation_table.csv").read_text().splitlines()
     assert rows[1].split(",")[:5] == ["Breakout", "0.0", "attention", "1", f"{mean}"]
 

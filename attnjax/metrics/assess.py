@@ -111,7 +111,7 @@ def argmax_statistics(attention: np.ndarray) -> dict[str, Any]:
 
 def frame_entropy_per_head(attention: np.ndarray) -> list[float]:
     """attention [N, 7, 7, K] -> [K] mean entropy (nats) of each head over the frames."""
-    from attnjax.agents.evaluate import head_entropies
+    from attnjax.model.networks import head_entropies
 
     per_frame = np.asarray(head_entropies(jnp.asarray(attention)))  # [N, K]
     return per_frame.mean(axis=0).astype(np.float64).tolist()
