@@ -28,7 +28,7 @@ from attnjax.inspection.saliency import methods as S
 from attnjax.model.networks import AgentOutput, init_params, make_network
 from attnjax.training.config import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 DIM = 4 * 84 * 84
 HEADS = 2
