@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Debian's Chromium for the Playwright viewer test (tests/test_viewer_browser.py launches
-# /usr/bin/chromium; Playwright's own browser download needs the network at test time, which the
-# project never uses). On Ubuntu the apt package is a snap stub that does not run in containers:
-# use a Debian image, or point ATTNJAX_CHROMIUM at a working Chromium.
+# Debian's Chromium for the Playwright viewer test
+# (tests/inspection/relevance/test_viewer_browser.py launches /usr/bin/chromium; Playwright's own
+# browser download needs the network at test time, which the project never uses). On Ubuntu the
+# apt package is a snap stub that does not run in containers: use a Debian image, or point
+# ATTNJAX_CHROMIUM at a working Chromium.
 set -euo pipefail
 if [ ! -x /usr/bin/chromium ]; then
     SUDO=""

@@ -22,7 +22,7 @@ from attnjax.figures.tables import format_cell
 from attnjax.model.baseline import UNIFORM_HEAD_ENTROPY
 from attnjax.model.envs import StepResult
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RANDOM_GAMES = 8
 ENTRY_KEYS = ("run", "run_name", "env_id", "attn_coef", "seed", "network", "global_step",
               "policy", "eval_seed", "games", "scores", "lengths", "mean", "std", "median", "min",

@@ -12,7 +12,7 @@ import pytest
 from attnjax.errors import UserError
 from attnjax.training import sweeps
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SWEEP_FILES = sorted((ROOT / "sweeps").glob("*.yaml"))
 PAPER_GAMES = ["BeamRider", "Breakout", "Enduro", "Frostbite", "MsPacman", "Seaquest"]
 PAPER_LAMBDAS = [0.0, 0.0005, 0.001, 0.002, 0.003, 0.005]

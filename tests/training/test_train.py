@@ -16,7 +16,7 @@ from attnjax import load_agent
 from attnjax.training.config import TrainConfig
 from attnjax.training.loop import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(env_id="Quadrant-v0", total_timesteps=192, num_envs=4, num_steps=16,
             num_minibatches=2, update_epochs=1, wandb_mode="disabled", log_images_every=0)
 

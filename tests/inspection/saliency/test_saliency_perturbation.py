@@ -21,7 +21,7 @@ from attnjax.inspection.saliency import perturbation as P
 from attnjax.inspection.saliency import registry as R
 from attnjax.model.networks import AgentOutput
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 BOX = (slice(30, 40), slice(50, 60))  # the only pixels BoxAgent reads (newest frame)
 
 

@@ -86,7 +86,7 @@ def test_split_over_two_host_devices_trains_as_the_unrolled_loop():
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)
     out = subprocess.run([sys.executable, "-c", SPLIT_SCRIPT], capture_output=True, text=True,
-                         env=env, cwd=Path(__file__).resolve().parents[1], timeout=600)
+                         env=env, cwd=Path(__file__).resolve().parents[2], timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
     split, unroll = results["split"], results["unroll"]

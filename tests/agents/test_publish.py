@@ -13,7 +13,7 @@ import numpy as np
 from attnjax import load_agent
 from attnjax.agents.published import AGENT_FILE, PARAMS_FILE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _visualize(*args):

@@ -20,7 +20,7 @@ from attnjax.errors import UserError
 from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig
 from attnjax.training.runs import METRICS_FILE, read_config, write_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(out: Path, attn_coef: float, steps: int, **overrides) -> Path:
@@ -141,7 +141,7 @@ def test_card_and_evaluation_table_read_evaluations_through_one_reader(tmp_path)
         render_card(folder, [])
     with pytest.raises(UserError, match="lacks a valid .*median.*; pass --evaluations files"):
         load_evaluations([path])
-    committed = sorted(Path(__file__).resolve().parents[1].glob("agents/*/evaluation_*.json"))
+    committed = sorted(ROOT.glob("agents/*/evaluation_*.json"))
     assert len(committed) == 4
     for file in committed:
         entries = read_evaluation(file, "")

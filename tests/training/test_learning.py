@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-from conftest import QUADRANT_LAMBDA
 
 from attnjax import load_agent
 from attnjax.model.envs import QuadrantEnv, env_seeds
@@ -33,7 +32,7 @@ def object_cell(position: np.ndarray, size: int) -> np.ndarray:
     return ((position + size / 2) // GRID_PX).astype(int)
 
 
-def test_agent_learns_and_lambda_focuses_attention_on_the_object(quadrant_grid):
+def test_agent_learns_and_lambda_focuses_attention_on_the_object(quadrant_grid, quadrant_run):
     """Training differs from CPU to CPU like from seed to seed, so the bounds sit well inside
     what six seeds (0-5) of the fixture's training gave on the 2-core machine (min .. max):
     the lambda = 0.01 agent's final full-game return 15.8-19.3 (chance 8); it names the
@@ -45,7 +44,7 @@ def test_agent_learns_and_lambda_focuses_attention_on_the_object(quadrant_grid):
     "The object's cell" is the cell of the 7x7 grid laid over the screen (12 px each, as the
     viewer's heatmap) that holds the square's centre; "sees" means the cell's 36 px receptive
     field shows part of the square."""
-    focused, plain = quadrant_grid[QUADRANT_LAMBDA], quadrant_grid[0.0]
+    focused, plain = quadrant_run, quadrant_grid[0.0]  # lambda = 0.01 and 0
     final_return = _final(focused, "episodic_return")
     assert final_return > CHANCE_RETURN + 3, final_return
     assert _final(focused, "attention_entropy") < _final(plain, "attention_entropy") - 0.5

@@ -17,12 +17,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from network_params import fast_params
 
 from attnjax.cli import OneLineArgumentParser
 from attnjax.inspection.relevance import tree as R
 from attnjax.inspection.relevance import viewer as V
 from attnjax.model.networks import make_network
-from tests.test_relevance import fast_params
 
 pytestmark = pytest.mark.browser
 
@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
 
 def _unavailable(reason: str) -> None:

@@ -1,17 +1,17 @@
 """Attention videos: receptive-field geometry against brute-force perturbation and the screen
 resize, overlay rectangles on the right screen pixels, screen and observation of the same env
-step (Atari and Quadrant), synchronized runs, the two-row layout, MP4/PNG output, bad input."""
+step (Atari and Quadrant), synchronized runs, the two-row layout, MP4/PNG output, bad input,
+and --style paper (the original's enjoy.py)."""
 
 from __future__ import annotations
 
 import functools
 import math
-import warnings
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from video_helpers import random_agent, read_video
 
 from attnjax.agents.load import Agent
 from attnjax.errors import UserError
@@ -19,19 +19,8 @@ from attnjax.inspection import render as R
 from attnjax.inspection import video as V
 from attnjax.model.envs import action_names
 from attnjax.model.networks import CONV_GEOMETRY, CONV_LAYERS, init_params, make_network
-from attnjax.training.config import TrainConfig
 
 ATARI = "Breakout-v5"
-
-
-@functools.cache  # one Agent per setting: its jitted apply compiles once per test module
-def _agent(env_id: str = "Quadrant-v0", seed: int = 0, attn_coef: float = 0.0,
-           num_actions: int = 4, network: str = "attention") -> Agent:
-    config = TrainConfig(env_id=env_id, network=network, attn_coef=attn_coef, seed=seed)
-    net = make_network(network, num_actions=num_actions)
-    params = init_params(net, jax.random.PRNGKey(seed))
-    return Agent(config=config, network=net, params=params, step=5000, iteration=1,
-                 num_actions=num_actions, path=Path(f"/nowhere/run{seed}/checkpoints/1"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,7 +135,7 @@ def test_screen_and_observation_come_from_the_same_step_atari():
     holds every bright pixel of the screen rendered at that step: the grey resize of the screen
     exceeds the observation of the same step nowhere by more than rounding, while against the
     observation one step off, moving objects stick out by tens of grey levels."""
-    agent = _agent(ATARI, num_actions=4)
+    agent = random_agent(ATARI, num_actions=4)
     frames = list(R.play([agent], 40, seed=3))
 
     def excess(screen_frame, obs_frame):
@@ -165,7 +154,7 @@ def test_screen_and_observation_come_from_the_same_step_atari():
 
 
 def test_screen_and_observation_come_from_the_same_step_quadrant():
-    frames = list(R.play([_agent(), _agent(seed=1)], 40, seed=7))
+    frames = list(R.play([random_agent(), random_agent(seed=1)], 40, seed=7))
     assert len(frames) == 40
     for frame in frames:
         for r in range(2):
@@ -179,28 +168,29 @@ def test_screen_and_observation_come_from_the_same_step_quadrant():
 def test_runs_play_synchronized_from_one_seed_atari():
     """Identical agents see identical games; different agents start the same game; the runs
     stay in lockstep (one env step per video frame for all)."""
-    same = list(R.play([_agent(ATARI), _agent(ATARI)], 12, seed=5, policy="greedy"))
+    same = list(R.play([random_agent(ATARI), random_agent(ATARI)], 12, seed=5, policy="greedy"))
     for frame in same:
         np.testing.assert_array_equal(frame.screens[0], frame.screens[1])
         np.testing.assert_array_equal(frame.obs[0], frame.obs[1])
-    other = list(R.play([_agent(ATARI), _agent(ATARI, seed=9)], 12, seed=5))
+    other = list(R.play([random_agent(ATARI), random_agent(ATARI, seed=9)], 12, seed=5))
     np.testing.assert_array_equal(other[0].screens[0], other[0].screens[1])
     np.testing.assert_array_equal(other[0].screens[0], same[0].screens[0])
     assert [f.t for f in other] == list(range(12))
 
 
 def test_stop_at_game_over_freezes_finished_runs():
-    frames = list(R.play([_agent(), _agent(seed=1)], 100, seed=0, stop_at_game_over=True))
+    agents = [random_agent(), random_agent(seed=1)]
+    frames = list(R.play(agents, 100, seed=0, stop_at_game_over=True))
     assert len(frames) == 32  # one Quadrant game each, then playing stops
     assert frames[-1].game_over.all() and frames[-1].active.all()
-    warm = list(R.play([_agent()], 5, seed=0, warmup=3, stride=2))
+    warm = list(R.play([random_agent()], 5, seed=0, warmup=3, stride=2))
     assert [f.t for f in warm] == [3, 5, 7, 9, 11]
 
 
 def test_finished_runs_keep_their_last_frame():
     """A run whose game is over shows its last frame while the others play on (the frames'
     arrays are writable copies, also where they came from JAX)."""
-    frames = list(R.play([_agent(), _agent(seed=1)], 3, seed=0))
+    frames = list(R.play([random_agent(), random_agent(seed=1)], 3, seed=0))
     for name in ("obs", "screens", "actions", "rewards", "returns", "logits", "values",
                  "attention"):
         assert getattr(frames[0], name).flags.writeable, name
@@ -218,9 +208,9 @@ def test_finished_runs_keep_their_last_frame():
 
 def test_different_envs_are_refused():
     with pytest.raises(UserError, match="different envs"):
-        R.check_same_env([_agent(), _agent(ATARI)])
+        R.check_same_env([random_agent(), random_agent(ATARI)])
     with pytest.raises(UserError, match="--policy"):
-        next(R.play([_agent()], 3, policy="random"))
+        next(R.play([random_agent()], 3, policy="random"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,7 +220,7 @@ def test_different_envs_are_refused():
 def test_video_frame_layout_two_rows_from_the_same_step():
     """Top row: the screen (upscaled) with the overlay; bottom row: the observation of the same
     step; one column per run. With zero attention the top row is the bare screen."""
-    agents = [_agent(), _agent(seed=1)]
+    agents = [random_agent(), random_agent(seed=1)]
     frame = next(R.play(agents, 1, seed=2))
     layout = V.Layout(frame.screens.shape[1:3], scale=2)
     frame.attention[:] = 0.0
@@ -259,7 +249,7 @@ def test_video_frame_layout_two_rows_from_the_same_step():
 def test_status_lines_name_the_action_and_label_the_head_colours():
     """Under the observation: the step, return and value, the action by name, then each head's
     peak against uniform behind a square of the head's colour; titles count steps in full."""
-    agent = _agent(ATARI, num_actions=4)
+    agent = random_agent(ATARI, num_actions=4)
     frame = next(R.play([agent], 1, seed=2))
     frame.actions[:] = 1
     frame.attention[:] = 1 / 49
@@ -318,24 +308,12 @@ def test_atari_layout_sizes():
     assert layout.bottom[3] - layout.bottom[1] == 252
 
 
-def _read_video(path: Path) -> list[np.ndarray]:
-    import imageio.v2 as imageio
-
-    with warnings.catch_warnings():  # ffmpeg is started by fork+exec
-        warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
-        reader = imageio.get_reader(str(path), format="FFMPEG")
-        try:
-            return [np.asarray(f) for f in reader]
-        finally:
-            reader.close()
-
-
 def test_write_video_mp4_and_stills(tmp_path):
-    agents = [_agent(attn_coef=0.0), _agent(seed=1, attn_coef=0.005)]
+    agents = [random_agent(attn_coef=0.0), random_agent(seed=1, attn_coef=0.005)]
     out = tmp_path / "v.mp4"
     summary = V.write_video(agents, out, frames=12, until="frames", seed=1, stills=tmp_path / "s",
                             stills_every=5, fps=10)
-    frames = _read_video(out)
+    frames = read_video(out)
     assert len(frames) == summary["frames"] == 12
     assert frames[0].shape == summary["shape"]
     stills = sorted(p.name for p in (tmp_path / "s").iterdir())
@@ -352,7 +330,7 @@ def test_write_video_mp4_and_stills(tmp_path):
 def test_saliency_video_draws_heatmaps(tmp_path):
     import argparse
 
-    agents = [_agent()]
+    agents = [random_agent()]
     args = argparse.Namespace(saliency="smoothgrad", target="max_sum", layer="attention",
                               samples=2, spread=0.15, memory_budget_mb=256.0, block=4)
     setup = V.saliency_setup(args, agents)
@@ -361,34 +339,12 @@ def test_saliency_video_draws_heatmaps(tmp_path):
                   stills=tmp_path / "st", stills_every=100)
     plain = tmp_path / "p.mp4"
     V.write_video(agents, plain, frames=6, until="frames", block=4)
-    a, b = _read_video(out), _read_video(plain)
+    a, b = read_video(out), read_video(plain)
     assert len(a) == len(b) == 6
     assert np.abs(a[0].astype(int) - b[0]).mean() > 1.0
-    nature = [_agent(network="nature")]
+    nature = [random_agent(network="nature")]
     with pytest.raises(UserError, match="--target action"):
         V.saliency_setup(args, nature)
-
-
-def test_cli_video_two_trained_runs(quadrant_grid, tmp_path, capsys):
-    import visualize
-
-    runs = [str(path) for path in quadrant_grid.values()]
-    out = tmp_path / "two.mp4"
-    assert visualize.run(
-        ["video", "--run", runs[0], "--run", runs[1], "--out", str(out), "--frames", "40",
-         "--stills", str(tmp_path / "stills"), "--no-progress"]) == 0
-    assert "2 runs" in capsys.readouterr().out
-    frames = _read_video(out)
-    assert len(frames) == 32  # one full Quadrant game
-    layout = V.Layout((84, 84), 2)
-    assert frames[0].shape[1] >= 2 * layout.width + V.GAP
-    for bad, message in (
-        (["--out", str(tmp_path / "x.gif")], ".mp4"),
-        (["--out", str(out), "--label", "only-one"], "one --label per --run"),
-        (["--out", str(out), "--fps", "0"], "--fps"),
-    ):
-        with pytest.raises(UserError, match=message):
-            visualize.run(["video", "--run", runs[0], "--run", runs[1], *bad])
 
 
 def test_pad_and_resize_helpers():
@@ -433,9 +389,9 @@ def test_paper_attention_map_spreads_each_cell_over_its_receptive_field():
 
 @functools.cache
 def _sharp_agent() -> Agent:
-    """`_agent()` with its attention logits x 30: attention peaked and moving with the frame,
+    """`random_agent()` with its attention logits x 30: attention peaked and moving with the frame,
     so frames differ in their 99th percentile."""
-    agent = _agent()
+    agent = random_agent()
     params = jax.tree_util.tree_map(lambda p: p, agent.params)
     params["attn_logits"] = {**params["attn_logits"],
                              "kernel": 30.0 * params["attn_logits"]["kernel"]}
@@ -446,7 +402,7 @@ def _sharp_agent() -> Agent:
 def test_paper_style_video_scales_by_the_videos_99th_percentile(tmp_path):
     import imageio.v2 as imageio
 
-    agents = [_sharp_agent(), _agent()]
+    agents = [_sharp_agent(), random_agent()]
     summary = V.write_video(agents, tmp_path / "p.mp4", frames=5, until="frames", seed=3,
                             style="paper", stills=tmp_path / "st", stills_every=1)
     frames = list(R.play(agents, 5, seed=3))
@@ -474,40 +430,4 @@ def test_paper_style_video_scales_by_the_videos_99th_percentile(tmp_path):
         np.testing.assert_allclose(still[y0:y1:s, x0:x1:s, 0], blend, atol=1)
         np.testing.assert_array_equal(still[y0:y1, x0:x1, 0], still[y0:y1, x0:x1, 2])
     with pytest.raises(UserError, match="--style paper"):
-        V.write_video([_agent(network="nature")], tmp_path / "n.mp4", frames=2, style="paper")
-
-
-def test_cli_video_style_paper(tmp_path, monkeypatch, capsys):
-    import imageio.v2 as imageio
-
-    import visualize
-    from attnjax.agents import load
-
-    monkeypatch.setattr(load, "load_agent", lambda run: _agent())
-    assert visualize.run(
-        ["video", "--run", "r", "--out", str(tmp_path / "c.mp4"), "--style", "paper",
-         "--frames", "3", "--until", "frames", "--seed", "3", "--stills", str(tmp_path / "c"),
-         "--stills-every", "1", "--no-progress"]) == 0
-    assert "wrote" in capsys.readouterr().out
-    V.write_video([_agent()], tmp_path / "d.mp4", frames=3, until="frames", seed=3,
-                  style="paper", stills=tmp_path / "d", stills_every=1)
-    for i in range(3):
-        np.testing.assert_array_equal(imageio.imread(tmp_path / "c" / f"c_{i:05d}.png"),
-                                      imageio.imread(tmp_path / "d" / f"d_{i:05d}.png"))
-
-
-def test_cli_video_draws_perturbation_saliency(tmp_path, monkeypatch, capsys):
-    """Every registry method is a --saliency choice; perturbation (no noise samples) draws a
-    heatmap the plain video does not have."""
-    import visualize
-    from attnjax.agents import load
-
-    monkeypatch.setattr(load, "load_agent", lambda run: _agent())
-    common = ["video", "--run", "r", "--frames", "3", "--until", "frames", "--seed", "3",
-              "--block", "3", "--no-progress"]
-    assert visualize.run([*common, "--out", str(tmp_path / "p.mp4"), "--saliency",
-                          "perturbation", "--target", "action"]) == 0
-    assert visualize.run([*common, "--out", str(tmp_path / "n.mp4")]) == 0
-    a, b = _read_video(tmp_path / "p.mp4"), _read_video(tmp_path / "n.mp4")
-    assert len(a) == len(b) == 3
-    assert np.abs(a[0].astype(int) - b[0]).mean() > 1.0
+        V.write_video([random_agent(network="nature")], tmp_path / "n.mp4", frames=2, style="paper")

@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from network_params import fast_params
 
 from attnjax.agents.load import Agent
 from attnjax.cli import OneLineArgumentParser
@@ -23,7 +24,6 @@ from attnjax.inspection.relevance import tree_json as J
 from attnjax.inspection.relevance import viewer as V
 from attnjax.model.networks import make_network
 from attnjax.training.config import TrainConfig
-from tests.test_relevance import fast_params
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -22,7 +22,7 @@ from attnjax.figures.records import FiguresWarning, load_runs
 from attnjax.figures.summary import final_value, interpolate_on_grid, summarize
 from attnjax.figures.tables import format_cell, table_markdown
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Rows every 500 steps from 500 to 10000: with --final-window-frac 0.1 the window is
 # global_step >= 10000 - 0.1 * 9500 = 9050, i.e. the rows at 9500 and 10000.

@@ -23,7 +23,7 @@ from attnjax.training.checkpoints import RunCheckpointer
 from attnjax.training.loop import build_program
 from attnjax.training.runs import load_run_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--env-id", "Quadrant-v0", "--num-envs", "4", "--num-steps", "16",
         "--num-minibatches", "2", "--update-epochs", "1", "--wandb-mode", "disabled",
         "--log-images-every", "0", "--quiet"]
