@@ -249,15 +249,12 @@ def check_settings(games: int, envs: int, policy: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from attnjax.agents.load import load_agent
+    from attnjax.agents.load import check_one_game, load_agent
 
     check_settings(args.games, args.envs, args.policy)  # all input checked before playing
     out = check_out_path(args.out)
     agents = [load_agent(run) for run in args.run]
-    env_ids = sorted({a.config.env_id for a in agents})
-    if len(env_ids) > 1:
-        raise UserError(f"the runs were trained on different games ({', '.join(env_ids)}); "
-                        "evaluate the runs of one game per call")
+    check_one_game(agents, "evaluate the runs of one game per call")
     writable_folder(out.parent, "--out", str(out))  # last check: creates the folder
     results = play_games(agents, args.games, args.seed, args.policy, args.envs,
                          progress=not args.no_progress)

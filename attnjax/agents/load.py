@@ -57,6 +57,18 @@ class Agent:
         return self._apply(self.params, obs)
 
 
+def check_one_game(agents: list[Agent], fix: str) -> str:
+    """The env id every agent was trained on; a one-line UserError ending in `fix` when they
+    differ (or their action counts do): tools that play agents side by side need one game."""
+    env_ids = sorted({agent.config.env_id for agent in agents})
+    if len(env_ids) > 1:
+        raise UserError(f"the runs were trained on different games ({', '.join(env_ids)}); {fix}")
+    actions = sorted({agent.num_actions for agent in agents})
+    if len(actions) > 1:
+        raise UserError(f"the runs have different action counts {actions}; {fix}")
+    return env_ids[0]
+
+
 def load_agent(path: str | Path) -> Agent:
     """Config, network and parameters of the newest good checkpoint of a run folder (or of the
     given checkpoint folder, or of a published agent folder). Raises UserError when there is
@@ -116,4 +128,4 @@ def _from_published(path: Path) -> Agent:
                  path=path)
 
 
-__all__ = ["AGENT_FILE", "Agent", "load_agent"]
+__all__ = ["AGENT_FILE", "Agent", "check_one_game", "load_agent"]

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from attnjax.cli import check_play_arguments
-from attnjax.errors import UserError
 from attnjax.model.baseline import GRID, NEAR_UNIFORM, UNIFORM_CELL
 from attnjax.model.networks import OBS_SIZE, receptive_field
 
@@ -251,21 +250,6 @@ class Frame:
     outputs: list[Any] | None = None  # with play(outputs=True): R AgentOutputs of 1 frame (host)
 
 
-def check_same_env(agents: Sequence[Any]) -> str:
-    """The env id all agents were trained on; UserError if they differ."""
-    env_ids = {agent.config.env_id for agent in agents}
-    if len(env_ids) != 1:
-        raise UserError(
-            f"runs were trained on different envs ({', '.join(sorted(env_ids))}); "
-            "side-by-side videos need runs of one game"
-        )
-    actions = {agent.num_actions for agent in agents}
-    if len(actions) != 1:
-        raise UserError(f"runs have different action counts {sorted(actions)}; use runs of one "
-                        "game")
-    return env_ids.pop()
-
-
 def play(agents: Sequence[Any], num_frames: int, seed: int = 0, policy: str = "sample",
          warmup: int = 0, stride: int = 1, stop_at_game_over: bool = False,
          env_id: str | None = None, outputs: bool = False) -> Iterator[Frame]:
@@ -278,12 +262,13 @@ def play(agents: Sequence[Any], num_frames: int, seed: int = 0, policy: str = "s
     --policy --warmup --stride play the same frames in each."""
     import jax
 
+    from attnjax.agents.load import check_one_game
     from attnjax.agents.play import make_chunk, start
     from attnjax.model.envs import QuadrantEnv, env_seeds, make_env
 
     check_play_arguments(argparse.Namespace(frames=num_frames, policy=policy, warmup=warmup,
                                             stride=stride))
-    env_id = env_id or check_same_env(agents)
+    env_id = env_id or check_one_game(agents, "play the runs of one game together")
     r = len(agents)
     env = make_env(env_id, env_seeds(seed, 1) * r, render=True)
     chunk = make_chunk([agent.network for agent in agents], env, policy, 1, outputs=True)

@@ -420,12 +420,11 @@ def _block_saliency(agents: Sequence[Any], buffer: list[Frame], setup: Any, seed
 
 
 def main(args: argparse.Namespace) -> int:
-    from attnjax.agents.load import load_agent
-    from attnjax.inspection.render import check_same_env
+    from attnjax.agents.load import check_one_game, load_agent
 
     out = _check_args(args)
     agents = [load_agent(run) for run in args.run]
-    check_same_env(agents)
+    check_one_game(agents, "side-by-side videos need runs of one game")
     setup = saliency_setup(args, agents)
     summary = write_video(
         agents, out, frames=args.frames, until=args.until, seed=args.seed, policy=args.policy,

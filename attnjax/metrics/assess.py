@@ -265,14 +265,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from attnjax.agents.load import load_agent
+    from attnjax.agents.load import check_one_game, load_agent
 
     out = Path(args.out)
     agents = [load_agent(run) for run in args.run]
-    env_ids = sorted({a.config.env_id for a in agents})
-    if len(env_ids) > 1:
-        raise UserError(f"the runs were trained on different games ({', '.join(env_ids)}); "
-                        "assess the runs of one game per call")
+    check_one_game(agents, "assess the runs of one game per call")
     plans = []
     for agent in agents:  # every check before anything plays or is written
         check_finished(agent)

@@ -254,8 +254,7 @@ def measure(agents: list[Any], frames: ground_truth.Frames, settings: dict[str, 
 
 
 def main(args: argparse.Namespace) -> int:
-    from attnjax.agents.load import load_agent
-    from attnjax.inspection.render import check_same_env
+    from attnjax.agents.load import check_one_game, load_agent
     from attnjax.inspection.saliency.methods import check_network
     from attnjax.metrics import markdown, plots
 
@@ -264,7 +263,7 @@ def main(args: argparse.Namespace) -> int:
     source_run = args.frames_from or args.run[0]
     source = agents[args.run.index(source_run)] if source_run in args.run else load_agent(
         source_run)
-    env_id = check_same_env([*agents, source])
+    env_id = check_one_game([*agents, source], "measure the runs of one game together")
     for agent in agents:
         for target in settings["targets"]:
             check_network(agent.network, dataclasses.replace(settings["config"], target=target))

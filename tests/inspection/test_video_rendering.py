@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from video_helpers import random_agent, read_video
 
-from attnjax.agents.load import Agent
+from attnjax.agents.load import Agent, check_one_game
 from attnjax.errors import UserError
 from attnjax.inspection import render as R
 from attnjax.inspection import video as V
@@ -207,8 +207,10 @@ def test_finished_runs_keep_their_last_frame():
 
 
 def test_different_envs_are_refused():
-    with pytest.raises(UserError, match="different envs"):
-        R.check_same_env([random_agent(), random_agent(ATARI)])
+    with pytest.raises(UserError, match="different games .*; side-by-side"):
+        check_one_game([random_agent(), random_agent(ATARI)], "side-by-side videos need one")
+    with pytest.raises(UserError, match="different games"):
+        next(R.play([random_agent(), random_agent(ATARI)], 3))
     with pytest.raises(UserError, match="--policy"):
         next(R.play([random_agent()], 3, policy="random"))
 
