@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-from-lock
 
-.PHONY: setup train test test-all lint bench peers lock clean
+.PHONY: setup train test test-all lint bench peers lock clean sweep-video
 
 setup: $(STAMP)
 
@@ -32,6 +32,15 @@ train: setup
 	$(PY) visualize.py video --run $(REF0) --run $(REF5) --frames 400 \
 		--out runs/reference/attention.mp4
 	$(PY) visualize.py tree --run $(REF5) --frames 20 --out runs/reference/viewer.html
+
+# The paper's Figure 4 for the lambda sweep: one agent per lambda from agents/breakout-lambda-sweep
+# (seed 0's, or the lowest seed whose attention did not collapse), lambda = 0 ... 0.005 left to
+# right, all playing the same game (one env seed).
+SWEEP_LAMBDAS := 0 0.0005 0.001 0.002 0.003 0.005
+SWEEP_AGENTS := $(foreach l,$(SWEEP_LAMBDAS),$(firstword $(wildcard agents/breakout-lambda-sweep/Breakout__attn$(l)__s*)))
+sweep-video: setup
+	$(PY) visualize.py video $(foreach a,$(SWEEP_AGENTS),--run $(a)) --frames 400 --seed 0 \
+		--out runs/breakout-lambda-sweep/attention.mp4 --stills runs/breakout-lambda-sweep/stills
 
 # Two workers (pytest-xdist), a test file each at a time: the suite is mostly compilation and
 # subprocesses, which one core per worker runs nearly as fast as two.

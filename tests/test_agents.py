@@ -24,8 +24,11 @@ def _subfolders(parent: Path) -> list[Path]:
     return sorted(p for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
 
 
-REFERENCES = _subfolders(AGENTS)
-FOLDERS = REFERENCES + _subfolders(EXHIBITS)
+SWEEP = AGENTS / "breakout-lambda-sweep"  # one agent per lambda of the lambda x seed sweep
+REFERENCES = [p for p in _subfolders(AGENTS) if p != SWEEP]
+SWEEP_AGENTS = _subfolders(SWEEP)
+FOLDERS = REFERENCES + SWEEP_AGENTS + _subfolders(EXHIBITS)
+RESULTS = ROOT / "results" / "breakout-lambda-sweep"
 MAX_PARAMS_BYTES = 8 * 2**20  # what the reference-agents issue allows per published agent
 
 
@@ -58,3 +61,22 @@ def test_agents_folder_holds_one_reference_agent_per_lambda_the_ones_make_train_
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     rendered = set(re.findall(r"^REF\w* := (agents/\S+)$", makefile, flags=re.M))
     assert rendered == {f"agents/{p.name}" for p in REFERENCES}
+
+
+def test_sweep_agents_are_one_finished_uncollapsed_run_per_lambda_as_assessed():
+    """agents/breakout-lambda-sweep holds, per lambda, the lowest seed whose attention did not
+    collapse, trained to the sweep's 300,032 steps: the very agent its assessment measured."""
+    from attnjax.figures.records import ASSESSMENT_FILE
+
+    assert SWEEP_AGENTS, "no sweep agents"
+    lambdas = [read_config(p).attn_coef for p in SWEEP_AGENTS]
+    assert len(set(lambdas)) == len(lambdas)
+    for folder in SWEEP_AGENTS:
+        config = read_config(folder)
+        assessment = json.loads((RESULTS / folder.name / ASSESSMENT_FILE).read_text())
+        assert assessment["global_step"] == config.total_timesteps == 300_032
+        assert not assessment["collapse"]["collapsed"]
+        assert load_agent(folder).step == assessment["global_step"]
+        lower = [json.loads((RESULTS / f"Breakout__attn{config.attn_coef:g}__s{s}" /
+                             ASSESSMENT_FILE).read_text()) for s in range(config.seed)]
+        assert all(a["collapse"]["collapsed"] for a in lower), "a lower seed did not collapse"

@@ -18,6 +18,15 @@ def _cell(stat: dict[str, Any]) -> str:
     return format_cell(stat["mean"], stat["std"], stat.get("n"))
 
 
+def random_score(sweep: dict[str, Any]) -> str:
+    """The random policy's mean score: one number when every run's assessment played it on
+    the same games (then it is the same games' score, not a spread over seeds)."""
+    rnd = sweep["random_agent"]
+    if sweep.get("random_agent_same_games") and rnd["mean"] is not None:
+        return format_cell(rnd["mean"], 0.0).split("±")[0]
+    return _cell(rnd)
+
+
 def table(sweep: dict[str, Any]) -> list[str]:
     target = sweep["target_object"] or "object"
     lines = [f"| λ | greedy return | sampled return | training return (last "
@@ -55,7 +64,6 @@ def findings_markdown(summary: dict[str, Any], figures: str | None = None) -> st
     b = s["budget"]
     lambdas = ", ".join(f"{row['attn_coef']:g}" for row in s["lambdas"])
     seeds = ", ".join(str(x) for x in s["seeds"])
-    rnd = s["random_agent"]
     conf = s["confidence_percent"]
     lines = [
         f"# {s['game']}: λ sweep findings", "",
@@ -73,7 +81,7 @@ def findings_markdown(summary: dict[str, Any], figures: str | None = None) -> st
         f"{s['agent_step']:,}: {s['games_per_policy']} full games per policy (greedy and "
         f"sampled; the same game seeds for every run, evaluation seed {s['eval_seed']}), and "
         f"{s['localization_frames']} frames it played itself for the attention's localization. "
-        f"A uniformly random policy scores {_cell(rnd)} on the same games.", "",
+        f"A uniformly random policy scores {random_score(s)} on the same games.", "",
         "## Per λ (mean ± std over seeds)", "", *table(s), "",
         f"Hit rate: a head's argmax cell covers the {s['target_object']}, averaged over the "
         "heads and the frames where it is visible. Heads agreeing: share of frames on which "
