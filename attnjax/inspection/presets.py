@@ -13,7 +13,14 @@ import argparse
 import math
 from typing import Any
 
-from attnjax.cli import add_preset_argument, counts, non_negative_int, positive_int, preset_values
+from attnjax.cli import (
+    add_preset_argument,
+    comma_list,
+    counts,
+    non_negative_int,
+    positive_int,
+    preset_values,
+)
 from attnjax.inspection.relevance.tree import LEAF_LAYERS, RANK_MODES, ROOT_MODES, SPECS, TreeConfig
 from attnjax.inspection.saliency.config import LAYERS, STACKS, TARGETS, SaliencyConfig
 from attnjax.inspection.saliency.registry import DEFAULT_METHODS, METHODS, methods_help
@@ -107,8 +114,11 @@ def add_saliency_arguments(parser: Any, spread_of: str, *, methods: bool = True,
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
-    """--methods 'a,b' -> ('a', 'b'); SaliencyConfig checks the names."""
-    return tuple(m.strip() for m in text.split(",") if m.strip())
+    """--methods 'a,b' -> ('a', 'b'); () for none. SaliencyConfig checks the names."""
+    try:
+        return comma_list(text)
+    except ValueError:
+        return ()
 
 
 def saliency_config_from_args(args: Any, **fields: Any) -> SaliencyConfig:

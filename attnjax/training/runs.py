@@ -285,8 +285,7 @@ def checkpoint_iterations(folder: Path) -> list[int]:
 
 
 def read_checkpoint_meta(folder: Path, iteration: int) -> dict[str, Any]:
-    """The `meta` item of a checkpoint (JSON as orbax's JsonSave writes it: the run's config,
-    global step, iteration, number of actions, W&B run id)."""
+    """A checkpoint's `meta` item (orbax JsonSave): config, step, iteration, actions, W&B id."""
     return json.loads((checkpoint_path(folder, iteration) / "meta" / "metadata").read_text())
 
 
@@ -330,8 +329,7 @@ def check_out_dir_writable(out_dir: str) -> None:
                         "folder); choose another folder")
 
 
-# What a folder must not hold for a new run to start in it: the files of a run (a trained
-# one, a published agent, its evaluations or card) that no checkpoint can continue.
+# Files of a run (trained, published, evaluated, carded) that a new run must not start over.
 RUN_FILE_PATTERNS = (CONFIG_FILE, METRICS_FILE, "agent.json", "params.npz", "evaluation*.json",
                      "README.md", ATTENTION_PNG, WANDB_ID_FILE)
 
@@ -355,8 +353,8 @@ def differing_settings(saved: dict[str, Any], config: TrainConfig) -> list[str]:
 
 def config_differences(folder: Path, config: TrainConfig) -> list[str]:
     """`differing_settings` of the run folder's config.json against `config`."""
-    saved = read_config(folder, fix="move that folder away or pick another --out-dir")
-    return differing_settings(saved.to_dict(), config)
+    fix = "move that folder away or pick another --out-dir"
+    return differing_settings(read_config(folder, fix=fix).to_dict(), config)
 
 
 def check_checkpoints_fit(folder: Path, config: TrainConfig) -> None:

@@ -262,10 +262,9 @@ class _Parts:
             centres = jnp.tile(jnp.asarray(self.centres), (frames, 1))  # [F * P, 2]
             readouts = walk_rows(self.perturbed_rows, params, pairs, frame, (centres,),
                                  schedule.forward_batch)  # [F * P, D]
-            weight = 0.5 if config.target == "action" else 1.0  # ½ on the logits only
-            evidence["perturbation"] = jax.vmap(
-                lambda r, c: perturbation.scores(r, c, weight))(
-                readouts.reshape(frames, p, -1), out["readout"])
+            weight = 0.5 if config.target == "action" else 1.0  # ½ ||Δπ||² on the logits only
+            evidence["perturbation"] = jax.vmap(perturbation.scores, (0, 0, None))(
+                readouts.reshape(frames, p, -1), out["readout"], weight)
         return evidence
 
     def maps(self, evidence: dict[str, Any], x: jax.Array) -> dict[str, jax.Array]:
