@@ -194,16 +194,22 @@ STEP_LINES = 2  # status lines before the heads' lines
 
 def frame_info(frame: Frame, r: int, action_names: Sequence[str] | None = None) -> str:
     """Run r's status lines: step, return and value; the action (by name when known); then each
-    head's peak against uniform attention."""
+    head's peak against uniform attention, and whether its argmax is an earlier head's cell
+    (their boxes then coincide and only the last head's colour shows)."""
     action = int(frame.actions[r])
     name = action_names[action] if action_names else str(action)
     over = "   GAME OVER" if not frame.active[r] or frame.game_over[r] else ""
     lines = [f"t {frame.t:,}   return {frame.returns[r]:g}   value {frame.values[r]:.2f}",
              f"action {name}{over}"]
     if frame.attention is not None:
-        peaks = frame.attention[r].reshape(-1, frame.attention.shape[-1]).max(axis=0)
-        lines += [f"head {k}: peak {vs_uniform(float(p))}" for k, p in enumerate(peaks)
-                  if np.isfinite(p)]
+        cells = frame.attention[r].reshape(-1, frame.attention.shape[-1])  # [49, K]
+        peaks, argmax = cells.max(axis=0), cells.argmax(axis=0)
+        for k, p in enumerate(peaks):
+            if not np.isfinite(p):
+                continue
+            shared = [j for j in range(k) if argmax[j] == argmax[k]]
+            lines.append(f"head {k}: peak {float(p):.2f}, on head {shared[0]}'s cell" if shared
+                         else f"head {k}: peak {vs_uniform(float(p))}")
     return "\n".join(lines)
 
 

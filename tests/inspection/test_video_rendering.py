@@ -262,6 +262,10 @@ def test_status_lines_name_the_action_and_label_the_head_colours():
     assert lines[2] == "head 0: peak 0.02 = 1.0× uniform"
     assert lines[3].startswith("head 1: peak 0.31 = 15× uniform")
     assert "action 1" in V.frame_info(frame, 0)  # an index when the names are unknown
+    frame.attention[0, 2, 2, 0] = 0.5  # both heads' argmax on one cell: one box shows
+    shared = V.frame_info(frame, 0).split("\n")
+    assert shared[2].startswith("head 0: peak 0.50") and shared[3] == \
+        "head 1: peak 0.31, on head 0's cell"
     assert V.run_label(agent) == "λ=0 · seed 0 · 5,000 steps"
     layout = V.Layout(frame.screens.shape[1:3], 2, status_lines=V.STEP_LINES + 2)
     rgb = V.render_frame(layout, frame, ["a"], [2], None, ("NOOP", "FIRE", "RIGHT", "LEFT"))
