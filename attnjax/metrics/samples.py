@@ -33,7 +33,7 @@ SPREADS = (0.05, 0.15, 0.3)
 REFERENCE_N = 500
 BLOCK_SIZES = (50, 10, 5, 1)  # compiled sample counts, largest first
 STABLE_CORRELATION = 0.9  # rank correlation with the reference from which "maps stop changing"
-CLAIM_DROP = 0.1  # relative fall of the Gini from the smallest to the largest N for "holds"
+CONFIDENCE = 0.95  # interval over frames on the Gini's fall from the smallest to largest N
 SKIP_REASON = "no noise samples: its map does not depend on N or the noise scale"
 
 
@@ -175,13 +175,17 @@ def sample_count_sweep(network: Any, params: Any, obs: np.ndarray, config: Any,
         ref_maps = {m: stack_maps(v, config.stack) for m, v in reference.maps(swept).items()}
         moments = Moments()
         rows: dict[str, dict[str, list]] = {
-            m: {"correlation": [], "gini": [], "localization": []} for m in swept}
+            m: {"correlation": [], "gini": [], "gini_frames": [], "localization": []}
+            for m in swept}
         for step, sizes in enumerate(plan):
             run_blocks(sizes, moments, spread, tag=2 * s + 2 + 1000 * (step + 1))
             for m, v in moments.maps(swept).items():
                 maps = stack_maps(v, config.stack)
                 rows[m]["correlation"].append(_mean(spearman(maps, ref_maps[m])))
-                rows[m]["gini"].append(_mean(gini(maps)))
+                frame_gini = gini(maps)  # [F]
+                rows[m]["gini"].append(_mean(frame_gini))
+                rows[m]["gini_frames"].append([None if not np.isfinite(g) else float(g)
+                                               for g in frame_gini])
                 rows[m]["localization"].append(_localization(maps, objects, radius))
         for m in swept:
             curves[m][f"{spread:g}"] = {
@@ -193,7 +197,7 @@ def sample_count_sweep(network: Any, params: Any, obs: np.ndarray, config: Any,
     return {
         "frames": len(obs), "n_grid": list(n_grid), "spreads": list(spreads),
         "reference_n": reference_n, "stable_correlation": STABLE_CORRELATION,
-        "claim_drop": CLAIM_DROP, "claim_spread": paper_spread,
+        "claim_confidence": CONFIDENCE, "claim_spread": paper_spread,
         "gradient": {"gini": _mean(gini(gradient_maps)),
                      "localization": _localization(gradient_maps, objects, radius)},
         "curves": curves,
@@ -214,29 +218,54 @@ def stable_n(n_grid: Sequence[int], correlation: Sequence[float | None]) -> int 
     return found
 
 
+def fall_interval(first: Sequence[float | None], last: Sequence[float | None]) -> dict[str, Any]:
+    """The mean over frames of the Gini's fall (first - last, paired by frame) with its
+    CONFIDENCE t interval; frames with a missing value at either end are left out."""
+    from scipy import stats
+
+    pairs = np.array([(a, b) for a, b in zip(first, last, strict=True)
+                      if a is not None and b is not None], np.float64).reshape(-1, 2)
+    falls = pairs[:, 0] - pairs[:, 1]
+    out = {"frames": len(falls), "mean": float(falls.mean()) if len(falls) else None,
+           "low": None, "high": None}
+    if len(falls) >= 2:
+        half = (float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(falls) - 1))
+                * float(falls.std(ddof=1)) / np.sqrt(len(falls)))
+        out["low"], out["high"] = float(out["mean"] - half), float(out["mean"] + half)
+    return out
+
+
 def claim(method: str, curve: dict[str, Any], reference_n: int) -> dict[str, Any]:
     """Does sharpness fall as N grows (the paper's claim), and from which N do maps stop
-    changing? One sentence and the numbers behind it."""
-    pairs = [(n, g) for n, g in zip(curve["n"], curve["gini"], strict=True) if g is not None]
+    changing? The fall of the Gini from the smallest to the largest N with a CONFIDENCE interval
+    over frames: it holds when the interval lies above zero, does not when it lies below, and
+    the frames cannot tell when it holds zero. One sentence and the numbers behind it."""
     from attnjax.inspection.saliency.registry import SALIENCY_METHODS
 
     name = SALIENCY_METHODS[method].display
-    if len(pairs) < 2:
+    ends = [i for i, g in enumerate(curve["gini"]) if g is not None]
+    if len(ends) < 2:
         return {"holds": None, "sentence": f"{name}: too few finite maps to judge."}
-    (n0, g0), (n1, g1) = pairs[0], pairs[-1]
-    drop = (g0 - g1) / g0 if g0 > 0 else 0.0
-    holds = drop >= CLAIM_DROP
+    i0, i1 = ends[0], ends[-1]
+    (n0, g0), (n1, g1) = (curve["n"][i0], curve["gini"][i0]), (curve["n"][i1], curve["gini"][i1])
+    fall = fall_interval(curve["gini_frames"][i0], curve["gini_frames"][i1])
+    low, high = fall["low"], fall["high"]
+    holds = None if low is None or low <= 0 <= high else bool(low > 0)
     stable = curve["stable_n"]
     when = (f"its maps stop changing (rank correlation >= {STABLE_CORRELATION} with the "
             f"{reference_n}-sample reference) from N = {stable}" if stable is not None else
             f"its maps never reach rank correlation {STABLE_CORRELATION} with the "
             f"{reference_n}-sample reference up to N = {curve['n'][-1]}")
-    verdict = (f"the claim holds (a fall of at least {100 * CLAIM_DROP:.0f}%)" if holds else
-               f"the claim does not hold (a fall under {100 * CLAIM_DROP:.0f}%)")
+    shown = ("no interval" if low is None else
+             f"{100 * CONFIDENCE:g}% interval over {fall['frames']} frames "
+             f"[{low:+.3f}, {high:+.3f}]")
+    verdict = {True: "the claim holds", False: "the claim does not hold (sharpness rises)",
+               None: f"these {fall['frames']} frames cannot tell"}[holds]
     return {"holds": holds, "gini_first": g0, "gini_last": g1, "n_first": n0, "n_last": n1,
-            "relative_drop": drop, "stable_n": stable,
+            "fall": fall, "stable_n": stable,
             "sentence": f"{name}: sharpness (Gini) goes from {g0:.3f} at N = {n0} to {g1:.3f} at "
-                        f"N = {n1} ({-100 * drop:+.2f}%), so {verdict}; {when}."}
+                        f"N = {n1}, a fall of {g0 - g1:+.3f} per frame ({shown}), so {verdict}; "
+                        f"{when}."}
 
 
 def block_count(n_grid: Sequence[int] = N_GRID, spreads: Sequence[float] = SPREADS,

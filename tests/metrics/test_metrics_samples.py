@@ -49,14 +49,21 @@ def test_gini_known_values_and_stable_n():
     assert M.stable_n((1, 2), (0.5, None)) is None
 
 
-def test_claim_sentence_says_whether_sharpness_falls():
-    curve = {"n": [1, 10, 100], "gini": [0.8, 0.6, 0.5], "correlation": [0.3, 0.8, 0.95],
-             "stable_n": 100}
+def test_claim_sentence_says_whether_sharpness_falls_with_an_interval_over_frames():
+    falling = [[0.80, 0.82, 0.78, 0.81], [0.6] * 4, [0.50, 0.49, 0.52, 0.51]]
+    curve = {"n": [1, 10, 100], "gini": [0.8, 0.6, 0.5], "gini_frames": falling,
+             "correlation": [0.3, 0.8, 0.95], "stable_n": 100}
     holds = M.claim("smoothgrad", curve, 500)
-    assert holds["holds"] and "claim holds" in holds["sentence"] and "N = 100" in holds["sentence"]
-    flat = {**curve, "gini": [0.6, 0.6, 0.59], "stable_n": None}
-    assert not M.claim("vargrad", flat, 500)["holds"]
-    assert "never reach" in M.claim("vargrad", flat, 500)["sentence"]
+    assert holds["holds"] is True and "claim holds" in holds["sentence"]
+    assert "N = 100" in holds["sentence"] and "95% interval over 4 frames" in holds["sentence"]
+    assert 0 < holds["fall"]["low"] < holds["fall"]["mean"] < holds["fall"]["high"]
+    # a small mean fall that some frames reverse: the frames cannot tell
+    mixed = [[0.60, 0.70, 0.50, 0.62], [0.6] * 4, [0.55, 0.72, 0.49, 0.61]]
+    unsure = M.claim("vargrad", {**curve, "gini_frames": mixed, "stable_n": None}, 500)
+    assert unsure["holds"] is None and "4 frames cannot tell" in unsure["sentence"]
+    assert "never reach" in unsure["sentence"]
+    rising = [falling[2], falling[1], falling[0]]  # every frame sharper at N = 100
+    assert M.claim("vargrad", {**curve, "gini_frames": rising}, 500)["holds"] is False
 
 
 def test_reference_correlation_grows_with_n_on_the_quadrant_agent(quadrant_run):
