@@ -43,6 +43,14 @@ def _save(fig: Any, out: Path, name: str) -> list[Path]:
     return paths
 
 
+def run_label(data: dict[str, Any], run: str) -> str:
+    """'λ=0.005, seed 1' for a run of the report (its name when the report does not say)."""
+    for entry in data.get("runs", []):
+        if entry.get("run_name") == run or entry.get("run") == run:
+            return f"λ={entry['attn_coef']:g}, seed {entry['seed']}"
+    return run
+
+
 def plot_localization(data: dict[str, Any]) -> Any:
     """Per object: attention hit rate per run and head, saliency pointing game per run and
     method (first target), with the random and best-fixed baselines as lines."""
@@ -79,7 +87,8 @@ def plot_localization(data: dict[str, Any]) -> Any:
                 if value is not None:
                     ax.axhline(value, color="black", linestyle=style, linewidth=1,
                                label=key.replace("_", " "))
-            ax.set_xticks(range(len(runs)), runs, fontsize=7, rotation=10)
+            ax.set_xticks(range(len(runs)), [run_label(data, run) for run in runs], fontsize=7)
+            ax.set_ylabel("share of frames")
             ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
@@ -107,11 +116,14 @@ def plot_sanity(data: dict[str, Any]) -> Any:
                     ax.plot(x, [float("nan") if v is None else v for v in y], style,
                             color=colour, marker="o" if style == "-" else None, markersize=3,
                             label=f"{method} ({'rank corr.' if key == 'spearman' else 'SSIM'})")
-            ax.axhline(result["pass_below"], color="grey", linewidth=0.8, linestyle=":")
+            ax.axhline(result["pass_below"], color="grey", linewidth=0.8, linestyle=":",
+                       label=f"pass below {result['pass_below']:g} (all layers re-drawn)")
+            ax.set_ylabel("similarity to the trained network's maps")
             ax.set_xticks(list(x), [s["randomized"] for s in steps], rotation=45, ha="right",
                           fontsize=7)
             ax.set_ylim(-0.3, 1.05)
-            ax.set_title(f"{run}\ntarget {target}: cascading randomization", fontsize=8)
+            ax.set_title(f"{run_label(data, run)}\ntarget {target}: cascading randomization",
+                         fontsize=8)
             if i == 0 and j == 0:
                 ax.legend(fontsize=6)
     fig.tight_layout()
@@ -135,11 +147,14 @@ def plot_samples(data: dict[str, Any]) -> Any:
                                     marker="o", markersize=3, label=f"{method} σ={spread}")
         if result["gradient"]["gini"] is not None:
             axes[1, j].axhline(result["gradient"]["gini"], color=METHOD_COLOURS["gradient"],
-                               linewidth=1, label="gradient")
+                               linewidth=1, label="plain gradient (no samples)")
         axes[0, j].axhline(result["stable_correlation"], color="grey", linestyle=":",
-                           linewidth=0.8)
-        axes[0, j].set_title(f"{run}\nrank corr. with the N={result['reference_n']} map",
-                             fontsize=8)
+                           linewidth=0.8, label=f"stable from ρ = {result['stable_correlation']:g}")
+        axes[0, j].set_title(f"{run_label(data, run)}\nrank corr. with the "
+                             f"N={result['reference_n']} map", fontsize=8)
+        axes[0, j].set_ylabel("rank correlation ρ")
+        axes[1, j].set_ylabel("Gini (0 flat, 1 one pixel)")
+        axes[1, j].legend(fontsize=6)
         axes[1, j].set_title("sharpness (Gini of the map)", fontsize=8)
         for i in range(2):
             axes[i, j].set_xscale("log")

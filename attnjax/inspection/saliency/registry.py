@@ -35,7 +35,7 @@ EVIDENCE = ("gradient", "noise_moments", "perturbation")
 class SaliencyMethod:
     name: str
     display: str
-    colour: str  # matplotlib colour in the report's figures
+    colour: str  # matplotlib colour in the report's figures; not a head's (red, blue)
     evidence: str  # one of EVIDENCE
     fn: Callable[[Any, Any], Any]  # (evidence, x [4, 84, 84]) -> [4, 84, 84]
     summary: str
@@ -58,9 +58,9 @@ def _perturbation_map(scores: Any, x: Any) -> Any:
 
 
 SALIENCY_METHODS: dict[str, SaliencyMethod] = {m.name: m for m in (
-    SaliencyMethod("gradient", "Gradient", "#1f77b4", "gradient", lambda g, x: g,
+    SaliencyMethod("gradient", "Gradient", "#8c564b", "gradient", lambda g, x: g,
                    "input gradient (Simonyan et al. 2014) w.r.t. obs / 255, squared"),
-    SaliencyMethod("smoothgrad", "SmoothGrad", "#d62728", "noise_moments",
+    SaliencyMethod("smoothgrad", "SmoothGrad", "#ff7f0e", "noise_moments",
                    lambda moments, x: moments[0],
                    "mean squared gradient over noisy copies (Smilkov et al. 2017)"),
     SaliencyMethod("vargrad", "VarGrad", "#2ca02c", "noise_moments",
