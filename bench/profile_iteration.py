@@ -7,7 +7,8 @@ passes (128 x [8] frames), GAE ([128, 8]), and one minibatch update of 256 frame
 forward (loss), forward + backward (gradient) and the optimizer (Adam step); then the whole
 compiled iteration as training runs it. The iteration is predicted from its parts as
 env + forward + GAE + 16 x gradient + 16 x optimizer and compared with the measured one.
-Achieved GFLOP/s come from XLA's own flop counts of each program (`cost_analysis`), against
+Achieved GFLOP/s come from XLA's own flop counts of each program (`cost_analysis`; a loop's
+body counts once, so the rollout's are one step's times its steps), against
 this machine's measured peak: a 2048 x 2048 fp32 matmul and a batch-1024 convolution of the
 network's second layer, timed in the same process.
 Usage: .venv/bin/python bench/profile_iteration.py [--repeats 5] [--network attention|nature]
@@ -104,9 +105,14 @@ def main() -> int:
     print(f"machine: {cpu_model()}, jax {jax.__version__}, {len(jax.devices())} "
           f"{jax.default_backend()} device(s); network {config.network}; median of "
           f"{args.repeats} calls each")
+    # XLA counts a loop's body once: the rollout's flops are one step's times its T steps
+    _, step_flops = timed(lambda params, obs: network.apply({"params": params}, obs).logits,
+                          (params, frames[0]), 1)
     measured = {}
     for name, (fn, fn_args) in parts.items():
         seconds, flops = timed(fn, fn_args, args.repeats)
+        if fn is rollout_forward:
+            flops = step_flops * t
         measured[name] = seconds
         rate = f"{flops / seconds / 1e9:7.1f} GFLOP/s" if flops else "      - GFLOP/s"
         print(f"  {name:42s} {seconds * 1e3:9.1f} ms  {rate}", flush=True)
@@ -133,7 +139,8 @@ def main() -> int:
     print(f"  {'whole iteration (as train.py runs it)':42s} {whole * 1e3:9.1f} ms  "
           f"{config.batch_size / whole:7.1f} agent steps/s")
     print(f"  predicted from the parts: {predicted * 1e3:.1f} ms; {updates} gradients are "
-          f"{100 * grad_share:.0f} % of the iteration")
+          f"{100 * grad_share:.0f} % of the iteration (parts compiled alone can take longer than "
+          "inside the one fused iteration program)")
 
     a = jnp.asarray(rng.normal(size=(2048, 2048)), jnp.float32)
     matmul_s, matmul_flops = timed(lambda x: x @ x, (a,), args.repeats)
