@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attnjax.figures.tables import format_cell
+from attnjax.figures.tables import format_cell, format_mean
 
 
 def _num(x: float | None, digits: int = 2) -> str:
@@ -23,7 +23,7 @@ def random_score(sweep: dict[str, Any]) -> str:
     the same games (then it is the same games' score, not a spread over seeds)."""
     rnd = sweep["random_agent"]
     if sweep.get("random_agent_same_games") and rnd["mean"] is not None:
-        return format_cell(rnd["mean"], 0.0).split("±")[0]
+        return format_mean(rnd["mean"])
     return _cell(rnd)
 
 

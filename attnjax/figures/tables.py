@@ -12,6 +12,11 @@ from attnjax.figures.summary import group_label, group_order
 from attnjax.files import replacing
 
 
+def format_mean(mean: float) -> str:
+    """A mean without a spread, to 3 significant digits ('1.25', '540'), as its table cell."""
+    return format_cell(mean, 0.0).split("±")[0]
+
+
 def format_cell(mean: float | None, std: float | None, n: int | None = None) -> str:
     """'540±33', '1.3±0.4': the std to one significant digit, but never coarser than integers
     (as the paper's table), the mean to the same decimals, both rounded half up; without a
@@ -20,7 +25,7 @@ def format_cell(mean: float | None, std: float | None, n: int | None = None) -> 
     if mean is None or std is None:
         return "n/a"
     if n == 1:
-        return f"{format_cell(mean, 0.0).split('±')[0]} (1 seed)"
+        return f"{format_mean(mean)} (1 seed)"
     if std > 0:
         decimals = 0 if std >= 1 else -math.floor(math.log10(std))
     else:

@@ -40,7 +40,7 @@ from attnjax.errors import UserError, writable_folder
 from attnjax.figures.records import ASSESSMENT_FILE
 from attnjax.files import write_json, write_text
 from attnjax.progress import ProgressBar
-from attnjax.provenance import STAMP_KEY, attnjax_version, has_json_stamp, read_json_file
+from attnjax.provenance import STAMP_KEY, attnjax_version, check_replaceable, read_json_file
 from attnjax.training.runs import CONFIG_FILE, METRICS_FILE, run_name
 
 STAMP_COMMAND = "visualize.py assess"
@@ -156,24 +156,20 @@ def metrics_copy(run_dir: Path, step: int) -> bytes:
     return "".join(kept).encode()
 
 
-def check_replaceable(folder: Path, copies: dict[str, bytes]) -> None:
+def check_results_folder(folder: Path, copies: dict[str, bytes]) -> None:
     """UserError unless every file this run would write into `folder` is absent, this command's
     stamped assessment.json, a copy that stamp records (unchanged since), or already holds the
-    bytes it would write."""
+    bytes it would write (`provenance.check_replaceable`, the copies recognised by content)."""
+    fix = "move it away or choose another --out"
     target = folder / ASSESSMENT_FILE
-    recorded: dict[str, str] = {}  # copies the stamped assessment.json says it wrote
-    if target.exists():
-        previous = read_json_file(target)
-        if not has_json_stamp(previous, STAMP_COMMAND):
-            raise UserError(f"{target} was not written by {STAMP_COMMAND}; move it away or "
-                            "choose another --out")
-        recorded = previous.get("copies") if isinstance(previous.get("copies"), dict) else {}
+    check_replaceable(target, STAMP_COMMAND, fix)
+    previous = read_json_file(target) if target.is_file() else None
+    recorded = (previous or {}).get("copies")  # the copies the stamped assessment.json wrote
+    recorded = recorded if isinstance(recorded, dict) else {}
     for name, data in copies.items():
-        path = folder / name
-        if path.exists() and (not path.is_file() or (
-                path.read_bytes() != data and recorded.get(name) != sha256(path.read_bytes()))):
-            raise UserError(f"{path} differs from the run's own file and was not written by "
-                            f"{STAMP_COMMAND}; move it away or choose another --out")
+        check_replaceable(folder / name, STAMP_COMMAND, fix,
+                          legacy=lambda path, data=data: path.read_bytes() == data
+                          or recorded.get(path.name) == sha256(path.read_bytes()))
 
 
 def sha256(data: bytes) -> str:
@@ -276,7 +272,7 @@ def main(args: argparse.Namespace) -> int:
         copies = {CONFIG_FILE: (agent.run_dir / CONFIG_FILE).read_bytes(),
                   METRICS_FILE: metrics_copy(agent.run_dir, agent.step)}
         folder = out / run_name(agent.config)
-        check_replaceable(folder, copies)
+        check_results_folder(folder, copies)
         plans.append((agent, folder, copies))
     writable_folder(out, "--out")
     with ProgressBar("assess", 4 * len(agents), enabled=not args.no_progress,

@@ -199,13 +199,8 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
         try:
             for r, checkpointer in enumerate(checkpointers):
                 run = run_slice(stacked_runs, r)
-                params, saved, meta = checkpointer.restore(iteration, run.params,
-                                                           saved_state(run))
-                differing = runs.differing_settings(meta.get("config", {}), configs[r])
-                if differing:  # checked before anything was written (check_run_dirs); kept
-                    raise UserError(  # for a checkpoint written in between
-                        f"checkpoint {iteration} in {checkpointer.run_dir} was written by "
-                        f"another run ({'; '.join(differing)}); train a new run instead")
+                # whose run wrote it was checked before anything was written (check_run_dirs)
+                params, saved, _ = checkpointer.restore(iteration, run.params, saved_state(run))
                 restored.append((params, saved))
         except CheckpointMismatch as err:  # another architecture, not corruption
             raise UserError(
@@ -214,8 +209,6 @@ def _restore(state: TrainState, checkpointers: list[RunCheckpointer],
                 "names: they were written by another architecture; resume with the original "
                 "config.json or train a new run"
             ) from err
-        except UserError:
-            raise
         except Exception as err:  # noqa: BLE001 - corrupt checkpoint: use an older one
             import warnings
 
