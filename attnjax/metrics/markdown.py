@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from attnjax.files import write_text
+from attnjax.metrics.sanity import COMPARISONS, REGION_LABELS
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -161,7 +162,28 @@ def _sanity(data: dict[str, Any]) -> list[str]:
                                                   if m == "gradient" else []) + [s["ssim"]]
                     rows.append(row)
                 lines += table(header, rows)
+            if "sensitivity" in res:
+                lines += _sensitivity(res["sensitivity"], methods)
     return lines
+
+
+def _sensitivity(sens: dict[str, Any], methods: list[str]) -> list[str]:
+    """The sanity check's ρ on the whole frame, moving pixels and near the objects, beside
+    the input-only baseline (two random tops over the same first layer)."""
+    first = sens["first_layer"]
+    regions = sens["regions"]
+    names = REGION_LABELS
+    lines = [f"What ρ is sensitive to: rank correlation of |map| on the whole frame and on the "
+             f"pixels that matter to the game, beside the agreement of two independent "
+             f"re-drawings of every layer above {first} (what the input and {first} alone fix). "
+             f"A trained network whose ρ with a random top is as high as two random tops' "
+             f"shows nothing of its top layers in that region. Regions: "
+             + "; ".join(f"{names.get(g, g)} {r['mean_pixels']:.0f} px a frame on average, "
+                         f"{r['frames']} frames" for g, r in regions.items()) + ".", ""]
+    rows = [[label.format(first=first), names.get(g, g),
+             *[sens["comparisons"][key][m][g] for m in methods]]
+            for key, label in COMPARISONS.items() for g in regions]
+    return lines + table(("comparison", "region", *[f"{m} ρ" for m in methods]), rows)
 
 
 def _samples(data: dict[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from attnjax.files import replacing
 from attnjax.inspection.saliency.registry import SALIENCY_METHODS
+from attnjax.metrics.sanity import REGION_LABELS
 
 # each saliency method's colour from its registry entry; the random pixel order in grey
 METHOD_COLOURS = {**{m.name: m.colour for m in SALIENCY_METHODS.values()}, "random": "#7f7f7f"}
@@ -130,6 +131,49 @@ def plot_sanity(data: dict[str, Any]) -> Any:
     return fig
 
 
+def plot_sanity_regions(data: dict[str, Any]) -> Any:
+    """What the sanity check's rank correlation is sensitive to: per run and target, ρ of the
+    trained network's maps with a random top's (bars) beside two random tops' agreement (black
+    marks, the input-only baseline), on the whole frame, moving pixels and near objects."""
+    plt = _pyplot()
+    san = data["sanity"]
+    runs = [r for r in san if all("sensitivity" in res for res in san[r].values())]
+    targets = data["settings"]["targets"]
+    fig, axes = plt.subplots(len(targets), len(runs), figsize=(4.8 * len(runs),
+                                                                3.4 * len(targets)),
+                             squeeze=False)
+    for i, target in enumerate(targets):
+        for j, run in enumerate(runs):
+            ax, sens = axes[i, j], san[run][target]["sensitivity"]
+            comparisons = sens["comparisons"]
+            methods = list(comparisons["trained_vs_random_top"])
+            regions = list(sens["regions"])
+            width = 0.8 / len(methods)
+            for k, method in enumerate(methods):
+                x = [r + (k - (len(methods) - 1) / 2) * width for r in range(len(regions))]
+                trained = [comparisons["trained_vs_random_top"][method][g] for g in regions]
+                floor = [comparisons["random_top_vs_random_top"][method][g] for g in regions]
+                ax.bar(x, [float("nan") if v is None else v for v in trained], width * 0.9,
+                       color=METHOD_COLOURS.get(method), label=f"{method}: trained vs random top")
+                ax.plot(x, [float("nan") if v is None else v for v in floor], "_",
+                        color="black", markersize=14, markeredgewidth=2,
+                        label="two random tops" if k == 0 else None)
+            ax.axhline(san[run][target]["pass_below"], color="grey", linewidth=0.8,
+                       linestyle=":", label="pass threshold")
+            ax.axhline(0, color="black", linewidth=0.5)
+            ax.set_xticks(range(len(regions)), [
+                f"{REGION_LABELS.get(g, g)}\n({sens['regions'][g]['mean_pixels']:.0f} px)"
+                for g in regions], fontsize=7)
+            ax.set_ylim(-0.3, 1.05)
+            ax.set_ylabel(f"rank corr. (layers above {sens['first_layer']} re-drawn)",
+                          fontsize=8)
+            ax.set_title(f"{run_label(data, run)}, target {target}", fontsize=8)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
 def plot_samples(data: dict[str, Any]) -> Any:
     """Rank correlation with the reference and Gini sharpness against N, per run."""
     plt = _pyplot()
@@ -194,11 +238,17 @@ def write_figures(data: dict[str, Any], out: Path) -> list[Path]:
     plt = _pyplot()
     written: list[Path] = []
     has_objects = bool(data.get("ground_truth", {}).get("objects"))
-    for part, plot in (("localization", plot_localization), ("sanity", plot_sanity),
-                       ("samples", plot_samples), ("faithfulness", plot_faithfulness)):
-        if not data.get(part) or (part == "localization" and not has_objects):
+    has_regions = any("sensitivity" in res for by_target in data.get("sanity", {}).values()
+                      for res in by_target.values())
+    for name, part, plot in (("localization", "localization", plot_localization),
+                             ("sanity", "sanity", plot_sanity),
+                             ("sanity_regions", "sanity", plot_sanity_regions),
+                             ("samples", "samples", plot_samples),
+                             ("faithfulness", "faithfulness", plot_faithfulness)):
+        if (not data.get(part) or (part == "localization" and not has_objects)
+                or (name == "sanity_regions" and not has_regions)):
             continue
         fig = plot(data)
-        written += _save(fig, out, part)
+        written += _save(fig, out, name)
         plt.close(fig)
     return written

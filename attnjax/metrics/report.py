@@ -168,6 +168,16 @@ def run_label(agent: Any) -> str:
     return run_name(agent.config)
 
 
+def object_neighbourhoods(objects: list[ground_truth.ObjectTruth], radius: float
+                          ) -> np.ndarray | None:
+    """bool [N, 84, 84]: pixels within `radius` of any visible ground-truth object (None
+    without objects), the region the sanity checks' sensitivity part calls `objects`."""
+    if not objects:
+        return None
+    return np.any([localization.near_masks(o.boxes, radius) & o.visible[:, None, None]
+                   for o in objects], axis=0)
+
+
 def measure(agents: list[Any], frames: ground_truth.Frames, settings: dict[str, Any],
             args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """All selected parts for every agent on the frames: (report, timing in seconds)."""
@@ -202,13 +212,15 @@ def measure(agents: list[Any], frames: ground_truth.Frames, settings: dict[str, 
     if "sanity" in parts:
         t0 = time.monotonic()
         idx = spaced(n, args.sanity_frames)
+        near_objects = object_neighbourhoods(objects, args.radius)
         total = sum(sanity.variant_count(a.params) for a in agents) * len(targets)
         with ProgressBar("sanity", total, progress, unit="networks") as bar:
             for agent, label in zip(agents, labels, strict=True):
                 report["sanity"][label] = {
                     target: sanity.model_randomization(
                         agent.network, agent.params, frames.obs[idx],
-                        dataclasses.replace(base, target=target), args.seed, bar.advance)
+                        dataclasses.replace(base, target=target), args.seed, bar.advance,
+                        near_objects[idx] if near_objects is not None else None)
                     for target in targets}
         timing["sanity"] = time.monotonic() - t0
     if "samples" in parts:

@@ -16,7 +16,18 @@ the absolute maps, of the signed map (the plain gradient only: the other methods
 gradients' moments or squared output changes, have no sign), and SSIM of the maps scaled to [0,
 1]. A method passes when, with every layer re-drawn, its mean rank correlation falls below
 PASS_BELOW. Layers above the target do not change its maps (the attention targets do not depend
-on the heads or the dense layer), so their flat start of the curve is expected. """
+on the heads or the dense layer), so their flat start of the curve is expected.
+
+What the whole-frame correlation is sensitive to (`sensitivity`): a map whose rank order
+follows the frame's static structure (walls, bricks, where conv1's units fire) keeps a high
+whole-frame ρ whatever the layers above conv1 compute. So the same comparison is repeated on
+pixels that matter to the game, REGIONS: `moving`, pixels that differ between the four stacked
+frames (ball and paddle, not the static screen), and `objects`, pixels near the ground-truth
+objects when the caller gives them; and it is set beside an input-only baseline, the
+agreement of two independent re-drawings of every layer above conv1 over the same trained
+conv1 (what conv1 and the input alone fix of the map's order). A trained network's maps that
+are as close to a random top's as two random tops are to each other carry nothing of the top
+layers in that region. """
 
 from __future__ import annotations
 
@@ -27,6 +38,14 @@ from typing import Any
 import numpy as np
 
 PASS_BELOW = 0.5  # mean rank correlation with everything re-drawn, below which a method passes
+MIN_REGION_PIXELS = 16  # a frame whose region has fewer pixels is left out of that region's ρ
+REGION_LABELS = {"whole": "whole frame", "moving": "moving pixels", "objects": "near objects"}
+# the sensitivity comparisons and how to name them ({first}: the lowest layer, kept trained)
+COMPARISONS = {
+    "trained_vs_random_top": "trained vs layers above {first} re-drawn",
+    "random_top_vs_random_top": "two re-drawings above {first} (input-only baseline)",
+    "trained_vs_all_random": "trained vs every layer re-drawn",
+}
 SSIM_WINDOW = 7
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # Wang et al. 2004 with data range 1
 
@@ -73,6 +92,23 @@ def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                         average_ranks(np.reshape(b, (n, -1))))
 
 
+def masked_spearman(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[N, H, W] maps and bool [N, H, W] mask -> [N] Spearman rank correlation over each
+    frame's masked pixels (NaN for a frame with fewer than MIN_REGION_PIXELS of them)."""
+    out = np.full(len(a), np.nan)
+    for i, (x, y, m) in enumerate(zip(a, b, mask, strict=True)):
+        if m.sum() >= MIN_REGION_PIXELS:
+            out[i] = spearman(x[m][None], y[m][None])[0]
+    return out
+
+
+def moving_pixels(obs: np.ndarray) -> np.ndarray:
+    """uint8 [N, 4, H, W] stacked frames -> bool [N, H, W]: pixels whose value differs
+    between the stacked frames (what moved in the last 4 agent steps)."""
+    obs = np.asarray(obs)
+    return obs.max(axis=1) != obs.min(axis=1)
+
+
 def unit_scale(maps: np.ndarray) -> np.ndarray:
     """[N, H, W] -> each map shifted and scaled to [0, 1] (a constant map becomes 0)."""
     m = np.asarray(maps, np.float64)
@@ -101,21 +137,31 @@ def ssim(a: np.ndarray, b: np.ndarray, window: int = SSIM_WINDOW) -> np.ndarray:
     return s.mean(axis=(1, 2))
 
 
+def _finite_mean(x: np.ndarray) -> float | None:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else None
+
+
 def compare_maps(reference: np.ndarray, maps: np.ndarray,
                  signed_reference: np.ndarray | None = None,
                  signed: np.ndarray | None = None) -> dict[str, float | None]:
     """Means over frames: `spearman` of |maps|, `spearman_signed` (when signed maps are
     given), `ssim`."""
-    def mean(x: np.ndarray) -> float | None:
-        x = x[np.isfinite(x)]
-        return float(x.mean()) if x.size else None
-
-    out = {"spearman": mean(spearman(np.abs(reference), np.abs(maps))),
+    out = {"spearman": _finite_mean(spearman(np.abs(reference), np.abs(maps))),
            "spearman_signed": None,
-           "ssim": mean(ssim(np.abs(reference), np.abs(maps)))}
+           "ssim": _finite_mean(ssim(np.abs(reference), np.abs(maps)))}
     if signed_reference is not None and signed is not None:
-        out["spearman_signed"] = mean(spearman(signed_reference, signed))
+        out["spearman_signed"] = _finite_mean(spearman(signed_reference, signed))
     return out
+
+
+def region_correlations(reference: np.ndarray, maps: np.ndarray,
+                        regions: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """Mean over frames of the Spearman ρ of |maps| with |reference| in each region
+    ([N, H, W] maps, bool [N, H, W] regions; `whole` is the entire frame)."""
+    a, b = np.abs(reference), np.abs(maps)
+    return {name: _finite_mean(spearman(a, b) if name == "whole" else masked_spearman(a, b, m))
+            for name, m in regions.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,6 +207,12 @@ def cascade(params: Any, fresh: Any) -> list[tuple[str, list[str], Any]]:
     return steps
 
 
+def above_first_layer(params: Any, fresh: Any) -> Any:
+    """`params` with every layer group but the lowest (conv1) taken from `fresh`."""
+    groups = layer_groups(params)
+    return randomize(params, fresh, [p for _, ps in groups[:-1] for p in ps])
+
+
 def independent(params: Any, fresh: Any) -> list[tuple[str, list[str], Any]]:
     """(label, [label], params) with one layer group re-drawn at a time."""
     return [(label, [label], randomize(params, fresh, list(paths)))
@@ -187,11 +239,13 @@ def signed_stack(grads: np.ndarray, stack: str) -> np.ndarray:
 
 
 def model_randomization(network: Any, params: Any, obs: np.ndarray, config: Any,
-                        seed: int = 0, progress: Callable[[int], None] | None = None
-                        ) -> dict[str, Any]:
+                        seed: int = 0, progress: Callable[[int], None] | None = None,
+                        objects: np.ndarray | None = None) -> dict[str, Any]:
     """Cascading and independent randomization of one network on frames `obs` (uint8
-    [N, 4, 84, 84]) for `config` (a `SaliencyConfig`: methods, target, samples, ...).
-    progress(1) after each network variant."""
+    [N, 4, 84, 84]) for `config` (a `SaliencyConfig`: methods, target, samples, ...), and
+    what its correlation is sensitive to (`sensitivity`, with `objects`, bool [N, 84, 84]
+    pixels near the ground-truth objects, when given). progress(1) after each network
+    variant."""
     import jax
 
     from attnjax.inspection.saliency.methods import compute_saliency
@@ -202,41 +256,72 @@ def model_randomization(network: Any, params: Any, obs: np.ndarray, config: Any,
 
     signed_config = dataclasses.replace(config, methods=("gradient",), magnitude="signed")
 
-    def maps_of(p: Any) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    def maps_of(p: Any, with_signed: bool = True
+                ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         result = compute_saliency(network, p, obs, config, jax.random.PRNGKey(seed))
         maps = {m: result.aggregate(m) for m in config.methods}
         signed = (signed_stack(compute_saliency(network, p, obs, signed_config).maps[
-            "gradient"], config.stack) if gradient else None)
+            "gradient"], config.stack) if gradient and with_signed else None)
         if progress is not None:
             progress(1)
         return maps, signed
 
     reference, reference_signed = maps_of(params)
+    groups = layer_groups(params)
+    # cascade steps whose maps the sensitivity part reuses: all but the first layer re-drawn,
+    # and every layer re-drawn
+    kept_labels = {groups[-2][0]: "above_first", groups[-1][0]: "everything"}
+    kept: dict[str, dict[str, np.ndarray]] = {}
 
-    def rows(variants: list[tuple[str, list[str], Any]]) -> list[dict[str, Any]]:
+    def rows(variants: list[tuple[str, list[str], Any]], keep: dict[str, str] | None = None
+             ) -> list[dict[str, Any]]:
         out = []
-        for label, groups, p in variants:
+        for label, redrawn, p in variants:
             maps, signed = maps_of(p)
-            out.append({"randomized": label, "layers": groups, "methods": {
+            if keep and label in keep:
+                kept[keep[label]] = maps
+            out.append({"randomized": label, "layers": redrawn, "methods": {
                 m: compare_maps(reference[m], maps[m],
                                 reference_signed if m == "gradient" else None,
                                 signed if m == "gradient" else None)
                 for m in config.methods}})
         return out
 
-    steps = rows(cascade(params, fresh))
+    steps = rows(cascade(params, fresh), kept_labels)
     single = rows(independent(params, fresh))
+    other_top, _ = maps_of(above_first_layer(
+        params, init_params(network, jax.random.PRNGKey(20_000 + seed))), with_signed=False)
+    regions = {"whole": np.ones(reference[config.methods[0]].shape, bool),
+               "moving": moving_pixels(obs)}
+    if objects is not None:
+        regions["objects"] = np.asarray(objects, bool)
+    sensitivity = {
+        "regions": {name: {"mean_pixels": float(m.reshape(len(m), -1).sum(axis=1).mean()),
+                           "frames": int((m.reshape(len(m), -1).sum(axis=1)
+                                          >= MIN_REGION_PIXELS).sum())}
+                    for name, m in regions.items()},
+        "first_layer": groups[-1][0],
+        "comparisons": {
+            "trained_vs_random_top": {m: region_correlations(reference[m],
+                                                             kept["above_first"][m], regions)
+                                      for m in config.methods},
+            "random_top_vs_random_top": {m: region_correlations(kept["above_first"][m],
+                                                                other_top[m], regions)
+                                         for m in config.methods},
+            "trained_vs_all_random": {m: region_correlations(reference[m],
+                                                             kept["everything"][m], regions)
+                                      for m in config.methods}}}
     verdict = {}
     for m in config.methods:
         final = steps[-1]["methods"][m]["spearman"]
         verdict[m] = {"spearman_all_randomized": final,
                       "passes": final is not None and final < PASS_BELOW}
     return {"frames": len(obs), "pass_below": PASS_BELOW, "cascade": steps,
-            "independent": single, "verdict": verdict,
+            "independent": single, "verdict": verdict, "sensitivity": sensitivity,
             "config": {k: v for k, v in dataclasses.asdict(config).items()
                        if k in ("target", "layer", "samples", "spread", "stack", "magnitude")}}
 
 
 def variant_count(params: Any) -> int:
     """Network variants `model_randomization` computes maps for (progress total)."""
-    return 2 + 2 * len(layer_groups(params))
+    return 3 + 2 * len(layer_groups(params))

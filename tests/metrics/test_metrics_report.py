@@ -81,6 +81,9 @@ def test_report_on_two_breakout_runs(tmp_path, capsys):
     sanity = data["sanity"][names[0]]["max_sum"]
     assert sanity["frames"] == 3 and sanity["cascade"][0]["randomized"] == "none"
     assert sanity["cascade"][0]["methods"]["gradient"]["spearman"] > 0.999
+    # the sensitivity part's "objects" region: pixels near the visible ball and paddle
+    assert set(sanity["sensitivity"]["regions"]) == {"whole", "moving", "objects"}
+    assert 0 < sanity["sensitivity"]["regions"]["objects"]["mean_pixels"] < 84 * 84 / 4
     assert data["samples"][names[0]]["curves"]["smoothgrad"]["0.15"]["n"] == [1, 2, 5]
     assert data["faithfulness"][names[1]]["max_sum"]["frames"] == 6
     assert set(data["timing_s"]) >= {"frames", "saliency_maps", *PARTS, "report"}
@@ -90,7 +93,8 @@ def test_report_on_two_breakout_runs(tmp_path, capsys):
                     "## The sample-count claim", "## Faithfulness"):
         assert heading in md
     assert "sanity (3 of 12 frames, evenly spaced)" in md
-    for part in PARTS:
+    assert "two re-drawings above conv1 (input-only baseline) | near objects" in md
+    for part in (*PARTS, "sanity_regions"):
         assert (out / f"{part}.png").stat().st_size > 10_000
         pdf = (out / f"{part}.pdf").read_bytes()
         assert b"/FontFile2" in pdf and b"/Type3" not in pdf  # TrueType fonts (fonttype 42)
