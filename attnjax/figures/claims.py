@@ -5,7 +5,7 @@ ddof=1, Welch-Satterthwaite degrees of freedom). Rank correlations: Spearman's r
 Fisher-z interval using the Fieller-Hartley-Pearson standard error sqrt(1.06 / (n - 3)).
 Verdict against the claimed sign: the interval entirely on the claimed side -> "supported",
 entirely on the other side -> "not supported", containing zero (or not computable) ->
-"cannot tell with N seeds".
+"cannot tell with N seeds" (N runs for a correlation).
 """
 
 from __future__ import annotations
@@ -63,14 +63,17 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
     return out
 
 
-def verdict(estimate: dict[str, Any], sign: int, seeds: int) -> str:
-    """`sign` is the claimed direction: +1 (effect > 0) or -1 (effect < 0)."""
+def verdict(estimate: dict[str, Any], sign: int, count: int, unit: str = "seed") -> str:
+    """`sign` is the claimed direction: +1 (effect > 0) or -1 (effect < 0); `count` `unit`s
+    (seeds per λ for a difference of means, runs for a correlation) name what the estimate
+    rests on when it cannot tell."""
     low, high = estimate["low"], estimate["high"]
     if low is None or high is None or low <= 0 <= high:
-        return f"cannot tell with {seeds} seed{'' if seeds == 1 else 's'}"
+        return f"cannot tell with {count} {unit}{'' if count == 1 else 's'}"
     return SUPPORTED if (low > 0) == (sign > 0) else NOT_SUPPORTED
 
 
-def claim(text: str, estimate: dict[str, Any], sign: int, seeds: int, **extra: Any) -> dict:
+def claim(text: str, estimate: dict[str, Any], sign: int, count: int, unit: str = "seed",
+          **extra: Any) -> dict:
     return {"claim": text, **estimate, "claimed_sign": sign,
-            "verdict": verdict(estimate, sign, seeds), **extra}
+            "verdict": verdict(estimate, sign, count, unit), **extra}

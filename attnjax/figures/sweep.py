@@ -139,7 +139,7 @@ def sweep_claims(rows: Sequence[dict], game: str) -> list[dict]:
     out.append(claims.claim(
         "larger λ gives lower attention entropy (final training entropy)",
         claims.spearman([r["attn_coef"] for r in both], [r["final_entropy"] for r in both]),
-        -1, seeds, id="b", measure="attn_coef vs final_entropy"))
+        -1, len(both), "run", id="b", measure="attn_coef vs final_entropy"))
     if {BASE, LARGE} <= coefs:
         est = claims.welch_difference(_values(rows, LARGE, "greedy"), _values(rows, BASE, "greedy"))
         paper = PAPER["breakout_return"] if game == "Breakout" else None
@@ -152,7 +152,7 @@ def sweep_claims(rows: Sequence[dict], game: str) -> list[dict]:
         "sharper attention is more often on the ball (entropy on the localization frames vs "
         "hit rate)", claims.spearman([r["frames_entropy"] for r in both],
                                      [r["target_hit_rate"] for r in both]),
-        -1, seeds, id="d", measure="frames_entropy vs target_hit_rate"))
+        -1, len(both), "run", id="d", measure="frames_entropy vs target_hit_rate"))
     if BASE in coefs:
         for coef in sorted(coefs - {BASE}):
             est = claims.welch_difference(_values(rows, coef, "target_hit_rate"),

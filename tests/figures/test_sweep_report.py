@@ -128,6 +128,9 @@ def test_welch_and_fisher_intervals_match_scipy():
     assert rho["low"] < rho["effect"] < rho["high"]
     assert claims.verdict({"low": -1.0, "high": 2.0}, +1, 3) == "cannot tell with 3 seeds"
     assert claims.verdict({"low": -3.0, "high": -1.0}, +1, 3) == "not supported"
+    # a correlation rests on runs, not seeds per λ
+    no_interval = claims.spearman([0.0, 0.001, 0.005], [3.0, 2.0, 1.0])
+    assert claims.claim("x", no_interval, -1, 3, "run")["verdict"] == "cannot tell with 3 runs"
 
 
 def test_page_is_generated_from_summary_alone(sweep):
