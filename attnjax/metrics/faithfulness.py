@@ -30,6 +30,16 @@ BASELINES = ("blur", "mean")
 MODES = ("deletion", "insertion")
 BLUR_SIGMA = 5.0  # pixels of the 84x84 observation
 BATCH = 128  # network evaluations per call (fixed: one compilation)
+RISE_SHARE = 0.1  # a curve above the frame by this share of its frame-baseline span: worth a note
+# why a max_sum curve can climb above the unperturbed frame (figure caption and report.md)
+MAX_SUM_NOTE = (
+    "max_sum is a peak, not an amount: the sum over heads of each head's largest attention "
+    "weight (a softmax over the 49 cells). Pixels are ranked by the map's magnitude, whatever "
+    "the gradient's sign, so the top ones can be pixels that draw weight away from a head's "
+    "peak cell; replacing them leaves the attention more peaked than on the frame itself (e.g. "
+    "with clutter gone, one cell dominates). So a max_sum curve need not be monotone: it can "
+    "rise above the unperturbed value, which enlarges the deletion area, and a half-replaced "
+    "frame can sit below both ends.")
 
 
 def blur_matrix(size: int, sigma: float) -> np.ndarray:
@@ -163,6 +173,26 @@ def summarize(result: dict, fractions: Sequence[float] = FRACTIONS) -> dict[str,
                 a["insertion_beats_random"] = (a["insertion_target_auc"]
                                                > rnd["insertion_target_auc"])
     return areas
+
+
+def rises_above_unperturbed(curves_result: dict, fractions: Sequence[float],
+                            share: float = RISE_SHARE) -> list[dict[str, Any]]:
+    """Where a mean-target curve climbs above the unperturbed frame's value (deletion's first
+    point) by more than `share` of the frame-to-baseline distance: each (order, mode)'s
+    highest such point. Not a failure of the map: a peak target such as `max_sum` rises when
+    replacing pixels leaves the attention more peaked than on the frame itself."""
+    any_curve = next(iter(curves_result.values()))["deletion"]["target"]
+    unperturbed, baseline = any_curve[0], any_curve[-1]
+    margin = share * abs(unperturbed - baseline)
+    found = []
+    for name, by_mode in curves_result.items():
+        for mode in MODES:
+            values = by_mode[mode]["target"]
+            top = int(np.argmax(values))
+            if values[top] > unperturbed + margin:
+                found.append({"order": name, "mode": mode, "fraction": fractions[top],
+                              "value": values[top], "unperturbed": unperturbed})
+    return found
 
 
 @functools.lru_cache(maxsize=8)

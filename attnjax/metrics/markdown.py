@@ -205,12 +205,30 @@ def _samples(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rises(res: dict[str, Any], baseline: str) -> list[str]:
+    """A line naming the curves that climb above the unperturbed frame's value, if any."""
+    from attnjax.metrics.faithfulness import rises_above_unperturbed
+
+    found = rises_above_unperturbed(res["baselines"][baseline]["curves"], res["fractions"])
+    if not found:
+        return []
+    points = ", ".join(f"{r['order']} {r['mode']} {r['value']:.3f} at {r['fraction']:g} of "
+                       "the pixels replaced" for r in found)
+    return [f"Above the unperturbed frame's value ({found[0]['unperturbed']:.3f}): {points}.",
+            ""]
+
+
 def _faithfulness(data: dict[str, Any]) -> list[str]:
+    from attnjax.metrics.faithfulness import MAX_SUM_NOTE
+
+    fth = data["faithfulness"]
     lines = ["## Faithfulness (deletion and insertion)", "",
              "Areas under the mean-target curves (deletion: lower is more faithful; insertion: "
              "higher) and under the greedy-action agreement curves, next to a random pixel "
              "order.", ""]
-    for run, by_target in data["faithfulness"].items():
+    if any("max_sum" in by_target for by_target in fth.values()):
+        lines += [MAX_SUM_NOTE, ""]
+    for run, by_target in fth.items():
         for target, res in by_target.items():
             for baseline, b in res["baselines"].items():
                 lines += [f"### {run}, target {target}, {baseline} baseline "
@@ -222,6 +240,7 @@ def _faithfulness(data: dict[str, Any]) -> list[str]:
                 lines += table(("order", "deletion AUC", "insertion AUC",
                                 "deletion agreement", "insertion agreement",
                                 "deletion < random", "insertion > random"), rows)
+                lines += _rises(res, baseline)
     return lines
 
 

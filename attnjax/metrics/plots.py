@@ -208,28 +208,148 @@ def plot_samples(data: dict[str, Any]) -> Any:
     return fig
 
 
+# what each saliency target is, for the faithfulness axes (config.TARGETS)
+TARGET_LABELS = {
+    "max_sum": "max_sum (Σ heads' peak weight)",
+    "sum_max": "sum_max (peak of heads' sum)",
+    "max": "max (largest attention weight)",
+    "sum": "sum (all attention)",
+    "action": "action (greedy action's logit)",
+    "value": "value (critic's estimate)",
+}
+AREA_TICKS = ("deletion\n(faithful: below random)", "insertion\n(faithful: above random)")
+
+
+def faithfulness_combinations(fth: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every (target, baseline) any run has, in the report's order."""
+    combos: list[tuple[str, str]] = []
+    for by_target in fth.values():
+        for target, result in by_target.items():
+            combos += [(target, b) for b in result["baselines"] if (target, b) not in combos]
+    return combos
+
+
+def _orders(fth: dict[str, Any]) -> list[str]:
+    """The pixel orders drawn: the methods as the report has them, the random order last."""
+    names = [name for by_target in fth.values() for result in by_target.values()
+             for b in result["baselines"].values() for name in b["curves"]]
+    return [n for n in dict.fromkeys(names) if n != "random"] + ["random"] * ("random" in names)
+
+
+def _area_panel(ax: Any, areas: dict[str, dict], orders: list[str]) -> None:
+    """Deletion and insertion areas per method as bars that start at the random order's area
+    (a dashed grey line): where a bar points is whether the map beats chance."""
+    methods = [name for name in orders if name != "random" and name in areas]
+    width = 0.8 / max(1, len(methods))
+    values = []
+    for g, mode in enumerate(("deletion", "insertion")):
+        key = f"{mode}_target_auc"
+        chance = areas.get("random", {}).get(key)
+        for m, name in enumerate(methods):
+            value = areas[name][key]
+            bottom = value if chance is None else chance
+            ax.bar(g - 0.4 + (m + 0.5) * width, value - bottom, width * 0.85, bottom=bottom,
+                   color=METHOD_COLOURS.get(name), edgecolor=METHOD_COLOURS.get(name))
+            values.append(value)
+        if chance is not None:
+            ax.hlines(chance, g - 0.46, g + 0.46, colors=METHOD_COLOURS["random"],
+                      linestyles="--", linewidth=1.5)
+            values.append(chance)
+    pad = 0.12 * (max(values) - min(values)) or 0.1
+    ax.set_ylim(min(values) - pad, max(values) + pad)
+    ax.set_xlim(-0.5, 1.5)
+    ax.set_xticks([0, 1], AREA_TICKS, fontsize=7)
+    ax.set_ylabel("area under the curve", fontsize=8)
+
+
+def _curve_panel(ax: Any, fractions: list[float], curves: dict[str, dict], mode: str,
+                 orders: list[str]) -> None:
+    """Mean target against the fraction replaced, per order, with the unperturbed frame's
+    value (deletion's first point) dotted."""
+    for name in orders:
+        if name in curves:
+            ax.plot(fractions, curves[name][mode]["target"], "--" if name == "random" else "-",
+                    marker="o", markersize=2.5, linewidth=1.2, color=METHOD_COLOURS.get(name))
+    unperturbed = next(iter(curves.values()))["deletion"]["target"][0]
+    ax.axhline(unperturbed, color="black", linestyle=":", linewidth=0.9)
+    ax.set_xlabel("fraction of pixels replaced", fontsize=8)
+    ax.set_xlim(-0.02, 1.02)
+
+
+def faithfulness_caption(data: dict[str, Any]) -> str:
+    """How to read the faithfulness figure, and where a curve rises above the unperturbed
+    frame's value (found in the data) and why a `max_sum` curve can."""
+    from attnjax.metrics.faithfulness import MAX_SUM_NOTE, rises_above_unperturbed
+
+    fth = data["faithfulness"]
+    frames = sorted({r["frames"] for by_target in fth.values() for r in by_target.values()})
+    top = "Top row" if len(fth) == 1 else f"Top {len(fth)} rows"
+    text = [
+        f"{top}: area under each method's curve; bars start at the random pixel order's area "
+        "(dashed grey), so a map beats chance where its bar points down for deletion and up for "
+        "insertion. Below: the curves, mean target over "
+        f"{' or '.join(map(str, frames))} frames, against the fraction of pixels replaced by "
+        "the baseline (deletion) or put back onto it (insertion); dotted black: the unperturbed "
+        "frame's value."]
+    if any("max_sum" in by_target for by_target in fth.values()):
+        text.append(MAX_SUM_NOTE)
+    rises = []
+    for run, by_target in fth.items():
+        for target, result in by_target.items():
+            for baseline, b in result["baselines"].items():
+                found = rises_above_unperturbed(b["curves"], result["fractions"])
+                if found:
+                    points = ", ".join(f"{r['order']} {r['mode']} {r['value']:.3f} at "
+                                       f"{r['fraction']:g}" for r in found)
+                    rises.append(f"{run_label(data, run)}, {target}, {baseline} baseline: "
+                                 f"{points} (unperturbed {found[0]['unperturbed']:.3f})")
+    if rises:
+        text.append("Above the unperturbed value here (fraction replaced after 'at'): "
+                    + "; ".join(rises) + ".")
+    return "\n".join(text)
+
+
 def plot_faithfulness(data: dict[str, Any]) -> Any:
-    """Deletion and insertion curves of the first target and baseline, per run."""
+    """Every run × target × baseline: the deletion and insertion areas against the random
+    order's (one row per run), then the curves (a deletion and an insertion row per run), a
+    shared legend and a caption under the axes."""
+    import textwrap
+
+    from matplotlib.lines import Line2D
+
     plt = _pyplot()
     fth = data["faithfulness"]
-    runs = list(fth)
-    target = data["settings"]["targets"][0]
-    fig, axes = plt.subplots(len(runs), 2, figsize=(9, 3.2 * len(runs)), squeeze=False)
-    for i, run in enumerate(runs):
-        result = fth[run][target]
-        baseline = next(iter(result["baselines"]))
-        curves = result["baselines"][baseline]["curves"]
-        for j, mode in enumerate(("deletion", "insertion")):
-            ax = axes[i, j]
-            for name, c in curves.items():
-                ax.plot(result["fractions"], c[mode]["target"],
-                        "--" if name == "random" else "-", marker="o", markersize=3,
-                        color=METHOD_COLOURS.get(name), label=name)
-            ax.set_title(f"{run}: {mode} ({baseline} baseline)", fontsize=8)
-            ax.set_xlabel("fraction of pixels")
-            ax.set_ylabel(f"target {target}")
-            ax.legend(fontsize=6)
-    fig.tight_layout()
+    runs, combos, orders = list(fth), faithfulness_combinations(fth), _orders(fth)
+    rows = [(run, "areas") for run in runs] + [(run, mode) for run in runs
+                                               for mode in ("deletion", "insertion")]
+    fig, axes = plt.subplots(len(rows), len(combos), squeeze=False, layout="constrained",
+                             figsize=(3.3 * len(combos) + 0.4, 2.35 * len(rows) + 0.6))
+    for i, (run, kind) in enumerate(rows):
+        for j, (target, baseline) in enumerate(combos):
+            ax, result = axes[i, j], fth[run].get(target)
+            if result is None or baseline not in result["baselines"]:
+                ax.set_axis_off()
+                continue
+            b = result["baselines"][baseline]
+            if kind == "areas":
+                _area_panel(ax, b["areas"], orders)
+            else:
+                _curve_panel(ax, result["fractions"], b["curves"], kind, orders)
+                ax.set_ylabel(TARGET_LABELS.get(target, target), fontsize=8)
+            ax.set_title(f"{run_label(data, run)}: {target}, {baseline} baseline\n"
+                         f"{'area under the curves' if kind == 'areas' else kind}", fontsize=8)
+            ax.tick_params(labelsize=7)
+    handles = [Line2D([], [], color=METHOD_COLOURS.get(name), marker="o", markersize=4,
+                      linestyle="--" if name == "random" else "-",
+                      label="random pixel order" if name == "random" else name)
+               for name in orders]
+    handles.append(Line2D([], [], color="black", linestyle=":", label="unperturbed frame"))
+    inches = fig.get_figwidth()
+    fig.legend(handles=handles, loc="outside upper center", frameon=False, fontsize=8,
+               ncol=min(len(handles), max(2, int(inches / 1.6))))
+    caption = "\n".join(textwrap.fill(p, int(15 * inches))  # characters per line at 7.5 pt
+                        for p in faithfulness_caption(data).split("\n"))
+    fig.text(0.01, 0, caption, fontsize=7.5, va="top", ha="left", linespacing=1.4)
     return fig
 
 
