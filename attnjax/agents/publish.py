@@ -46,7 +46,8 @@ def publish_agent(run: str | Path, out: str | Path) -> Path:
         "attn_heads": agent.config.attn_heads, "num_actions": agent.num_actions,
         "global_step": agent.step, "iteration": agent.iteration, "env_id": agent.config.env_id,
         "attn_coef": agent.config.attn_coef, "seed": agent.config.seed,
-        "source": str(agent.path), "published_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # the run folder's name and checkpoint: no path of the publishing machine
+        "source": agent.path.relative_to(run_dir.parent).as_posix(), "published_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     try:
         with replacing_folder(out) as tmp:
