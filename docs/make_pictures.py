@@ -35,6 +35,7 @@ ATTENTION_PNG = ROOT / "docs" / "attention.png"
 VIEWER_FRAMES = 8
 PINNED_NODE = "h0p0.0"  # head 0's strongest peak, its first attention hidden unit
 SEED = 0
+PICTURES = ("viewer", "attention")
 
 
 def viewer_picture(out: Path = VIEWER_PNG) -> None:
@@ -114,14 +115,18 @@ def attention_picture(frames: int, out: Path = ATTENTION_PNG) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pictures", nargs="*", choices=("viewer", "attention"),
-                        default=["viewer", "attention"], help="which to draw (default both)")
+    parser.add_argument("pictures", nargs="*", metavar="viewer|attention",
+                        help="which to draw (default both)")
     parser.add_argument("--frames", type=int, default=400,
                         help="greedy steps played to find the attention picture's frame")
     args = parser.parse_args()
-    if "viewer" in args.pictures:
+    pictures = args.pictures or PICTURES
+    unknown = sorted(set(pictures) - set(PICTURES))
+    if unknown:
+        parser.error(f"unknown picture {', '.join(unknown)}: choose from {', '.join(PICTURES)}")
+    if "viewer" in pictures:
         viewer_picture()
-    if "attention" in args.pictures:
+    if "attention" in pictures:
         attention_picture(args.frames)
     return 0
 
