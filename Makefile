@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-from-lock
 
-.PHONY: setup train test test-all lint bench peers lock clean sweep-video
+.PHONY: setup train test test-all lint bench peers lock clean sweep-video docs-pictures
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ test-all: setup
 
 lint: setup
 	$(PY) -m ruff check .
+
+# docs/viewer.png and docs/attention.png from the lambda = 0 reference agent; the viewer's
+# screenshot needs /usr/bin/chromium (bash .ci/install-browser.sh)
+docs-pictures: setup
+	$(PY) docs/make_pictures.py
 
 bench: setup
 	$(PY) bench/train_throughput.py

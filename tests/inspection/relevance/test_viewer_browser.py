@@ -22,21 +22,11 @@ from network_params import fast_params
 from attnjax.cli import OneLineArgumentParser
 from attnjax.inspection.relevance import tree as R
 from attnjax.inspection.relevance import viewer as V
+from attnjax.inspection.relevance.browser import CHROMIUM, VIEWPORT, launch, open_viewer
 from attnjax.model.networks import make_network
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("ATTNJAX_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
 
@@ -57,8 +47,7 @@ def browser():
         _unavailable(f"playwright is not installed ({err})")
     manager = sync_playwright().start()
     try:
-        chromium = manager.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                           args=CHROMIUM_ARGS)
+        chromium = launch(manager)
     except Exception as err:  # noqa: BLE001 - any launch failure is a reason to skip
         manager.stop()
         _unavailable(f"{CHROMIUM} failed to launch: {str(err).splitlines()[0]}")
@@ -70,7 +59,8 @@ def browser():
 class Page:
     """A page that records console errors, page errors and every request it makes."""
 
-    def __init__(self, browser, path: Path, width: int = 1500, height: int = 950) -> None:
+    def __init__(self, browser, path: Path, width: int = VIEWPORT[0],
+                 height: int = VIEWPORT[1]) -> None:
         self.page = browser.new_page(viewport={"width": width, "height": height})
         self.errors: list[str] = []
         self.requests: list[str] = []
@@ -79,8 +69,7 @@ class Page:
         self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
         self.page.on("requestfailed", lambda r: self.errors.append(f"request failed: {r.url}"))
         self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.goto(path.resolve().as_uri())
-        self.page.wait_for_selector("body[data-ready=true]", timeout=15_000)
+        open_viewer(self.page, path)
 
     def close(self) -> None:
         self.page.close()
@@ -138,6 +127,17 @@ def test_viewer_in_chromium(browser, viewer_file):
         _check_tree_fits(p, fitted=True)
         _check_in_view(p, "#legend-bar")
         assert "attention hidden unit" in p.locator("#legend-bar").text_content()
+        # labels clear of each other, of the fold buttons and of the dots, a pinned label too
+        widest = p.evaluate("""() => Array.from(document.querySelectorAll(
+            '#tree-svg .node[data-layer=a1]')).sort((a, b) => b.querySelector('text')
+            .getBBox().width - a.querySelector('text').getBBox().width)[0].dataset.nodeId""")
+        p.locator(f'#tree-svg .node[data-node-id="{widest}"] circle').click()
+        _check_no_overlaps(p)
+        _check_nodes_stand_out(p)
+        # the frame, the node card and the frame card fit the window without scrolling
+        for card in ("#frame-box", "#node-info", "#frame-info"):
+            _check_in_view(p, card)
+        p.keyboard.press("Escape")
         labels = p.eval_on_selector_all("#tree-svg .node", "els => els.map(e => e.ariaLabel)")
         assert any(t.startswith("attention hidden unit ") for t in labels)
         assert not any(re.search(r"\bc\d+\b|\bpx\b", t) for t in labels), labels
@@ -150,6 +150,8 @@ def test_viewer_in_chromium(browser, viewer_file):
         p.locator("#expand-all").click()
         assert drawn.count() == len(nodes) > 0
         _check_tree_fits(p, fitted=False)
+        _check_no_overlaps(p)
+        _check_nodes_stand_out(p)
         drawn_ids = p.eval_on_selector_all("#tree-svg .node[data-node-id]",
                                            "els => els.map(e => e.dataset.nodeId)")
         assert sorted(drawn_ids) == sorted(n["id"] for n, _, _ in nodes)
@@ -256,6 +258,69 @@ def _check_tree_fits(p, fitted: bool) -> None:
     right = max(p.eval_on_selector_all("#tree-svg text", "els => els.map(e => "
                                        "e.getBoundingClientRect().right)"))
     assert right <= svg["x"] + svg["width"] + 0.5, (right, svg)
+
+
+def _boxes(p, selector: str) -> np.ndarray:
+    """[N, 4] left, top, right, bottom on the screen of every element `selector` matches."""
+    return np.array(p.eval_on_selector_all(selector, """els => els.map(e => {
+        const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"""),
+        dtype=float).reshape(-1, 4)
+
+
+def _overlapping(a: np.ndarray, b: np.ndarray, tolerance: float = 0.5) -> np.ndarray:
+    """[N, 4], [M, 4] boxes -> bool [N, M]: the two boxes share more than `tolerance` px both
+    ways."""
+    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    return (width > tolerance) & (height > tolerance)
+
+
+def _check_no_overlaps(p) -> None:
+    """No label of the tree (node labels and head titles) overlaps another label, a fold button
+    or a node's dot."""
+    labels = _boxes(p, "#tree-svg .node > text, #tree-svg .head-label")
+    buttons = _boxes(p, "#tree-svg .toggle rect")
+    dots = _boxes(p, "#tree-svg .node > circle")
+    assert len(labels) and len(dots)
+    between = _overlapping(labels, labels)
+    np.fill_diagonal(between, False)
+    texts = p.eval_on_selector_all("#tree-svg .node > text, #tree-svg .head-label",
+                                   "els => els.map(e => e.textContent)")
+    pairs = [(texts[i], texts[j]) for i, j in zip(*np.nonzero(between), strict=True)]
+    assert not pairs, f"labels overlap: {pairs[:3]}"
+    on_button = [texts[i] for i in np.nonzero(_overlapping(labels, buttons).any(axis=1))[0]]
+    assert not on_button, f"labels over fold buttons: {on_button[:3]}"
+    on_dot = [texts[i] for i in np.nonzero(_overlapping(labels, dots).any(axis=1))[0]]
+    assert not on_dot, f"labels over dots: {on_dot[:3]}"
+
+
+def _luminance(rgb: np.ndarray) -> float:
+    """WCAG relative luminance of an sRGB colour (0-255)."""
+    c = rgb / 255.0
+    c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return float(c @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def _check_nodes_stand_out(p) -> None:
+    """Every node's dot, folded or not, as painted over the tree panel (its fill opacity
+    applied), contrasts with the panel by at least 3:1 (WCAG's minimum for graphics)."""
+    panel = p.evaluate("getComputedStyle(document.getElementById('tree-panel')).backgroundColor")
+    dots = p.eval_on_selector_all("#tree-svg .node > circle", """els => els.map(e => {
+        const s = getComputedStyle(e);
+        return [s.fill, Number(s.fillOpacity) * Number(s.opacity),
+                e.closest('.node').dataset.nodeId]; })""")
+
+    def rgb(css: str) -> np.ndarray:
+        return np.array([float(v) for v in re.findall(r"[\d.]+", css)[:3]])
+
+    back = rgb(panel)
+    low = []
+    for fill, opacity, node_id in dots:
+        painted = opacity * rgb(fill) + (1 - opacity) * back
+        lighter, darker = sorted((_luminance(painted), _luminance(back)), reverse=True)
+        if (lighter + 0.05) / (darker + 0.05) < 3:
+            low.append(node_id)
+    assert not low, f"dots hard to see on the panel: {low[:5]}"
 
 
 def _check_in_view(p, selector: str) -> None:

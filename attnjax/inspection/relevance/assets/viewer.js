@@ -27,12 +27,16 @@
   var NEAR_UNIFORM = 2; // a peak under twice uniform shows no focus (attnjax.baseline)
   var OPEN_LEVELS = 3; // levels unfolded when a frame opens
   var MIN_SCALE = 0.75; // the tree shrinks to fit the panel's width, down to this
+  var MIN_FRAME_HEIGHT = 160; // the frame shrinks to leave its cards in view, down to this
   var HEAT_OPACITY = 0.35; // the heatmap's strongest cell
   var HEAD_COLORS = ["#ffb703", "#8ecae6", "#c77dff", "#90be6d", "#f94144", "#f8961e"];
-  var ROW = 18;
-  var COL = 170;
+  var ROW = 18; // one row per shown leaf: taller than a label, so labels never meet vertically
   var MARGIN_X = 30;
   var MARGIN_Y = 16;
+  var LABEL_X = 11; // every label starts this far right of its dot
+  var TOGGLE_X = -17; // the fold button sits left of its dot...
+  var TOGGLE_HALF = 5.5; // ...and reaches this far to each side
+  var BRANCH_ROOM = 24; // between a column's longest label and the next column's fold buttons
 
   var numHeads = DATA.meta.heads;
   var maxLevels = DATA.meta.tree_config ? levelsOf(DATA.meta.tree_config.leaf_layer) : 5;
@@ -181,9 +185,9 @@
       t.textContent = "head " + h.head;
     });
 
-    // nodes first: a column is as wide as the longest label of an open parent in it (those
-    // labels run above the branches to the next column), at least COL
-    var labelWidth = [];
+    // nodes first: every label sits beside its dot, so a column is as wide as its longest label
+    // (measured as drawn) and the branches to the next column start where a label ends
+    var labelEnd = [];
     lay.items.forEach(function (item) {
       var node = item.node;
       var cls = "node";
@@ -198,8 +202,7 @@
       }, nodeLayer);
       item.g = g;
       svg("circle", { r: node.layer === "attention" ? 7 : 5.5, fill: STYLE[node.layer].color }, g);
-      // open parents carry their label above the branches, leaves beside the dot
-      var text = svg("text", item.open ? { x: 6, y: -10 } : { x: 11, y: 0.5 }, g);
+      var text = svg("text", { x: LABEL_X, y: 0.5 }, g);
       text.textContent = label(node);
       if (node.relevance !== null) {
         var rel = svg("tspan", { class: "rel", dx: 6 }, text);
@@ -207,8 +210,9 @@
       }
       if (node.children.length) {
         var t = svg("g", { class: "toggle", "data-toggle-for": node.id,
-          transform: "translate(-19,0)" }, g);
-        svg("rect", { x: -5.5, y: -5.5, width: 11, height: 11, rx: 2 }, t);
+          transform: "translate(" + TOGGLE_X + ",0)" }, g);
+        svg("rect", { x: -TOGGLE_HALF, y: -TOGGLE_HALF, width: 2 * TOGGLE_HALF,
+          height: 2 * TOGGLE_HALF, rx: 2 }, t);
         var glyph = svg("text", { x: 0, y: 0.5 }, t);
         glyph.textContent = item.open ? "\u2212" : "+";
         if (!item.open) {
@@ -216,14 +220,13 @@
           more.textContent = "[+" + countBelow(node) + "]";
         }
       }
-      if (item.open) {
-        labelWidth[item.depth] = Math.max(labelWidth[item.depth] || 0,
-          text.getComputedTextLength());
-      }
+      var box = text.getBBox(); // its tspans' offsets included
+      item.labelEnd = box.x + box.width;
+      labelEnd[item.depth] = Math.max(labelEnd[item.depth] || 0, item.labelEnd);
     });
     var columns = [MARGIN_X];
     for (var d = 1; d < maxLevels; d++) {
-      columns[d] = columns[d - 1] + Math.max(COL, (labelWidth[d - 1] || 0) + 36);
+      columns[d] = columns[d - 1] + (labelEnd[d - 1] || 0) + BRANCH_ROOM - TOGGLE_X + TOGGLE_HALF;
     }
     function px(item) { return columns[item.depth]; }
     lay.items.forEach(function (item) {
@@ -237,9 +240,9 @@
       siblingMax.set(e.from, Math.max(m, Math.abs(e.to.node.relevance)));
     });
     lay.edges.forEach(function (e) {
-      var x1 = px(e.from) + 7;
+      var x1 = px(e.from) + e.from.labelEnd + 4;
       var y1 = py(e.from);
-      var x2 = px(e.to) - 16;
+      var x2 = px(e.to) + (e.to.node.children.length ? TOGGLE_X - TOGGLE_HALF : -8);
       var y2 = py(e.to);
       var mid = (x1 + x2) / 2;
       var rel = e.to.node.relevance;
@@ -296,6 +299,25 @@
     img.src = frame.images[state.image];
     img.setAttribute("data-mode", state.image);
     $("frame-box").style.setProperty("--aspect", (size[1] / size[0]).toFixed(5));
+    fitFrame();
+  }
+
+  // the frame as large as the panel allows with the node card (at its fixed minimum height,
+  // so hovering never resizes the frame) and the frame card below it in view; the legend card
+  // may lie below the fold. The one-column layout of narrow windows scrolls the page instead.
+  function fitFrame() {
+    var box = $("frame-box");
+    if (window.matchMedia("(max-width: 900px)").matches) {
+      box.style.width = "";
+      return;
+    }
+    var panel = $("frame-panel");
+    var size = FRAMES[state.frame].image_sizes[state.image];
+    var gap = parseFloat(getComputedStyle(panel).rowGap) || 0;
+    var room = panel.clientHeight - parseFloat(getComputedStyle($("node-info")).minHeight) -
+      $("frame-info").offsetHeight - 2 * gap - 2; // 2: the frame's border
+    var height = Math.max(MIN_FRAME_HEIGHT, room);
+    box.style.width = Math.floor(Math.min(panel.clientWidth, height * size[1] / size[0])) + "px";
   }
 
   function drawHeatmap() {
@@ -691,9 +713,9 @@
     $("prev").disabled = state.frame === 0;
     $("next").disabled = state.frame === FRAMES.length - 1;
     document.body.setAttribute("data-frame", String(state.frame));
+    showFrameInfo();
     drawImage();
     drawHeatmap();
-    showFrameInfo();
     redrawTree();
     $("tree-scroll").scrollTop = 0;
     document.body.setAttribute("data-render-ms", (performance.now() - started).toFixed(1));
@@ -701,7 +723,11 @@
 
   buildControls();
   buildLegend();
-  window.addEventListener("resize", function () { if (FRAMES.length) redrawTree(); });
+  window.addEventListener("resize", function () {
+    if (!FRAMES.length) return;
+    fitFrame();
+    redrawTree();
+  });
   if (FRAMES.length) {
     render();
   } else {
