@@ -47,7 +47,8 @@ def publish_agent(run: str | Path, out: str | Path) -> Path:
         "global_step": agent.step, "iteration": agent.iteration, "env_id": agent.config.env_id,
         "attn_coef": agent.config.attn_coef, "seed": agent.config.seed,
         # the run folder's name and checkpoint: no path of the publishing machine
-        "source": agent.path.relative_to(run_dir.parent).as_posix(), "published_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "source": agent.path.relative_to(run_dir.parent).as_posix(),
+        "published_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     try:
         with replacing_folder(out) as tmp:
