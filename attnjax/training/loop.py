@@ -279,6 +279,12 @@ def iteration_record(metrics: dict[str, np.ndarray], i: int, r: int, iteration: 
     return record
 
 
+def finished(checkpointers: list[RunCheckpointer], num_iterations: int) -> bool:
+    """Whether every run has a checkpoint of its last iteration (a rerun of a finished grid
+    then builds no env pool and compiles nothing)."""
+    return all(num_iterations in c.steps() for c in checkpointers)
+
+
 def train(configs: list[TrainConfig], progress: bool = False, resume: bool = False) -> list[Path]:
     """Train the runs (a grid shares one env pool and one compiled iteration) with the run
     folder's callbacks (metrics, W&B and pictures, checkpoints, progress); returns their run
@@ -287,9 +293,13 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     _, resume = prepare(configs, resume)
     run_dirs = runs.create_run_dirs(configs, resume)
     base = configs[0]
+    checkpointers = [RunCheckpointer(d, base.keep_checkpoints) for d in run_dirs]
+    if resume and finished(checkpointers, base.num_iterations):  # said even with --quiet
+        print(f"every run already holds its final checkpoint (iteration {base.num_iterations}, "
+              f"{base.num_iterations * base.batch_size:,} steps); nothing to train", flush=True)
+        return run_dirs
     program = build_program(configs)
     state = program.state
-    checkpointers = [RunCheckpointer(d, base.keep_checkpoints) for d in run_dirs]
     start_iteration = 0
     if resume:
         state, start_iteration = _restore(state, checkpointers, configs)

@@ -170,6 +170,14 @@ def test_grid_killed_after_a_checkpoint_continues_when_rerun_with_the_same_comma
         # a continued one meets new games after the checkpoint
         assert len(killed[run]) > newest and lines[newest] != killed[run][newest]
 
+    # the same command once more: every run is finished, nothing is built, compiled or written
+    before = {p: p.read_bytes() for run in grid for p in sorted(run.rglob("*")) if p.is_file()}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing to train" in proc.stdout and "compiling" not in proc.stdout, proc.stdout
+    assert {p: p.read_bytes() for run in grid for p in sorted(run.rglob("*"))
+            if p.is_file()} == before
+
 
 def test_nan_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(tmp_path):
     """A learning rate of 1e30 makes the parameters infinite after the first update: the second
