@@ -154,23 +154,29 @@ def plot_sanity_regions(data: dict[str, Any]) -> Any:
                 trained = [comparisons["trained_vs_random_top"][method][g] for g in regions]
                 floor = [comparisons["random_top_vs_random_top"][method][g] for g in regions]
                 ax.bar(x, [float("nan") if v is None else v for v in trained], width * 0.9,
-                       color=METHOD_COLOURS.get(method), label=f"{method}: trained vs random top")
+                       color=METHOD_COLOURS.get(method),
+                       label=f"{method}: trained vs layers above the first re-drawn")
+                everything = [comparisons["trained_vs_all_random"][method][g] for g in regions]
                 ax.plot(x, [float("nan") if v is None else v for v in floor], "_",
                         color="black", markersize=14, markeredgewidth=2,
-                        label="two random tops" if k == 0 else None)
+                        label="two random tops above the first layer (input-only baseline)"
+                        if k == 0 else None)
+                ax.plot(x, [float("nan") if v is None else v for v in everything], "o",
+                        markerfacecolor="white", markeredgecolor="black", markersize=5,
+                        label="trained vs every layer re-drawn (the pass/fail comparison)"
+                        if k == 0 else None)
             ax.axhline(san[run][target]["pass_below"], color="grey", linewidth=0.8,
-                       linestyle=":", label="pass threshold")
+                       linestyle=":", label=f"pass below {san[run][target]['pass_below']:g}")
             ax.axhline(0, color="black", linewidth=0.5)
             ax.set_xticks(range(len(regions)), [
                 f"{REGION_LABELS.get(g, g)}\n({sens['regions'][g]['mean_pixels']:.0f} px)"
                 for g in regions], fontsize=7)
             ax.set_ylim(-0.3, 1.05)
-            ax.set_ylabel(f"rank corr. (layers above {sens['first_layer']} re-drawn)",
-                          fontsize=8)
+            ax.set_ylabel("rank correlation of |map|", fontsize=8)
             ax.set_title(f"{run_label(data, run)}, target {target}", fontsize=8)
-            if i == 0 and j == 0:
-                ax.legend(fontsize=6, loc="lower left")
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / fig.get_figheight()))
     return fig
 
 
