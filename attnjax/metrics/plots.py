@@ -95,6 +95,13 @@ def plot_localization(data: dict[str, Any]) -> Any:
     return fig
 
 
+def _target_by_run_panels(plt: Any, targets: list[str], runs: list[str], width: float
+                          ) -> tuple[Any, Any]:
+    """A figure with one row per target and one column per run: axes [targets, runs]."""
+    return plt.subplots(len(targets), len(runs), figsize=(width * len(runs), 3.4 * len(targets)),
+                        squeeze=False)
+
+
 def plot_sanity(data: dict[str, Any]) -> Any:
     """Cascading randomization: rank correlation (solid) and SSIM (dashed) with the trained
     network's maps, one panel per target and run."""
@@ -102,9 +109,7 @@ def plot_sanity(data: dict[str, Any]) -> Any:
     san = data["sanity"]
     runs = list(san)
     targets = data["settings"]["targets"]
-    fig, axes = plt.subplots(len(targets), len(runs), figsize=(4.6 * len(runs),
-                                                                3.4 * len(targets)),
-                             squeeze=False)
+    fig, axes = _target_by_run_panels(plt, targets, runs, width=4.6)
     for i, target in enumerate(targets):
         for j, run in enumerate(runs):
             ax, result = axes[i, j], san[run][target]
@@ -139,9 +144,7 @@ def plot_sanity_regions(data: dict[str, Any]) -> Any:
     san = data["sanity"]
     runs = [r for r in san if all("sensitivity" in res for res in san[r].values())]
     targets = data["settings"]["targets"]
-    fig, axes = plt.subplots(len(targets), len(runs), figsize=(4.8 * len(runs),
-                                                                3.4 * len(targets)),
-                             squeeze=False)
+    fig, axes = _target_by_run_panels(plt, targets, runs, width=4.8)
     for i, target in enumerate(targets):
         for j, run in enumerate(runs):
             ax, sens = axes[i, j], san[run][target]["sensitivity"]
