@@ -12,7 +12,8 @@
   lies nearest the middle of the heads' heatmap squares is drawn.
 
 Run from the repository root: `make docs-pictures`, or `.venv/bin/python docs/make_pictures.py
-[viewer|attention]`. Each picture replaces its file only once it is completely written.
+[viewer|attention] [--out DIR]`. The pictures go to runs/docs-pictures/ (copy them over docs/ to
+update the documentation); each replaces its file only once it is completely written.
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ import numpy as np  # noqa: E402
 from attnjax.files import replacing  # noqa: E402
 
 AGENT = ROOT / "agents" / "Breakout__attn0__s0"
-VIEWER_PNG = ROOT / "docs" / "viewer.png"
-ATTENTION_PNG = ROOT / "docs" / "attention.png"
+# drawn into runs/ by default: the committed docs/*.png change only when a maintainer copies
+# the new pictures over them (a documentation command never replaces a shipped file)
+DEFAULT_OUT = ROOT / "runs" / "docs-pictures"
+VIEWER_PNG = "viewer.png"
+ATTENTION_PNG = "attention.png"
 VIEWER_FRAMES = 8
 PINNED_NODE = "h0p0.0"  # head 0's strongest peak, its first attention hidden unit
 SEED = 0
 PICTURES = ("viewer", "attention")
 
 
-def viewer_picture(out: Path = VIEWER_PNG) -> None:
+def viewer_picture(out: Path = DEFAULT_OUT / VIEWER_PNG) -> None:
     """The viewer of 8 frames of the agent, screenshot with one node pinned."""
     from playwright.sync_api import sync_playwright
 
@@ -86,7 +90,7 @@ def ball_frame(attention: np.ndarray, ball) -> int:
     return int(np.argmin(np.where(on_ball, distance, np.inf)))
 
 
-def attention_picture(frames: int, out: Path = ATTENTION_PNG) -> None:
+def attention_picture(frames: int, out: Path = DEFAULT_OUT / ATTENTION_PNG) -> None:
     """attention.png as training draws it, on the computed ball frame."""
     import matplotlib.pyplot as plt
 
@@ -119,15 +123,19 @@ def main() -> int:
                         help="which to draw (default both)")
     parser.add_argument("--frames", type=int, default=400,
                         help="greedy steps played to find the attention picture's frame")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="folder for viewer.png and attention.png (default runs/docs-pictures; "
+                             "copy them over docs/ to update the documentation)")
     args = parser.parse_args()
     pictures = args.pictures or PICTURES
     unknown = sorted(set(pictures) - set(PICTURES))
     if unknown:
         parser.error(f"unknown picture {', '.join(unknown)}: choose from {', '.join(PICTURES)}")
+    args.out.mkdir(parents=True, exist_ok=True)
     if "viewer" in pictures:
-        viewer_picture()
+        viewer_picture(args.out / VIEWER_PNG)
     if "attention" in pictures:
-        attention_picture(args.frames)
+        attention_picture(args.frames, args.out / ATTENTION_PNG)
     return 0
 
 
