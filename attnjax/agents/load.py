@@ -21,7 +21,7 @@ from attnjax.model.networks import init_params, make_network
 from attnjax.training.checkpoints import (
     CheckpointMismatch,
     like_template,
-    restore_params,
+    read_checkpoint_params,
 )
 from attnjax.training.config import TrainConfig
 from attnjax.training.runs import (
@@ -82,13 +82,10 @@ def _from_checkpoints(path: Path) -> Agent:
     errors = []
     for iteration in steps:
         try:
-            meta = read_checkpoint_meta(run_dir, iteration)
-            config = TrainConfig.from_dict(meta["config"])
-            network = make_network(config.network, meta["num_actions"], config.attn_heads)
-            template = init_params(network, jax.random.PRNGKey(0))
             try:
-                params = restore_params(run_dir, iteration, template)
+                config, network, params, meta = read_checkpoint_params(run_dir, iteration)
             except CheckpointMismatch:
+                config = TrainConfig.from_dict(read_checkpoint_meta(run_dir, iteration)["config"])
                 raise UserError(
                     f"checkpoint {checkpoint_path(run_dir, iteration)} does not match the "
                     f"{config.network} network its config names (K={config.attn_heads}); it was "

@@ -39,7 +39,11 @@ from attnjax.training.callbacks import (
     run_slice,
     saved_state,
 )
-from attnjax.training.checkpoints import CheckpointMismatch, RunCheckpointer
+from attnjax.training.checkpoints import (
+    CheckpointMismatch,
+    RunCheckpointer,
+    read_checkpoint_params,
+)
 from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig, validate
 from attnjax.training.ppo import (
     LOSS_METRICS,
@@ -280,9 +284,17 @@ def iteration_record(metrics: dict[str, np.ndarray], i: int, r: int, iteration: 
 
 
 def finished(checkpointers: list[RunCheckpointer], num_iterations: int) -> bool:
-    """Whether every run has a checkpoint of its last iteration (a rerun of a finished grid
-    then builds no env pool and compiles nothing)."""
-    return all(num_iterations in c.steps() for c in checkpointers)
+    """Whether every run has a readable checkpoint of its last iteration (a rerun of a
+    finished grid then builds no env pool and compiles nothing; an unreadable last checkpoint
+    leaves it to the resume, which falls back to an older one and trains again from there)."""
+    for checkpointer in checkpointers:
+        if num_iterations not in checkpointer.steps():
+            return False
+        try:
+            read_checkpoint_params(checkpointer.run_dir, num_iterations)
+        except Exception:  # noqa: BLE001 - corrupt or half-written: not finished
+            return False
+    return True
 
 
 def train(configs: list[TrainConfig], progress: bool = False, resume: bool = False) -> list[Path]:
