@@ -77,11 +77,17 @@ def _legend_and_caption(fig, styles: dict[str, dict[str, Any]], labels: Sequence
                       linestyle=styles[lab]["ls"] if lines else "", label=styles[lab]["legend"],
                       markerfacecolor=styles[lab]["color"] if lines else "none")
                for lab in labels]
-    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), frameon=False)
+    # as many columns as fit the figure's width (10 pt: ~0.075 in a character, plus the
+    # marker), the rows stacked above the axes
+    longest = max((len(h.get_label()) for h in handles), default=1)
+    ncol = max(1, min(len(handles), 5, int(fig.get_figwidth() // (0.075 * longest + 0.7))))
+    rows = math.ceil(len(handles) / ncol)
+    fig.legend(handles=handles, loc="upper center", ncol=ncol, frameon=False)
     caption = textwrap.fill(caption, int(16 * fig.get_figwidth()))  # 7 pt: ~18 chars an inch
     fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7)
     bottom = (caption.count("\n") + 1) * 9.5 / (72 * fig.get_figheight()) + 0.02
-    fig.tight_layout(rect=(0, bottom, 1, 0.9))
+    top = 1 - (rows * 0.28 + 0.1) / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, top))
 
 
 def plot_reward_curves(summary: dict[str, Any]):
