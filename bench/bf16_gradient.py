@@ -44,7 +44,7 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from conv_contraction import relative_difference  # noqa: E402
+from conv_contraction import alternating_medians, relative_difference  # noqa: E402
 from peer_throughput import cpu_model  # noqa: E402
 
 from attnjax.model.networks import init_params, make_network  # noqa: E402
@@ -176,18 +176,7 @@ def main() -> int:
               f"{relative_difference(grads[path], grads['fp32']):.1e}, worst array {name} "
               f"{worst:.1e}", flush=True)
 
-    seconds = {path: [] for path in PATHS}
-    for r in range(args.rounds):
-        order = PATHS if r % 2 == 0 else PATHS[::-1]
-        for path in order:
-            for _ in range(args.calls):
-                t0 = time.perf_counter()
-                jax.block_until_ready(compiled[path](params, batch))
-                seconds[path].append(time.perf_counter() - t0)
-        print(f"  round {r + 1}: " + ", ".join(
-            f"{path} {1e3 * np.median(seconds[path][-args.calls:]):.1f} ms" for path in PATHS),
-            flush=True)
-    ms = {path: 1e3 * float(np.median(s)) for path, s in seconds.items()}
+    ms = alternating_medians(compiled, (params, batch), PATHS, args.rounds, args.calls)
     for path in PATHS:
         print(f"{path.replace('-', '_')}_ms={ms[path]:.1f}")
     print(f"ratio_dots={ms['fp32'] / ms['bf16-dots']:.3f}")

@@ -126,6 +126,23 @@ def relative_difference(a, b) -> float:
     return (diff / norm) ** 0.5
 
 
+def alternating_medians(compiled: dict, inputs: tuple, paths: tuple[str, ...], rounds: int,
+                        calls: int) -> dict[str, float]:
+    """Median milliseconds of each compiled path, timed in rounds whose order alternates (so
+    a machine that gets busier slows every path alike), printing each round's medians."""
+    seconds: dict[str, list[float]] = {path: [] for path in paths}
+    for r in range(rounds):
+        for path in paths if r % 2 == 0 else paths[::-1]:
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                jax.block_until_ready(compiled[path](*inputs))
+                seconds[path].append(time.perf_counter() - t0)
+        print(f"  round {r + 1}: " + ", ".join(
+            f"{path} {1e3 * np.median(seconds[path][-calls:]):.1f} ms" for path in paths),
+            flush=True)
+    return {path: 1e3 * float(np.median(s)) for path, s in seconds.items()}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
@@ -171,18 +188,7 @@ def main() -> int:
                            jax.tree.leaves(outputs["xla"]), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
 
-    seconds = {path: [] for path in PATHS}
-    for r in range(args.rounds):
-        order = PATHS if r % 2 == 0 else PATHS[::-1]
-        for path in order:
-            for _ in range(args.calls):
-                t0 = time.perf_counter()
-                jax.block_until_ready(compiled[path](params, obs))
-                seconds[path].append(time.perf_counter() - t0)
-        print(f"  round {r + 1}: " + ", ".join(
-            f"{path} {1e3 * np.median(seconds[path][-args.calls:]):.1f} ms" for path in PATHS),
-            flush=True)
-    ms = {path: 1e3 * float(np.median(s)) for path, s in seconds.items()}
+    ms = alternating_medians(compiled, (params, obs), PATHS, args.rounds, args.calls)
     print(f"xla_ms={ms['xla']:.1f}")
     print(f"contraction_ms={ms['contraction']:.1f}")
     print(f"ratio={ms['xla'] / ms['contraction']:.3f}")
