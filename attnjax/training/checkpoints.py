@@ -16,6 +16,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from attnjax.model.networks import init_params, make_network
+from attnjax.training.config import TrainConfig
 from attnjax.training.runs import CHECKPOINT_DIR, checkpoint_path, read_checkpoint_meta
 
 # orbax logs every save at INFO/WARNING level through absl; keep training output readable
@@ -151,9 +153,6 @@ def read_checkpoint_params(run_dir: Path, iteration: int) -> tuple[Any, Any, Any
     """(config, network, params, meta) of checkpoint `iteration`, built from the config its
     metadata records. Raises CheckpointMismatch when the parameters are another network's,
     anything else when the checkpoint is unreadable."""
-    from attnjax.model.networks import init_params, make_network
-    from attnjax.training.config import TrainConfig
-
     meta = read_checkpoint_meta(run_dir, iteration)
     config = TrainConfig.from_dict(meta["config"])
     network = make_network(config.network, meta["num_actions"], config.attn_heads)
