@@ -90,8 +90,8 @@ def findings_markdown(summary: dict[str, Any], figures: str | None = None) -> st
     ]
     lines += [claim_line(c, conf) for c in s["claims"]]
     lines += ["", "## How often attention collapsed", ""]
-    lines += [f"- λ = {row['attn_coef']:g}: {row['collapsed']} of {row['n']} seeds"
-              for row in s["lambdas"]]
+    lines += [f"- λ = {row['attn_coef']:g}: {row['collapsed']} of {row['n']} "
+              f"seed{'' if row['n'] == 1 else 's'}" for row in s["lambdas"]]
     lines += ["", "## Localization against baselines (per λ, mean over seeds)", "",
               f"| λ | {s['target_object']} hit rate | best fixed cell | uniform attention |",
               "|---|---|---|---|"]

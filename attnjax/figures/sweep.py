@@ -126,26 +126,28 @@ def _values(rows: Sequence[dict], coef: float, key: str) -> list[float]:
 def sweep_claims(rows: Sequence[dict], game: str) -> list[dict]:
     """Claims (a)-(d) of the sweep, each left out when its λ values were not trained."""
     coefs = {r["attn_coef"] for r in rows}
-    seeds = min(sum(r["attn_coef"] == c for r in rows) for c in coefs)
     out = []
     if {BASE, SMALL} <= coefs:
         for key, what in (("training_return_last_50k",
                            f"training return, last {LAST_STEPS:,} steps"),
                           ("greedy", "greedy evaluation")):
-            est = claims.welch_difference(_values(rows, SMALL, key), _values(rows, BASE, key))
-            out.append(claims.claim(f"λ={SMALL:g} does not slow training ({what})", est, +1,
-                                    seeds, id="a", measure=key, compare=[SMALL, BASE]))
+            small, base = _values(rows, SMALL, key), _values(rows, BASE, key)
+            out.append(claims.claim(f"λ={SMALL:g} does not slow training ({what})",
+                                    claims.welch_difference(small, base), +1,
+                                    min(len(small), len(base)), id="a", measure=key,
+                                    compare=[SMALL, BASE]))
     both = [r for r in rows if r["final_entropy"] is not None]
     out.append(claims.claim(
         "larger λ gives lower attention entropy (final training entropy)",
         claims.spearman([r["attn_coef"] for r in both], [r["final_entropy"] for r in both]),
         -1, len(both), "run", id="b", measure="attn_coef vs final_entropy"))
     if {BASE, LARGE} <= coefs:
-        est = claims.welch_difference(_values(rows, LARGE, "greedy"), _values(rows, BASE, "greedy"))
+        large, base = _values(rows, LARGE, "greedy"), _values(rows, BASE, "greedy")
         paper = PAPER["breakout_return"] if game == "Breakout" else None
-        out.append(claims.claim(f"λ={LARGE:g} costs {game} reward (greedy evaluation)", est, -1,
-                                seeds, id="c", measure="greedy", compare=[LARGE, BASE],
-                                paper=paper))
+        out.append(claims.claim(f"λ={LARGE:g} costs {game} reward (greedy evaluation)",
+                                claims.welch_difference(large, base), -1,
+                                min(len(large), len(base)), id="c", measure="greedy",
+                                compare=[LARGE, BASE], paper=paper))
     both = [r for r in rows if r["frames_entropy"] is not None
             and r["target_hit_rate"] is not None]
     out.append(claims.claim(
@@ -155,10 +157,11 @@ def sweep_claims(rows: Sequence[dict], game: str) -> list[dict]:
         -1, len(both), "run", id="d", measure="frames_entropy vs target_hit_rate"))
     if BASE in coefs:
         for coef in sorted(coefs - {BASE}):
-            est = claims.welch_difference(_values(rows, coef, "target_hit_rate"),
-                                          _values(rows, BASE, "target_hit_rate"))
+            this, base = (_values(rows, coef, "target_hit_rate"),
+                          _values(rows, BASE, "target_hit_rate"))
             out.append(claims.claim(f"λ={coef:g} puts attention on the ball more often than "
-                                    f"λ={BASE:g}", est, +1, seeds, id="d",
+                                    f"λ={BASE:g}", claims.welch_difference(this, base), +1,
+                                    min(len(this), len(base)), id="d",
                                     measure="target_hit_rate", compare=[coef, BASE]))
     return out
 

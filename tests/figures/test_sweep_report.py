@@ -253,3 +253,21 @@ def test_assess_refuses_an_unfinished_run(quadrant_grid, tmp_path):
     with pytest.raises(UserError, match="not at its config's total_timesteps"):
         assess.main(assess_args([run], tmp_path / "results"))
     assert not (tmp_path / "results").exists()
+
+
+def test_a_comparison_counts_the_seeds_of_its_two_lambdas():
+    """A half-finished sweep (λ = 0 and 0.0005 with 2 seeds, 0.002 with 1): the λ = 0.0005 vs
+    0 comparison rests on 2 seeds each, whatever other λ values have."""
+    from attnjax.figures.sweep import sweep_claims
+
+    def row(coef, seed, score):
+        return {"attn_coef": coef, "seed": seed, "training_return_last_50k": score,
+                "greedy": score, "final_entropy": 1.0 + coef, "frames_entropy": 1.0,
+                "target_hit_rate": 0.5}
+
+    rows = [row(0.0, 0, 5.0), row(0.0, 1, 9.0), row(0.0005, 0, 4.0), row(0.0005, 1, 10.0),
+            row(0.002, 0, 7.0)]
+    (training, greedy) = [c for c in sweep_claims(rows, "Breakout") if c["id"] == "a"]
+    assert greedy["verdict"] == "cannot tell with 2 seeds", greedy
+    hit_002 = [c for c in sweep_claims(rows, "Breakout") if c.get("compare") == [0.002, 0.0]]
+    assert hit_002[0]["verdict"] == "cannot tell with 1 seed"
