@@ -175,14 +175,19 @@ def summarize(result: dict, fractions: Sequence[float] = FRACTIONS) -> dict[str,
     return areas
 
 
+def unperturbed_value(curves_result: dict) -> float:
+    """The mean target on the frames themselves: every deletion curve's first point."""
+    return next(iter(curves_result.values()))["deletion"]["target"][0]
+
+
 def rises_above_unperturbed(curves_result: dict, fractions: Sequence[float],
                             share: float = RISE_SHARE) -> list[dict[str, Any]]:
     """Where a mean-target curve climbs above the unperturbed frame's value (deletion's first
     point) by more than `share` of the frame-to-baseline distance: each (order, mode)'s
     highest such point. Not a failure of the map: a peak target such as `max_sum` rises when
     replacing pixels leaves the attention more peaked than on the frame itself."""
-    any_curve = next(iter(curves_result.values()))["deletion"]["target"]
-    unperturbed, baseline = any_curve[0], any_curve[-1]
+    unperturbed = unperturbed_value(curves_result)
+    baseline = next(iter(curves_result.values()))["deletion"]["target"][-1]
     margin = share * abs(unperturbed - baseline)
     found = []
     for name, by_mode in curves_result.items():

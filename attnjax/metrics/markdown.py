@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from attnjax.files import write_text
+from attnjax.metrics.faithfulness import MAX_SUM_NOTE, rises_above_unperturbed
 from attnjax.metrics.sanity import COMPARISONS, REGION_LABELS
 
 
@@ -172,15 +173,14 @@ def _sensitivity(sens: dict[str, Any], methods: list[str]) -> list[str]:
     the input-only baseline (two random tops over the same first layer)."""
     first = sens["first_layer"]
     regions = sens["regions"]
-    names = REGION_LABELS
     lines = [f"What ρ is sensitive to: rank correlation of |map| on the whole frame and on the "
              f"pixels that matter to the game, beside the agreement of two independent "
              f"re-drawings of every layer above {first} (what the input and {first} alone fix). "
              f"A trained network whose ρ with a random top is as high as two random tops' "
              f"shows nothing of its top layers in that region. Regions: "
-             + "; ".join(f"{names.get(g, g)} {r['mean_pixels']:.0f} px a frame on average, "
+             + "; ".join(f"{REGION_LABELS.get(g, g)} {r['mean_pixels']:.0f} px a frame on average, "
                          f"{r['frames']} frames" for g, r in regions.items()) + ".", ""]
-    rows = [[label.format(first=first), names.get(g, g),
+    rows = [[label.format(first=first), REGION_LABELS.get(g, g),
              *[sens["comparisons"][key][m][g] for m in methods]]
             for key, label in COMPARISONS.items() for g in regions]
     return lines + table(("comparison", "region", *[f"{m} ρ" for m in methods]), rows)
@@ -207,8 +207,6 @@ def _samples(data: dict[str, Any]) -> list[str]:
 
 def _rises(res: dict[str, Any], baseline: str) -> list[str]:
     """A line naming the curves that climb above the unperturbed frame's value, if any."""
-    from attnjax.metrics.faithfulness import rises_above_unperturbed
-
     found = rises_above_unperturbed(res["baselines"][baseline]["curves"], res["fractions"])
     if not found:
         return []
@@ -219,8 +217,6 @@ def _rises(res: dict[str, Any], baseline: str) -> list[str]:
 
 
 def _faithfulness(data: dict[str, Any]) -> list[str]:
-    from attnjax.metrics.faithfulness import MAX_SUM_NOTE
-
     fth = data["faithfulness"]
     lines = ["## Faithfulness (deletion and insertion)", "",
              "Areas under the mean-target curves (deletion: lower is more faithful; insertion: "

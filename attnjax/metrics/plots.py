@@ -9,6 +9,7 @@ from typing import Any
 
 from attnjax.files import replacing
 from attnjax.inspection.saliency.registry import SALIENCY_METHODS
+from attnjax.metrics.faithfulness import MAX_SUM_NOTE, rises_above_unperturbed, unperturbed_value
 from attnjax.metrics.sanity import REGION_LABELS
 
 # each saliency method's colour from its registry entry; the random pixel order in grey
@@ -279,8 +280,7 @@ def _curve_panel(ax: Any, fractions: list[float], curves: dict[str, dict], mode:
         if name in curves:
             ax.plot(fractions, curves[name][mode]["target"], "--" if name == "random" else "-",
                     marker="o", markersize=2.5, linewidth=1.2, color=METHOD_COLOURS.get(name))
-    unperturbed = next(iter(curves.values()))["deletion"]["target"][0]
-    ax.axhline(unperturbed, color="black", linestyle=":", linewidth=0.9)
+    ax.axhline(unperturbed_value(curves), color="black", linestyle=":", linewidth=0.9)
     ax.set_xlabel("fraction of pixels replaced", fontsize=8)
     ax.set_xlim(-0.02, 1.02)
 
@@ -288,8 +288,6 @@ def _curve_panel(ax: Any, fractions: list[float], curves: dict[str, dict], mode:
 def faithfulness_caption(data: dict[str, Any]) -> str:
     """How to read the faithfulness figure, and where a curve rises above the unperturbed
     frame's value (found in the data) and why a `max_sum` curve can."""
-    from attnjax.metrics.faithfulness import MAX_SUM_NOTE, rises_above_unperturbed
-
     fth = data["faithfulness"]
     frames = sorted({r["frames"] for by_target in fth.values() for r in by_target.values()})
     top = "Top row" if len(fth) == 1 else f"Top {len(fth)} rows"
