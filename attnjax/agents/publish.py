@@ -97,6 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     out = publish_agent(args.run, args.out)
     size = (out / PARAMS_FILE).stat().st_size
+    machine = f", {MACHINE_FILE}" if (out / MACHINE_FILE).is_file() else ""
     print(f"published {out}  ({PARAMS_FILE} {size / 2**20:.1f} MiB, {AGENT_FILE}, {CONFIG_FILE}, "
-          f"{METRICS_FILE})")
+          f"{METRICS_FILE}{machine})")
     return 0
