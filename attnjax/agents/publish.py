@@ -23,13 +23,14 @@ from attnjax.files import replacing_folder, write_json, write_text
 from attnjax.provenance import STAMP_KEY, check_replaceable, json_stamp, read_json_file
 from attnjax.training.runs import (
     CONFIG_FILE,
+    MACHINE_FILE,
     METRICS_FILE,
     metrics_lines_up_to,
     write_config,
 )
 
 COMMAND = "visualize.py publish"  # the stamp in agent.json (attnjax.provenance)
-PUBLISHED_FILES = (PARAMS_FILE, AGENT_FILE, CONFIG_FILE, METRICS_FILE)  # what it replaces
+PUBLISHED_FILES = (PARAMS_FILE, AGENT_FILE, CONFIG_FILE, METRICS_FILE, MACHINE_FILE)  # replaced
 
 
 def publish_agent(run: str | Path, out: str | Path) -> Path:
@@ -58,6 +59,8 @@ def publish_agent(run: str | Path, out: str | Path) -> Path:
             if (run_dir / METRICS_FILE).exists():  # the log up to the published step only
                 lines = metrics_lines_up_to(run_dir, agent.step)
                 write_text(tmp / METRICS_FILE, "".join(line + "\n" for line in lines))
+            if (run_dir / MACHINE_FILE).is_file():  # where it trained, for assess and figures
+                shutil.copy2(run_dir / MACHINE_FILE, tmp / MACHINE_FILE)
             for kept in sorted(out.iterdir()) if out.is_dir() else []:
                 if kept.name not in PUBLISHED_FILES:  # written next to an earlier version
                     copy = shutil.copytree if kept.is_dir() else shutil.copy2
@@ -94,6 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     out = publish_agent(args.run, args.out)
     size = (out / PARAMS_FILE).stat().st_size
+    machine = f", {MACHINE_FILE}" if (out / MACHINE_FILE).is_file() else ""
     print(f"published {out}  ({PARAMS_FILE} {size / 2**20:.1f} MiB, {AGENT_FILE}, {CONFIG_FILE}, "
-          f"{METRICS_FILE})")
+          f"{METRICS_FILE}{machine})")
     return 0

@@ -6,6 +6,7 @@ A published folder holds
     agent.json     what loading needs: network, heads, actions, step, iteration, source
     config.json    the run's training config
     metrics.jsonl  its training log (what `visualize.py figures` reads)
+    machine.json   where it trained (attnjax.training.machine), when the run folder has one
 
 Why apart from the writer: loading an agent (`attnjax.agents.load`) must not depend on the
 code that publishes one.

@@ -1,7 +1,7 @@
 """The findings page of an assessed sweep, generated from summary.json alone
-(`visualize.py figures --findings PAGE.md`): the budget, the per-λ table, and each claim with
-its effect size, 95 % interval and verdict. Every number on the page is one of summary.json's,
-formatted here."""
+(`visualize.py figures --findings PAGE.md`): the budget, the machines the runs trained on,
+the per-λ table, and each claim with its effect size, 95 % interval and verdict. Every number
+on the page is one of summary.json's, formatted here."""
 
 from __future__ import annotations
 
@@ -37,6 +37,17 @@ def table(sweep: dict[str, Any]) -> list[str]:
                      f"| {_cell(row['training_return_last_50k'])} | "
                      f"{_cell(row['final_entropy'])} | {_cell(row['target_hit_rate'])} | "
                      f"{_cell(row['heads_agree'])} | {row['collapsed']}/{row['n']} |")
+    return lines
+
+
+def machines_table(sweep: dict[str, Any]) -> list[str]:
+    """One row per machine the runs trained on (summary.json's "machines")."""
+    lines = ["| machine | runs | seeds | per-run training speed (median agent steps/s) |",
+             "|---|---|---|---|"]
+    for row in sweep["machines"]:
+        speed = "n/a" if row["median_sps"] is None else f"{row['median_sps']:,.0f}"
+        lines.append(f"| {row['machine']} | {row['n_runs']} | "
+                     f"{', '.join(str(x) for x in row['seeds'])} | {speed} |")
     return lines
 
 
@@ -82,6 +93,12 @@ def findings_markdown(summary: dict[str, Any], figures: str | None = None) -> st
         f"sampled; the same game seeds for every run, evaluation seed {s['eval_seed']}), and "
         f"{s['localization_frames']} frames it played itself for the attention's localization. "
         f"A uniformly random policy scores {random_score(s)} on the same games.", "",
+        "## Where the runs trained", "",
+        "Each run's machine is the device of its last training session (its machine.json; "
+        "unknown: the run folder has none), its speed the median over its iterations of the "
+        "agent steps per second it trained (runs trained together in one program share the "
+        "machine: the speed is each run's own), and a row's speed the median over its runs.",
+        "", *machines_table(s), "",
         "## Per λ (mean ± std over seeds)", "", *table(s), "",
         f"Hit rate: a head's argmax cell covers the {s['target_object']}, averaged over the "
         "heads and the frames where it is visible. Heads agreeing: share of frames on which "

@@ -1,6 +1,6 @@
 """Reading run folders for the figures: one RunRecord per run, through attnjax.training.runs
 (config.json as a TrainConfig, metrics.jsonl checked line by line), null values dropped from each
-series."""
+series, with the run's assessment.json and machine.json where it has them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 from attnjax.errors import UserError
 from attnjax.model.envs import game_name
 from attnjax.training import runs
+from attnjax.training.machine import read_machine
 
 ASSESSMENT_FILE = "assessment.json"  # written by attnjax.metrics.assess
 CONFIG_KEYS = ("env_id", "attn_coef", "seed", "network")
@@ -38,6 +39,8 @@ class RunRecord:
     entropy_steps: np.ndarray  # global_step of rows with a non-null attention_entropy
     entropies: np.ndarray
     assessment: dict | None = None  # assessment.json of `visualize.py assess`, if the run has one
+    machine: dict | None = None  # machine.json of train.py (where it trained), if the run has one
+    median_sps: float | None = None  # median per-iteration agent steps/s of this run, if logged
 
     @property
     def game(self) -> str:
@@ -67,6 +70,7 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
     if (run_dir / ASSESSMENT_FILE).is_file():
         path = run_dir / ASSESSMENT_FILE
         assessment = runs.read_json_object(path, path.read_text(), "the content")
+    sps = [r["sps"] for r in rows if runs.is_number(r.get("sps"))]
     return_steps, returns = series("episodic_return")
     entropy_steps, entropies = series("attention_entropy")
     return RunRecord(path=run_dir, env_id=config.env_id, attn_coef=float(config.attn_coef),
@@ -74,7 +78,8 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
                      first_step=rows[0]["global_step"],
                      last_step=rows[-1]["global_step"], return_steps=return_steps,
                      returns=returns, entropy_steps=entropy_steps, entropies=entropies,
-                     assessment=assessment)
+                     assessment=assessment, machine=read_machine(run_dir),
+                     median_sps=float(np.median(sps)) if sps else None)
 
 
 def load_runs(paths: Sequence[str | os.PathLike]) -> list[RunRecord]:

@@ -1,7 +1,8 @@
 """A λ × seed sweep's numbers, when the run folders `visualize.py figures` reads carry the
 assessment.json of `visualize.py assess`: per run its evaluation and localization, per λ over
 seeds the paper-layout table (return, entropy, ball hit rate, heads agreeing, collapsed k/n),
-and the claims (`claims`) with effect sizes, 95 % intervals and verdicts. All of it goes into
+the claims (`claims`) with effect sizes, 95 % intervals and verdicts, and per machine the runs
+that trained on it and their speed. All of it goes into
 summary.json under "sweep"; the findings page is generated from that alone (`findings`).
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 from attnjax.errors import UserError
 from attnjax.figures import claims
 from attnjax.figures.records import ASSESSMENT_FILE, RunRecord
+from attnjax.training.machine import machine_label
 
 LAST_STEPS = 50_000  # the training return of a run's last 50k agent steps (claim a)
 PAPER = {  # quoted from Nikulin et al. 2019 (Table 1), not measured here
@@ -166,6 +168,24 @@ def sweep_claims(rows: Sequence[dict], game: str) -> list[dict]:
     return out
 
 
+def machine_rows(runs: Sequence[RunRecord]) -> list[dict]:
+    """Per machine (the device of a run's last training session, `machine_label`; "unknown"
+    for a run without machine.json): its runs, their seeds and the median over them of each
+    run's median agent steps/s (None when no run logged its speed). Why: runs that trained on
+    different machines (a CPU grid, a GPU grid) are a possible confound the findings name."""
+    by_label: dict[str, list[RunRecord]] = {}
+    for run in sorted(runs, key=lambda r: (r.attn_coef, r.seed)):
+        by_label.setdefault(machine_label(run.machine), []).append(run)
+    rows = []
+    for label, members in sorted(by_label.items()):
+        speeds = [r.median_sps for r in members if r.median_sps is not None]
+        rows.append({"machine": label, "n_runs": len(members),
+                     "runs": [{"attn_coef": r.attn_coef, "seed": r.seed} for r in members],
+                     "seeds": sorted({r.seed for r in members}),
+                     "median_sps": float(np.median(speeds)) if speeds else None})
+    return rows
+
+
 def sweep_summary(runs: Sequence[RunRecord], summary: dict[str, Any]) -> dict[str, Any]:
     """The "sweep" entry of summary.json (runs already checked by `check_sweep`)."""
     game = runs[0].game
@@ -196,7 +216,7 @@ def sweep_summary(runs: Sequence[RunRecord], summary: dict[str, Any]) -> dict[st
         "random_agent": _mean_std(random),
         "random_agent_same_games": bool(np.ptp(random) == 0) if random else None,
         "runs": rows, "lambdas": lambda_rows(rows, target),
-        "claims": sweep_claims(rows, game),
+        "claims": sweep_claims(rows, game), "machines": machine_rows(runs),
     }
 
 

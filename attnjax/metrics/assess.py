@@ -1,6 +1,7 @@
 """Assess finished runs at their final step: one stamped assessment.json per run, with copies
-of the run's config.json and metrics.jsonl, so a sweep's figures and findings need nothing but
-the results folder (`visualize.py figures --runs RESULTS`).
+of the run's config.json, metrics.jsonl and machine.json (where it has one), so a sweep's
+figures and findings need nothing but the results folder (`visualize.py figures --runs
+RESULTS`).
 
 Per run, through the tools that exist for each part:
 - evaluation (`evaluate.play_games`): G full games greedy and G sampled, and a uniformly random
@@ -41,7 +42,7 @@ from attnjax.figures.records import ASSESSMENT_FILE
 from attnjax.files import write_json, write_text
 from attnjax.progress import ProgressBar
 from attnjax.provenance import STAMP_KEY, attnjax_version, check_replaceable, read_json_file
-from attnjax.training.runs import CONFIG_FILE, METRICS_FILE, run_name
+from attnjax.training.runs import CONFIG_FILE, MACHINE_FILE, METRICS_FILE, run_name
 
 STAMP_COMMAND = "visualize.py assess"
 COLLAPSE_SHARE = 0.9  # a head "stuck" on one cell: its argmax is that cell on >= 90% of frames
@@ -156,6 +157,16 @@ def metrics_copy(run_dir: Path, step: int) -> bytes:
     return "".join(kept).encode()
 
 
+def run_copies(agent: Any) -> dict[str, bytes]:
+    """What the results folder gets of the run (or published agent) folder: config.json, the
+    metrics up to the assessed step and, where the folder has one, machine.json."""
+    copies = {CONFIG_FILE: (agent.run_dir / CONFIG_FILE).read_bytes(),
+              METRICS_FILE: metrics_copy(agent.run_dir, agent.step)}
+    if (agent.run_dir / MACHINE_FILE).is_file():
+        copies[MACHINE_FILE] = (agent.run_dir / MACHINE_FILE).read_bytes()
+    return copies
+
+
 def check_results_folder(folder: Path, copies: dict[str, bytes]) -> None:
     """UserError unless every file this run would write into `folder` is absent, this command's
     stamped assessment.json, a copy that stamp records (unchanged since), or already holds the
@@ -247,7 +258,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="finished run folders written by train.py (one game)")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="results folder: writes DIR/<run name>/assessment.json, "
-                        "config.json, metrics.jsonl")
+                        "config.json, metrics.jsonl and the run's machine.json if it has one")
     parser.add_argument("--games", type=positive_int, default=30,
                         help="full games per policy (default 30)")
     parser.add_argument("--frames", type=positive_int, default=512,
@@ -269,8 +280,7 @@ def main(args: argparse.Namespace) -> int:
     plans = []
     for agent in agents:  # every check before anything plays or is written
         check_finished(agent)
-        copies = {CONFIG_FILE: (agent.run_dir / CONFIG_FILE).read_bytes(),
-                  METRICS_FILE: metrics_copy(agent.run_dir, agent.step)}
+        copies = run_copies(agent)
         folder = out / run_name(agent.config)
         check_results_folder(folder, copies)
         plans.append((agent, folder, copies))

@@ -28,7 +28,7 @@ from attnjax.model.envs import (
     validate_env_id,
 )
 from attnjax.model.networks import init_params, make_network
-from attnjax.training import runs
+from attnjax.training import machine, runs
 from attnjax.training.callbacks import (
     Callback,
     CallEnd,
@@ -85,14 +85,18 @@ def prepare(configs: list[TrainConfig], resume: bool = False) -> tuple[list[Path
     """Every check before anything is written or compiled, run once whether training or
     `--dry-run`: the env id, each config, the grid, the out dir and what the run folders hold
     (`runs.check_run_dirs`: checkpoints of the same configuration to continue from, nothing of
-    another run to overwrite). Returns (run folders, whether they are continued); UserError."""
+    another run to overwrite, `machine.check_machine_file`: no machine.json of another origin).
+    Returns (run folders, whether they are continued); UserError."""
     for env_id in dict.fromkeys(c.env_id for c in configs):
         validate_env_id(env_id)
     for config in configs:
         validate(config)
     check_grid(configs)
     runs.check_out_dir_writable(configs[0].out_dir)
-    return runs.check_run_dirs(configs, resume)
+    dirs, continued = runs.check_run_dirs(configs, resume)
+    for folder in dirs:
+        machine.check_machine_file(folder)
+    return dirs, continued
 
 
 def parameter_count(config: TrainConfig) -> int:
@@ -318,6 +322,8 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
         for run_dir, checkpointer in zip(run_dirs, checkpointers, strict=True):
             runs.truncate_metrics(run_dir, start_iteration * base.batch_size)
             checkpointer.discard_after(start_iteration)
+    machine.record_session(run_dirs, machine.session(start_iteration * base.batch_size,
+                                                     len(configs), resolve_execution(base)[0]))
     state = shard_state(state, program.mesh)
     tracking = Tracking(configs, run_dirs, program.network)
     callbacks = [MetricsFiles(run_dirs), tracking, ProgressLine(configs, start_iteration, progress),

@@ -8,6 +8,7 @@ tracking, checkpoints, publish and figures all read or write it.
     <out_dir>/<Game>__attn<lambda>__s<seed>/
         config.json                the TrainConfig (`config_record`)
         metrics.jsonl              one JSON object per iteration, global_step increasing
+        machine.json               where each training session ran (attnjax.training.machine)
         checkpoints/<iteration>/   orbax checkpoints (attnjax.training.checkpoints)
         attention.png              the newest attention picture
         wandb_run_id, wandb/       the W&B run id and W&B's own files
@@ -28,10 +29,11 @@ from typing import Any
 
 from attnjax.errors import UserError, make_folder, os_error_reason, remove_folders
 from attnjax.files import write_json, write_text
-from attnjax.training.config import TrainConfig
+from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+MACHINE_FILE = "machine.json"
 CHECKPOINT_DIR = "checkpoints"
 ATTENTION_PNG = "attention.png"
 WANDB_ID_FILE = "wandb_run_id"
@@ -330,8 +332,8 @@ def check_out_dir_writable(out_dir: str) -> None:
 
 
 # Files of a run (trained, published, evaluated, carded) that a new run must not start over.
-RUN_FILE_PATTERNS = (CONFIG_FILE, METRICS_FILE, "agent.json", "params.npz", "evaluation*.json",
-                     "README.md", ATTENTION_PNG, WANDB_ID_FILE)
+RUN_FILE_PATTERNS = (CONFIG_FILE, METRICS_FILE, MACHINE_FILE, "agent.json", "params.npz",
+                     "evaluation*.json", "README.md", ATTENTION_PNG, WANDB_ID_FILE)
 
 
 def run_files_in(folder: Path) -> list[str]:
@@ -345,8 +347,6 @@ def run_files_in(folder: Path) -> list[str]:
 def differing_settings(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     """The run-defining settings (lambda, seed, sizes, ...) in which a recorded config (a
     config.json or a checkpoint's) differs from `config`, as "name X there, Y here"."""
-    from attnjax.training.config import RUN_DEFINING_FIELDS
-
     return [f"{k} {saved.get(k)!r} there, {getattr(config, k)!r} here"
             for k in RUN_DEFINING_FIELDS if saved.get(k) != getattr(config, k)]
 

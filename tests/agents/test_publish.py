@@ -26,7 +26,8 @@ def test_published_agent_loads_with_the_parameters_and_outputs_of_its_run(quadra
     done = _visualize("publish", "--run", str(quadrant_run), "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [AGENT_FILE, PARAMS_FILE, "config.json", "metrics.jsonl"])
+        [AGENT_FILE, PARAMS_FILE, "config.json", "metrics.jsonl", "machine.json"])
+    assert (out / "machine.json").read_bytes() == (quadrant_run / "machine.json").read_bytes()
     with np.load(out / PARAMS_FILE, allow_pickle=False) as data:  # no pickle needed
         assert "encoder/conv1/kernel" in data.files
     original, published = load_agent(quadrant_run), load_agent(out)

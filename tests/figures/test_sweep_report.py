@@ -223,6 +223,9 @@ def test_assess_quadrant_agents(quadrant_grid, tmp_path):
         assert written["written_by"]["command"] == assess.STAMP_COMMAND
         assert written["written_by"]["agent_step"] == written["global_step"]
         assert (out / run.name / "config.json").read_bytes() == (run / "config.json").read_bytes()
+        machine = (run / "machine.json").read_bytes()  # where it trained, carried along
+        assert (out / run.name / "machine.json").read_bytes() == machine
+        assert written["copies"]["machine.json"] == assess.sha256(machine)
         for policy in ("greedy", "sample", "random"):
             assert written["evaluation"][policy]["games"] == 4
         square = written["localization"]["square"]
@@ -271,3 +274,66 @@ def test_a_comparison_counts_the_seeds_of_its_two_lambdas():
     assert greedy["verdict"] == "cannot tell with 2 seeds", greedy
     hit_002 = [c for c in sweep_claims(rows, "Breakout") if c.get("compare") == [0.002, 0.0]]
     assert hit_002[0]["verdict"] == "cannot tell with 1 seed"
+
+
+def test_assess_copies_machine_json_only_where_the_run_has_one(tmp_path):
+    from types import SimpleNamespace
+
+    run = write_assessed_run(tmp_path, 0.0, 0)
+    agent = SimpleNamespace(run_dir=run, step=STEP)
+    assert sorted(assess.run_copies(agent)) == ["config.json", "metrics.jsonl"]
+    (run / "machine.json").write_text('{"sessions": []}')
+    assert assess.run_copies(agent)["machine.json"] == b'{"sessions": []}'
+
+
+def with_machine(run: Path, devices: list[str] | None, sps: list[float] | None) -> None:
+    """Give a synthetic run the sessions of train.py on `devices` (none: no machine.json) and
+    an "sps" on each metrics line (none: no speed logged)."""
+    if sps is not None:
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        (run / "metrics.jsonl").write_text(
+            "".join(json.dumps({**row, "sps": x}) + "\n" for row, x in zip(rows, sps,
+                                                                            strict=True)))
+    if devices is not None:
+        (run / "machine.json").write_text(json.dumps(
+            {"written_by": {"command": "train.py"},
+             "sessions": [{"from_step": 0, "device": d} for d in devices]}))
+
+
+CPU, GPU = "AMD EPYC (2 cores)", "NVIDIA H200 x 1"
+
+
+def test_findings_name_the_machines_the_runs_trained_on(tmp_path):
+    """Seeds 0 and 1 trained on a CPU, seed 2 started there and finished on a GPU (its last
+    session counts), one run has no machine.json."""
+    runs = tmp_path / "runs"
+    per_run = {(0.0, 0): 200, (0.0, 1): 210, (0.005, 0): 240, (0.005, 1): 300,
+               (0.0, 2): 3000, (0.005, 2): 5000}
+    for (coef, seed), x in per_run.items():  # the first iteration's speed includes compiling
+        devices = [CPU] if seed < 2 else [CPU, GPU]
+        with_machine(write_assessed_run(runs, coef, seed), devices, [x / 10, x, x, 5 * x])
+    with_machine(write_assessed_run(runs, 0.0005, 0), None, None)
+    figures.make_figures([runs], tmp_path / "out", findings=tmp_path / "page.md")
+    machines = json.loads((tmp_path / "out" / "summary.json").read_text())["sweep"]["machines"]
+    assert machines == [
+        {"machine": CPU, "n_runs": 4, "seeds": [0, 1], "median_sps": 225.0,
+         "runs": [{"attn_coef": 0.0, "seed": 0}, {"attn_coef": 0.0, "seed": 1},
+                  {"attn_coef": 0.005, "seed": 0}, {"attn_coef": 0.005, "seed": 1}]},
+        {"machine": GPU, "n_runs": 2, "seeds": [2], "median_sps": 4000.0,
+         "runs": [{"attn_coef": 0.0, "seed": 2}, {"attn_coef": 0.005, "seed": 2}]},
+        {"machine": "unknown", "n_runs": 1, "seeds": [0], "median_sps": None,
+         "runs": [{"attn_coef": 0.0005, "seed": 0}]}]
+    page = (tmp_path / "page.md").read_text()
+    section = page.split("## Where the runs trained\n")[1].split("\n## ")[0]
+    assert page.index("## Budget") < page.index("## Where the runs trained") \
+        < page.index("## Per λ")
+    assert [line for line in section.splitlines() if line.startswith("| ")][1:] == [
+        f"| {CPU} | 4 | 0, 1 | 225 |", f"| {GPU} | 2 | 2 | 4,000 |", "| unknown | 1 | 0 | n/a |"]
+
+
+def test_runs_on_one_machine_make_one_row(sweep):
+    """The fixture's runs have no machine.json: one row, "unknown", every run and seed."""
+    s = json.loads((sweep / "out" / "summary.json").read_text())["sweep"]
+    (row,) = s["machines"]
+    assert (row["machine"], row["n_runs"], row["seeds"]) == ("unknown", len(RUNS), [0, 1, 2])
+    assert "| unknown | 9 | 0, 1, 2 | n/a |" in (sweep / "page.md").read_text()

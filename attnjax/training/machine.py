@@ -1,0 +1,124 @@
+"""Where a run trained: `machine.json` in its run folder, one session appended each time training
+starts or resumes on the folder (the backend, the device, the CPU, the JAX versions, how many
+runs shared the program and how they were laid out).
+
+Why: the runs of one sweep may train on different machines (some seeds as a CPU grid, others
+vmapped on a GPU). Their findings name each run's machine and speed, so a reader sees a
+possible confound; `visualize.py assess` and `publish` carry the file along.
+
+    {"written_by": {"command": "train.py", ...},
+     "sessions": [{"started", "from_step", "backend", "device", "cpu_model", "cpu_count",
+                   "jax", "jaxlib", "runs_in_program", "runs_axis"}, ...]}
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from attnjax.devices import usable_cores
+from attnjax.errors import UserError, os_error_reason
+from attnjax.files import write_json
+from attnjax.provenance import STAMP_KEY, check_replaceable, json_stamp, read_json_file
+from attnjax.training.runs import MACHINE_FILE
+
+COMMAND = "train.py"  # the stamp of machine.json (attnjax.provenance)
+UNKNOWN = "unknown"  # the machine label of a run without machine.json
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name: /proc/cpuinfo's "model name", else lscpu's "Model name"; None when
+    neither says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    try:
+        shown = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in shown.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Model name" and value.strip():
+            return value.strip()
+    return None
+
+
+def device_label(backend: str, device_kind: str, device_count: int, cpu: str | None,
+                 cores: int) -> str:
+    """What a run trained on, as the findings name it: "NVIDIA H200 x 1" on an accelerator,
+    "AMD EPYC (2 cores)" (the cores this process may use) on the CPU."""
+    if backend == "cpu":
+        return f"{cpu or 'unknown CPU'} ({cores} core{'' if cores == 1 else 's'})"
+    return f"{device_kind} x {device_count}"
+
+
+def session(from_step: int, runs_in_program: int, runs_axis: str) -> dict[str, Any]:
+    """This process's session entry: training starts (or resumes) at global step `from_step`
+    with `runs_in_program` runs in one program laid out by `runs_axis` ("map"/"vmap")."""
+    import jax
+
+    backend = jax.default_backend()
+    devices = jax.devices()
+    cpu = cpu_model()
+    return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_step": int(from_step),
+            "backend": backend,
+            "device": device_label(backend, devices[0].device_kind, len(devices), cpu,
+                                   usable_cores()),
+            "cpu_model": cpu, "cpu_count": os.cpu_count(), "jax": jax.__version__,
+            "jaxlib": metadata.version("jaxlib"), "runs_in_program": runs_in_program,
+            "runs_axis": runs_axis}
+
+
+def check_machine_file(folder: Path) -> None:
+    """UserError unless the run folder's machine.json is absent or a record train.py wrote (a
+    file of another origin is never replaced). Run before anything is written."""
+    check_replaceable(Path(folder) / MACHINE_FILE, COMMAND,
+                      "move it out of the run folder (train.py writes its own machine.json)")
+    read_machine(folder)
+
+
+def read_machine(folder: Path) -> dict[str, Any] | None:
+    """The folder's machine.json, None when it has none; UserError when it is no train.py
+    record holding a list of sessions."""
+    path = Path(folder) / MACHINE_FILE
+    if not path.exists():
+        return None
+    record = read_json_file(path)
+    if not isinstance(record, dict) or not isinstance(record.get("sessions"), list) \
+            or not all(isinstance(s, dict) for s in record["sessions"]):
+        raise UserError(f"{path} is not a machine record of train.py (a JSON object with a list "
+                        "of sessions); remove it (the run then counts as trained on an unknown "
+                        "machine)")
+    return record
+
+
+def record_session(folders: Sequence[Path], entry: dict[str, Any]) -> None:
+    """Append `entry` to the sessions of each folder's machine.json (a folder without one, an
+    older run's, gets one), each file written whole. UserError when one cannot be written."""
+    for folder in folders:
+        previous = read_machine(folder)
+        sessions = [] if previous is None else previous["sessions"]
+        try:
+            write_json(Path(folder) / MACHINE_FILE,
+                       {STAMP_KEY: json_stamp(COMMAND), "sessions": [*sessions, entry]}, indent=2)
+        except OSError as err:
+            raise UserError(f"cannot write {Path(folder) / MACHINE_FILE} "
+                            f"({os_error_reason(err)}); free the disk or fix the folder's "
+                            "permissions, then run the command again") from None
+
+
+def machine_label(record: dict[str, Any] | None) -> str:
+    """The device of the record's last session (the machine that finished the run); UNKNOWN
+    without a record or a device."""
+    sessions = (record or {}).get("sessions") or []
+    device = sessions[-1].get("device") if sessions else None
+    return device if isinstance(device, str) and device else UNKNOWN
