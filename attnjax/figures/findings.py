@@ -40,6 +40,30 @@ def table(sweep: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _set(values: list) -> str:
+    return "{" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values) + "}"
+
+
+def grid_sentence(sweep: dict[str, Any]) -> str:
+    """"λ ∈ {…} × seeds {…}" when every λ has the same seeds; else the seeds every λ has and
+    the λ values that have more (a sweep extended with extra seeds for some λ)."""
+    seeds_of: dict[float, list[int]] = {}
+    for run in sweep["runs"]:
+        seeds_of.setdefault(run["attn_coef"], []).append(run["seed"])
+    lambdas = sorted(seeds_of)
+    common = sorted(set.intersection(*(set(v) for v in seeds_of.values())))
+    if all(sorted(v) == common for v in seeds_of.values()):
+        return f"λ ∈ {_set(lambdas)} × seeds {_set(common)}"
+    extra: dict[tuple, list[float]] = {}
+    for coef in lambdas:
+        more = tuple(sorted(set(seeds_of[coef]) - set(common)))
+        if more:
+            extra.setdefault(more, []).append(coef)
+    also = "; ".join(f"also seeds {_set(list(more))} for λ ∈ {_set(coefs)}"
+                     for more, coefs in extra.items())
+    return f"λ ∈ {_set(lambdas)} × seeds {_set(common)}; {also}"
+
+
 def machines_table(sweep: dict[str, Any]) -> list[str]:
     """One row per machine the runs trained on (summary.json's "machines")."""
     lines = ["| machine | runs | seeds | per-run training speed (median agent steps/s) |",
@@ -73,8 +97,7 @@ def findings_markdown(summary: dict[str, Any], figures: str | None = None) -> st
     the figures relative to the page, to show them on it (else only named)."""
     s = summary["sweep"]
     b = s["budget"]
-    lambdas = ", ".join(f"{row['attn_coef']:g}" for row in s["lambdas"])
-    seeds = ", ".join(str(x) for x in s["seeds"])
+    grid = grid_sentence(s)
     conf = s["confidence_percent"]
     lines = [
         f"# {s['game']}: λ sweep findings", "",
@@ -86,8 +109,7 @@ def findings_markdown(summary: dict[str, Any], figures: str | None = None) -> st
         f"those {b['learning_rate_annealed_over']:,} steps, not over "
         f"{b['paper_agent_steps']:,}. These are early-training agents: where the paper's "
         "numbers are quoted, they are the paper's, at its full budget.", "",
-        f"λ ∈ {{{lambdas}}} × seeds {{{seeds}}} ({s['n_runs']} run"
-        f"{'' if s['n_runs'] == 1 else 's'}), K = "
+        f"{grid} ({s['n_runs']} run{'' if s['n_runs'] == 1 else 's'}), K = "
         f"{', '.join(str(k) for k in s['attn_heads'])} heads. Each run was assessed at step "
         f"{s['agent_step']:,}: {s['games_per_policy']} full games per policy (greedy and "
         f"sampled; the same game seeds for every run, evaluation seed {s['eval_seed']}), and "

@@ -337,3 +337,16 @@ def test_runs_on_one_machine_make_one_row(sweep):
     (row,) = s["machines"]
     assert (row["machine"], row["n_runs"], row["seeds"]) == ("unknown", len(RUNS), [0, 1, 2])
     assert "| unknown | 9 | 0, 1, 2 | n/a |" in (sweep / "page.md").read_text()
+
+
+def test_the_budget_names_extra_seeds_of_some_lambdas(sweep):
+    """Every λ with seeds 0-2 reads as one product; seeds 3 and 4 added for two λ values are
+    named with those λ values, not folded into a product the sweep did not train."""
+    from attnjax.figures.findings import grid_sentence
+
+    s = json.loads((sweep / "out" / "summary.json").read_text())["sweep"]
+    assert grid_sentence(s) == "λ ∈ {0, 0.0005, 0.005} × seeds {0, 1, 2}"
+    extended = {"runs": s["runs"] + [{"attn_coef": c, "seed": x}
+                                     for c in (0.0, 0.0005) for x in (3, 4)]}
+    assert grid_sentence(extended) == ("λ ∈ {0, 0.0005, 0.005} × seeds {0, 1, 2}; "
+                                       "also seeds {3, 4} for λ ∈ {0, 0.0005}")
