@@ -44,7 +44,7 @@ def plot_hit_rate_vs_lambda(summary: dict[str, Any]):
     ax.set_ylabel(f"{target} hit rate")
     ax.set_title(f"{sweep['game']}: does the argmax cell cover the {target}?")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", frameon=False)
+    ax.legend(fontsize=7, loc="best", frameon=False)
     caption = (f"Hit rate: share of the {sweep['localization_frames']} frames each agent played "
                f"(where the {target} is visible) on which a head's argmax cell's receptive field "
                f"covers the {target}, averaged over the heads; at step {sweep['agent_step']:,}.")
