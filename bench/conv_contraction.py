@@ -12,7 +12,11 @@ for dots: `attnjax.devices.eigen_convolution_options`). First checks that both p
 outputs and gradients agree to float rounding; after a warm-up call each, times them in
 alternating rounds (so load from other processes slows both alike) and takes medians.
 Prints both times and, last, `ratio=<xla ms / contraction ms>` (above 1: contraction faster).
+`--form blocks` replaces the patches + contraction by the other way around a strided
+convolution: the same convolution with stride 1 over s x s pixel blocks
+(`conv_as_block_convolution`; conv1: [B,21,21,64] * [2,2,64,32]), still an XLA convolution.
 Usage: .venv/bin/python bench/conv_contraction.py [--rounds 7] [--calls 3] [--batch 256]
+       [--layers conv1,conv2] [--form patches|blocks]
 """
 
 from __future__ import annotations
@@ -71,37 +75,50 @@ def conv_as_contraction(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Arr
     return jax.lax.dot_general(patches, flat_kernel, (((3,), (0,)), ((), ())))
 
 
-def contraction_convs(layers: tuple[str, ...]):
+def conv_as_block_convolution(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """A VALID NHWC convolution with stride s dividing the kernel and the input size, as the
+    stride-1 convolution of the s x s pixel blocks (`_space_to_depth`) with the kernel in the
+    blocks' channel order (`_kernel_to_depth`): the same sums, no strided access."""
+    blocks, blocks_kernel = _space_to_depth(x, stride), _kernel_to_depth(kernel, stride)
+    return jax.lax.conv_general_dilated(blocks, blocks_kernel, (1, 1), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+FORMS = {"patches": conv_as_contraction, "blocks": conv_as_block_convolution}
+
+
+def contraction_convs(layers: tuple[str, ...], form: str = "patches"):
     """A flax method interceptor: the `nn.Conv` calls named in `layers` (LAYERS; all VALID or
-    1x1 in these networks, all with a bias) as `conv_as_contraction` from the module's own
+    1x1 in these networks, all with a bias) computed by FORMS[form] from the module's own
     parameters; everything else runs as written."""
 
     def intercept(next_fun, args, kwargs, context):
         module = context.module
         if (isinstance(module, nn.Conv) and context.method_name == "__call__"
                 and LAYERS[module.name] in layers):
-            return _contraction_call(module, args[0])
+            return _contraction_call(module, args[0], FORMS[form])
         return next_fun(*args, **kwargs)
 
     return intercept
 
 
-def _contraction_call(module: nn.Conv, x: jax.Array) -> jax.Array:
+def _contraction_call(module: nn.Conv, x: jax.Array, conv) -> jax.Array:
     assert module.padding == "VALID" or tuple(module.kernel_size) == (1, 1)
     strides = module.strides or 1  # an int or a per-axis sequence in flax
     stride = strides if isinstance(strides, int) else strides[0]
-    y = conv_as_contraction(x, module.get_variable("params", "kernel"), stride)
+    y = conv(x, module.get_variable("params", "kernel"), stride)
     return y + module.get_variable("params", "bias")
 
 
-def apply_network(network, path: str, layers: tuple[str, ...] = ALL_LAYERS):
+def apply_network(network, path: str, layers: tuple[str, ...] = ALL_LAYERS,
+                  form: str = "patches"):
     """params, obs -> AgentOutput through attnjax's convolutions ("xla") or with `layers`'
-    convolutions as contractions ("contraction")."""
+    convolutions in FORMS[form] ("contraction")."""
 
     def apply(params, obs):
         if path == "xla":
             return network.apply({"params": params}, obs)
-        with nn.intercept_methods(contraction_convs(layers)):
+        with nn.intercept_methods(contraction_convs(layers, form)):
             return network.apply({"params": params}, obs)
 
     return apply
@@ -151,27 +168,31 @@ def main() -> int:
     p.add_argument("--layers", default=",".join(ALL_LAYERS),
                    help="convolutions the contraction path replaces: a comma list of conv1, "
                    "conv2, conv3, attention (its two 1x1 convolutions); default all")
+    p.add_argument("--form", default="patches", choices=tuple(FORMS),
+                   help="patches: patches + one contraction (default); blocks: a stride-1 "
+                   "convolution over pixel blocks")
     args = p.parse_args()
     layers = tuple(args.layers.split(","))
     if not set(layers) <= set(ALL_LAYERS):
         p.error(f"--layers: a comma list of {', '.join(ALL_LAYERS)}; got {args.layers!r}")
     network = make_network("attention", 4, 2)
-    applies = {path: apply_network(network, path, layers) for path in PATHS}
+    applies = {path: apply_network(network, path, layers, args.form) for path in PATHS}
     params = init_params(network, jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     obs = jnp.asarray(rng.integers(0, 256, (args.batch, 4, 84, 84), dtype=np.uint8))
     options = eigen_convolution_options()
     print(f"machine: {cpu_model()}, jax {jax.__version__}, {jax.default_backend()}, "
           f"compiler_options {options}; batch {args.batch}, {args.rounds} rounds x "
-          f"{args.calls} calls; contraction path: {', '.join(layers)}", flush=True)
+          f"{args.calls} calls; contraction path ({args.form}): {', '.join(layers)}", flush=True)
 
     outputs, grads = {}, {}
     for path, apply in applies.items():
         out = jax.jit(apply, compiler_options=options)(params, obs)
         outputs[path] = (out.logits, out.value, out.attention)
     contraction_program = str(jax.make_jaxpr(applies["contraction"])(params, obs))
-    replaced = len(LAYERS) - contraction_program.count("conv_general_dilated")
-    assert replaced == sum(name in layers for name in LAYERS.values()), "convolutions replaced"
+    if args.form == "patches":  # (blocks are convolutions too)
+        replaced = len(LAYERS) - contraction_program.count("conv_general_dilated")
+        assert replaced == sum(name in layers for name in LAYERS.values()), "convs replaced"
     compiled = {}
     for path, apply in applies.items():
         t0 = time.perf_counter()
