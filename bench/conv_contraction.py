@@ -193,6 +193,9 @@ def main() -> int:
     if args.form == "patches":  # (blocks are convolutions too)
         replaced = len(LAYERS) - contraction_program.count("conv_general_dilated")
         assert replaced == sum(name in layers for name in LAYERS.values()), "convs replaced"
+    else:  # the pixel blocks are there: a reshape/transpose the xla path does not have
+        xla_program = str(jax.make_jaxpr(applies["xla"])(params, obs))
+        assert contraction_program.count("transpose") > xla_program.count("transpose")
     compiled = {}
     for path, apply in applies.items():
         t0 = time.perf_counter()

@@ -21,6 +21,7 @@ from attnjax.agents.published import AGENT_FILE, FORMAT, PARAMS_FILE, flatten_pa
 from attnjax.errors import UserError
 from attnjax.files import replacing_folder, write_json, write_text
 from attnjax.provenance import STAMP_KEY, check_replaceable, json_stamp, read_json_file
+from attnjax.training.machine import read_machine
 from attnjax.training.runs import (
     CONFIG_FILE,
     MACHINE_FILE,
@@ -59,8 +60,11 @@ def publish_agent(run: str | Path, out: str | Path) -> Path:
             if (run_dir / METRICS_FILE).exists():  # the log up to the published step only
                 lines = metrics_lines_up_to(run_dir, agent.step)
                 write_text(tmp / METRICS_FILE, "".join(line + "\n" for line in lines))
-            if (run_dir / MACHINE_FILE).is_file():  # where it trained, for assess and figures
-                shutil.copy2(run_dir / MACHINE_FILE, tmp / MACHINE_FILE)
+            record = read_machine(run_dir)
+            if record is not None:  # where it trained up to the published step, for assess
+                sessions = [x for x in record["sessions"] if not isinstance(
+                    x.get("from_step"), int) or x["from_step"] < agent.step]
+                write_json(tmp / MACHINE_FILE, {**record, "sessions": sessions}, indent=2)
             for kept in sorted(out.iterdir()) if out.is_dir() else []:
                 if kept.name not in PUBLISHED_FILES:  # written next to an earlier version
                     copy = shutil.copytree if kept.is_dir() else shutil.copy2

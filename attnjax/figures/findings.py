@@ -52,8 +52,11 @@ def grid_sentence(sweep: dict[str, Any]) -> str:
         seeds_of.setdefault(run["attn_coef"], []).append(run["seed"])
     lambdas = sorted(seeds_of)
     common = sorted(set.intersection(*(set(v) for v in seeds_of.values())))
-    if all(sorted(v) == common for v in seeds_of.values()):
+    if all(set(v) == set(common) for v in seeds_of.values()):
         return f"λ ∈ {_set(lambdas)} × seeds {_set(common)}"
+    if not common:  # no seed every λ has: each λ's own
+        return "; ".join(f"λ = {coef:g} with seeds {_set(sorted(set(seeds_of[coef])))}"
+                         for coef in lambdas)
     extra: dict[tuple, list[float]] = {}
     for coef in lambdas:
         more = tuple(sorted(set(seeds_of[coef]) - set(common)))
@@ -117,9 +120,10 @@ def findings_markdown(summary: dict[str, Any], figures: str | None = None) -> st
         f"A uniformly random policy scores {random_score(s)} on the same games.", "",
         "## Where the runs trained", "",
         "Each run's machine is the device of its last training session (its machine.json; "
-        "unknown: the run folder has none), its speed the median over its iterations of the "
-        "agent steps per second it trained (runs trained together in one program share the "
-        "machine: the speed is each run's own), and a row's speed the median over its runs.",
+        "unknown: the run folder has none), its speed the median over that session's "
+        "iterations of the agent steps per second it trained (runs trained together in one "
+        "program share the machine: the speed is each run's own), and a row's speed the "
+        "median over its runs.",
         "", *machines_table(s), "",
         "## Per λ (mean ± std over seeds)", "", *table(s), "",
         f"Hit rate: a head's argmax cell covers the {s['target_object']}, averaged over the "

@@ -14,7 +14,7 @@ import numpy as np
 from attnjax.errors import UserError
 from attnjax.model.envs import game_name
 from attnjax.training import runs
-from attnjax.training.machine import read_machine
+from attnjax.training.machine import last_session_start, read_machine
 
 ASSESSMENT_FILE = "assessment.json"  # written by attnjax.metrics.assess
 CONFIG_KEYS = ("env_id", "attn_coef", "seed", "network")
@@ -40,7 +40,7 @@ class RunRecord:
     entropies: np.ndarray
     assessment: dict | None = None  # assessment.json of `visualize.py assess`, if the run has one
     machine: dict | None = None  # machine.json of train.py (where it trained), if the run has one
-    median_sps: float | None = None  # median per-iteration agent steps/s of this run, if logged
+    median_sps: float | None = None  # median agent steps/s of its last session's iterations
 
     @property
     def game(self) -> str:
@@ -70,7 +70,11 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
     if (run_dir / ASSESSMENT_FILE).is_file():
         path = run_dir / ASSESSMENT_FILE
         assessment = runs.read_json_object(path, path.read_text(), "the content")
-    sps = [r["sps"] for r in rows if runs.is_number(r.get("sps"))]
+    machine = read_machine(run_dir)
+    # the speed of the iterations its machine label's session trained (a run resumed on another
+    # machine: the last one's only)
+    start = last_session_start(machine)
+    sps = [r["sps"] for r in rows if runs.is_number(r.get("sps")) and r["global_step"] > start]
     return_steps, returns = series("episodic_return")
     entropy_steps, entropies = series("attention_entropy")
     return RunRecord(path=run_dir, env_id=config.env_id, attn_coef=float(config.attn_coef),
@@ -78,7 +82,7 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
                      first_step=rows[0]["global_step"],
                      last_step=rows[-1]["global_step"], return_steps=return_steps,
                      returns=returns, entropy_steps=entropy_steps, entropies=entropies,
-                     assessment=assessment, machine=read_machine(run_dir),
+                     assessment=assessment, machine=machine,
                      median_sps=float(np.median(sps)) if sps else None)
 
 

@@ -167,6 +167,19 @@ def run_copies(agent: Any) -> dict[str, bytes]:
     return copies
 
 
+def stale_copies(folder: Path, copies: dict[str, bytes]) -> list[Path]:
+    """Files an earlier assessment in `folder` copied (its stamp records them, unchanged since)
+    that this one will not write: a machine.json of a run that no longer has one. Any other
+    file is left where it is."""
+    target = folder / ASSESSMENT_FILE
+    previous = read_json_file(target) if target.is_file() else None
+    recorded = (previous or {}).get("copies")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    return [folder / name for name, digest in sorted(recorded.items())
+            if name not in copies and (folder / name).is_file()
+            and digest == sha256((folder / name).read_bytes())]
+
+
 def check_results_folder(folder: Path, copies: dict[str, bytes]) -> None:
     """UserError unless every file this run would write into `folder` is absent, this command's
     stamped assessment.json, a copy that stamp records (unchanged since), or already holds the
@@ -290,8 +303,11 @@ def main(args: argparse.Namespace) -> int:
         for agent, folder, copies in plans:
             measured = assess_agent(agent, args.games, args.frames, args.seed, args.envs, bar)
             folder.mkdir(parents=True, exist_ok=True)
+            stale = stale_copies(folder, copies)
             for name, data in copies.items():
                 write_text(folder / name, data.decode())
             write_json(folder / ASSESSMENT_FILE, assessment(agent, measured, copies))
+            for path in stale:  # an earlier assessment's copy the run no longer has
+                path.unlink()
             print(folder / ASSESSMENT_FILE)
     return 0

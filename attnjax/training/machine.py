@@ -74,8 +74,16 @@ def session(from_step: int, runs_in_program: int, runs_axis: str) -> dict[str, A
             "device": device_label(backend, devices[0].device_kind, len(devices), cpu,
                                    usable_cores()),
             "cpu_model": cpu, "cpu_count": os.cpu_count(), "jax": jax.__version__,
-            "jaxlib": metadata.version("jaxlib"), "runs_in_program": runs_in_program,
+            "jaxlib": _version("jaxlib"), "runs_in_program": runs_in_program,
             "runs_axis": runs_axis}
+
+
+def _version(package: str) -> str | None:
+    """The installed version of `package`, None when its metadata is missing (never fatal)."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def check_machine_file(folder: Path) -> None:
@@ -114,6 +122,14 @@ def record_session(folders: Sequence[Path], entry: dict[str, Any]) -> None:
             raise UserError(f"cannot write {Path(folder) / MACHINE_FILE} "
                             f"({os_error_reason(err)}); free the disk or fix the folder's "
                             "permissions, then run the command again") from None
+
+
+def last_session_start(record: dict[str, Any] | None) -> int:
+    """The global step the record's last session started from (0 without a record): the rows of
+    metrics.jsonl above it were trained on the machine `machine_label` names."""
+    sessions = (record or {}).get("sessions") or []
+    start = sessions[-1].get("from_step") if sessions else None
+    return start if isinstance(start, int) and not isinstance(start, bool) else 0
 
 
 def machine_label(record: dict[str, Any] | None) -> str:

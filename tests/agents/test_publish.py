@@ -99,3 +99,21 @@ def test_publish_refuses_an_agent_json_it_did_not_write(tmp_path):
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert f"{out / AGENT_FILE} exists and was not written by visualize.py publish" in done.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_published_machine_record_stops_at_the_published_step(quadrant_run, tmp_path):
+    """A session that started at or after the published checkpoint (a later resume, maybe on
+    another machine) is not where the published parameters trained: left out."""
+    from attnjax.agents.publish import publish_agent
+
+    run = tmp_path / "run"
+    shutil.copytree(quadrant_run, run)
+    step = load_agent(run).step
+    record = json.loads((run / "machine.json").read_text())
+    later = {**record["sessions"][0], "from_step": step, "device": "NVIDIA H200 x 1"}
+    (run / "machine.json").write_text(json.dumps({**record, "sessions": [
+        *record["sessions"], later]}))
+    out = publish_agent(run, tmp_path / "agent")
+    published = json.loads((out / "machine.json").read_text())
+    assert published["sessions"] == record["sessions"]
+    assert published["written_by"] == record["written_by"]

@@ -286,9 +286,25 @@ def test_assess_copies_machine_json_only_where_the_run_has_one(tmp_path):
     assert assess.run_copies(agent)["machine.json"] == b'{"sessions": []}'
 
 
-def with_machine(run: Path, devices: list[str] | None, sps: list[float] | None) -> None:
-    """Give a synthetic run the sessions of train.py on `devices` (none: no machine.json) and
-    an "sps" on each metrics line (none: no speed logged)."""
+def test_a_copy_the_run_no_longer_has_is_removed_only_if_assess_wrote_it(tmp_path):
+    """machine.json recorded by the earlier assessment and unchanged: stale when the run has
+    none now; changed since (someone else's), or still copied: left alone."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "machine.json").write_text('{"sessions": []}')
+    (folder / "assessment.json").write_text(json.dumps({"copies": {
+        "machine.json": assess.sha256(b'{"sessions": []}')}}))
+    assert assess.stale_copies(folder, {"config.json": b"{}"}) == [folder / "machine.json"]
+    assert assess.stale_copies(folder, {"machine.json": b"{}"}) == []
+    (folder / "machine.json").write_text('{"sessions": [{}]}')
+    assert assess.stale_copies(folder, {"config.json": b"{}"}) == []
+
+
+def with_machine(run: Path, devices: list[str] | None, sps: list[float] | None,
+                 starts: list[int] | None = None) -> None:
+    """Give a synthetic run the sessions of train.py on `devices` starting at global steps
+    `starts` (default all 0; no devices: no machine.json) and an "sps" on each metrics line
+    (none: no speed logged)."""
     if sps is not None:
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         (run / "metrics.jsonl").write_text(
@@ -297,21 +313,24 @@ def with_machine(run: Path, devices: list[str] | None, sps: list[float] | None) 
     if devices is not None:
         (run / "machine.json").write_text(json.dumps(
             {"written_by": {"command": "train.py"},
-             "sessions": [{"from_step": 0, "device": d} for d in devices]}))
+             "sessions": [{"from_step": x, "device": d}
+                          for d, x in zip(devices, starts or [0] * len(devices), strict=True)]}))
 
 
 CPU, GPU = "AMD EPYC (2 cores)", "NVIDIA H200 x 1"
 
 
 def test_findings_name_the_machines_the_runs_trained_on(tmp_path):
-    """Seeds 0 and 1 trained on a CPU, seed 2 started there and finished on a GPU (its last
-    session counts), one run has no machine.json."""
+    """Seeds 0 and 1 trained on a CPU, seed 2 started there and finished on a GPU from step
+    50,000 (its last session counts, with the speed of the iterations trained there: the lines
+    at 75,000 and 100,000), one run has no machine.json."""
     runs = tmp_path / "runs"
     per_run = {(0.0, 0): 200, (0.0, 1): 210, (0.005, 0): 240, (0.005, 1): 300,
                (0.0, 2): 3000, (0.005, 2): 5000}
     for (coef, seed), x in per_run.items():  # the first iteration's speed includes compiling
-        devices = [CPU] if seed < 2 else [CPU, GPU]
-        with_machine(write_assessed_run(runs, coef, seed), devices, [x / 10, x, x, 5 * x])
+        devices, starts = ([CPU], [0]) if seed < 2 else ([CPU, GPU], [0, STEP // 2])
+        with_machine(write_assessed_run(runs, coef, seed), devices, [x / 10, x, x, 5 * x],
+                     starts)
     with_machine(write_assessed_run(runs, 0.0005, 0), None, None)
     figures.make_figures([runs], tmp_path / "out", findings=tmp_path / "page.md")
     machines = json.loads((tmp_path / "out" / "summary.json").read_text())["sweep"]["machines"]
@@ -319,7 +338,7 @@ def test_findings_name_the_machines_the_runs_trained_on(tmp_path):
         {"machine": CPU, "n_runs": 4, "seeds": [0, 1], "median_sps": 225.0,
          "runs": [{"attn_coef": 0.0, "seed": 0}, {"attn_coef": 0.0, "seed": 1},
                   {"attn_coef": 0.005, "seed": 0}, {"attn_coef": 0.005, "seed": 1}]},
-        {"machine": GPU, "n_runs": 2, "seeds": [2], "median_sps": 4000.0,
+        {"machine": GPU, "n_runs": 2, "seeds": [2], "median_sps": 12000.0,
          "runs": [{"attn_coef": 0.0, "seed": 2}, {"attn_coef": 0.005, "seed": 2}]},
         {"machine": "unknown", "n_runs": 1, "seeds": [0], "median_sps": None,
          "runs": [{"attn_coef": 0.0005, "seed": 0}]}]
@@ -328,7 +347,7 @@ def test_findings_name_the_machines_the_runs_trained_on(tmp_path):
     assert page.index("## Budget") < page.index("## Where the runs trained") \
         < page.index("## Per λ")
     assert [line for line in section.splitlines() if line.startswith("| ")][1:] == [
-        f"| {CPU} | 4 | 0, 1 | 225 |", f"| {GPU} | 2 | 2 | 4,000 |", "| unknown | 1 | 0 | n/a |"]
+        f"| {CPU} | 4 | 0, 1 | 225 |", f"| {GPU} | 2 | 2 | 12,000 |", "| unknown | 1 | 0 | n/a |"]
 
 
 def test_runs_on_one_machine_make_one_row(sweep):
@@ -350,3 +369,7 @@ def test_the_budget_names_extra_seeds_of_some_lambdas(sweep):
                                      for c in (0.0, 0.0005) for x in (3, 4)]}
     assert grid_sentence(extended) == ("λ ∈ {0, 0.0005, 0.005} × seeds {0, 1, 2}; "
                                        "also seeds {3, 4} for λ ∈ {0, 0.0005}")
+    twice = {"runs": s["runs"] + s["runs"][:1]}  # one λ and seed twice (two networks)
+    assert grid_sentence(twice) == "λ ∈ {0, 0.0005, 0.005} × seeds {0, 1, 2}"
+    apart = {"runs": [{"attn_coef": 0.0, "seed": 0}, {"attn_coef": 0.005, "seed": 1}]}
+    assert grid_sentence(apart) == "λ = 0 with seeds {0}; λ = 0.005 with seeds {1}"
