@@ -69,11 +69,12 @@ def grid_sentence(sweep: dict[str, Any]) -> str:
 
 def machines_table(sweep: dict[str, Any]) -> list[str]:
     """One row per machine the runs trained on (summary.json's "machines")."""
-    lines = ["| machine | runs | seeds | per-run training speed (median agent steps/s) |",
-             "|---|---|---|---|"]
+    lines = ["| machine | JAX | runs | seeds | per-run training speed (median agent steps/s) |",
+             "|---|---|---|---|---|"]
     for row in sweep["machines"]:
         speed = "n/a" if row["median_sps"] is None else f"{row['median_sps']:,.0f}"
-        lines.append(f"| {row['machine']} | {row['n_runs']} | "
+        jax_versions = ", ".join(row.get("jax") or []) or "unknown"
+        lines.append(f"| {row['machine']} | {jax_versions} | {row['n_runs']} | "
                      f"{', '.join(str(x) for x in row['seeds'])} | {speed} |")
     return lines
 
@@ -120,10 +121,10 @@ def findings_markdown(summary: dict[str, Any], figures: str | None = None) -> st
         f"A uniformly random policy scores {random_score(s)} on the same games.", "",
         "## Where the runs trained", "",
         "Each run's machine is the device of its last training session (its machine.json; "
-        "unknown: the run folder has none), its speed the median over that session's "
-        "iterations of the agent steps per second it trained (runs trained together in one "
-        "program share the machine: the speed is each run's own), and a row's speed the "
-        "median over its runs.",
+        "unknown: the run folder has none), JAX the version that session ran, its speed the "
+        "median over that session's iterations of the agent steps per second it trained (runs "
+        "trained together in one program share the machine: the speed is each run's own), and "
+        "a row's speed the median over its runs.",
         "", *machines_table(s), "",
         "## Per λ (mean ± std over seeds)", "", *table(s), "",
         f"Hit rate: a head's argmax cell covers the {s['target_object']}, averaged over the "

@@ -17,7 +17,7 @@ import numpy as np
 from attnjax.errors import UserError
 from attnjax.figures import claims
 from attnjax.figures.records import ASSESSMENT_FILE, RunRecord
-from attnjax.training.machine import machine_label
+from attnjax.training.machine import last_session, machine_label
 
 LAST_STEPS = 50_000  # the training return of a run's last 50k agent steps (claim a)
 PAPER = {  # quoted from Nikulin et al. 2019 (Table 1), not measured here
@@ -170,7 +170,8 @@ def sweep_claims(rows: Sequence[dict], game: str) -> list[dict]:
 
 def machine_rows(runs: Sequence[RunRecord]) -> list[dict]:
     """Per machine (the device of a run's last training session, `machine_label`; "unknown"
-    for a run without machine.json): its runs, their seeds and the median over them of each
+    for a run without machine.json): its runs, their seeds, the JAX versions of those sessions
+    and the median over them of each
     run's median agent steps/s (None when no run logged its speed). Why: runs that trained on
     different machines (a CPU grid, a GPU grid) are a possible confound the findings name."""
     by_label: dict[str, list[RunRecord]] = {}
@@ -182,6 +183,7 @@ def machine_rows(runs: Sequence[RunRecord]) -> list[dict]:
         rows.append({"machine": label, "n_runs": len(members),
                      "runs": [{"attn_coef": r.attn_coef, "seed": r.seed} for r in members],
                      "seeds": sorted({r.seed for r in members}),
+                     "jax": sorted({v for r in members if (v := last_session(r.machine, "jax"))}),
                      "median_sps": float(np.median(speeds)) if speeds else None})
     return rows
 

@@ -124,17 +124,22 @@ def record_session(folders: Sequence[Path], entry: dict[str, Any]) -> None:
                             "permissions, then run the command again") from None
 
 
+def last_session(record: dict[str, Any] | None, key: str) -> Any:
+    """`key` of the record's last session (the one that finished the run); None without a
+    record, a session or that key."""
+    sessions = (record or {}).get("sessions") or []
+    return sessions[-1].get(key) if sessions and isinstance(sessions[-1], dict) else None
+
+
 def last_session_start(record: dict[str, Any] | None) -> int:
     """The global step the record's last session started from (0 without a record): the rows of
     metrics.jsonl above it were trained on the machine `machine_label` names."""
-    sessions = (record or {}).get("sessions") or []
-    start = sessions[-1].get("from_step") if sessions else None
+    start = last_session(record, "from_step")
     return start if isinstance(start, int) and not isinstance(start, bool) else 0
 
 
 def machine_label(record: dict[str, Any] | None) -> str:
     """The device of the record's last session (the machine that finished the run); UNKNOWN
     without a record or a device."""
-    sessions = (record or {}).get("sessions") or []
-    device = sessions[-1].get("device") if sessions else None
+    device = last_session(record, "device")
     return device if isinstance(device, str) and device else UNKNOWN

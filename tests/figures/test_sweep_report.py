@@ -313,11 +313,12 @@ def with_machine(run: Path, devices: list[str] | None, sps: list[float] | None,
     if devices is not None:
         (run / "machine.json").write_text(json.dumps(
             {"written_by": {"command": "train.py"},
-             "sessions": [{"from_step": x, "device": d}
+             "sessions": [{"from_step": x, "device": d, "jax": JAX_ON[d]}
                           for d, x in zip(devices, starts or [0] * len(devices), strict=True)]}))
 
 
 CPU, GPU = "AMD EPYC (2 cores)", "NVIDIA H200 x 1"
+JAX_ON = {CPU: "0.10.2", GPU: "0.11.2"}
 
 
 def test_findings_name_the_machines_the_runs_trained_on(tmp_path):
@@ -335,19 +336,20 @@ def test_findings_name_the_machines_the_runs_trained_on(tmp_path):
     figures.make_figures([runs], tmp_path / "out", findings=tmp_path / "page.md")
     machines = json.loads((tmp_path / "out" / "summary.json").read_text())["sweep"]["machines"]
     assert machines == [
-        {"machine": CPU, "n_runs": 4, "seeds": [0, 1], "median_sps": 225.0,
+        {"machine": CPU, "n_runs": 4, "seeds": [0, 1], "jax": ["0.10.2"], "median_sps": 225.0,
          "runs": [{"attn_coef": 0.0, "seed": 0}, {"attn_coef": 0.0, "seed": 1},
                   {"attn_coef": 0.005, "seed": 0}, {"attn_coef": 0.005, "seed": 1}]},
-        {"machine": GPU, "n_runs": 2, "seeds": [2], "median_sps": 12000.0,
+        {"machine": GPU, "n_runs": 2, "seeds": [2], "jax": ["0.11.2"], "median_sps": 12000.0,
          "runs": [{"attn_coef": 0.0, "seed": 2}, {"attn_coef": 0.005, "seed": 2}]},
-        {"machine": "unknown", "n_runs": 1, "seeds": [0], "median_sps": None,
+        {"machine": "unknown", "n_runs": 1, "seeds": [0], "jax": [], "median_sps": None,
          "runs": [{"attn_coef": 0.0005, "seed": 0}]}]
     page = (tmp_path / "page.md").read_text()
     section = page.split("## Where the runs trained\n")[1].split("\n## ")[0]
     assert page.index("## Budget") < page.index("## Where the runs trained") \
         < page.index("## Per λ")
     assert [line for line in section.splitlines() if line.startswith("| ")][1:] == [
-        f"| {CPU} | 4 | 0, 1 | 225 |", f"| {GPU} | 2 | 2 | 12,000 |", "| unknown | 1 | 0 | n/a |"]
+        f"| {CPU} | 0.10.2 | 4 | 0, 1 | 225 |", f"| {GPU} | 0.11.2 | 2 | 2 | 12,000 |",
+        "| unknown | unknown | 1 | 0 | n/a |"]
 
 
 def test_runs_on_one_machine_make_one_row(sweep):
@@ -355,7 +357,7 @@ def test_runs_on_one_machine_make_one_row(sweep):
     s = json.loads((sweep / "out" / "summary.json").read_text())["sweep"]
     (row,) = s["machines"]
     assert (row["machine"], row["n_runs"], row["seeds"]) == ("unknown", len(RUNS), [0, 1, 2])
-    assert "| unknown | 9 | 0, 1, 2 | n/a |" in (sweep / "page.md").read_text()
+    assert "| unknown | unknown | 9 | 0, 1, 2 | n/a |" in (sweep / "page.md").read_text()
 
 
 def test_the_budget_names_extra_seeds_of_some_lambdas(sweep):
