@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import subprocess
 from pathlib import Path
 
 
@@ -74,3 +75,24 @@ def use_cpu_cores_as_devices(count: int | None = None) -> None:
 
     with contextlib.suppress(RuntimeError):  # backends already initialised: keep them
         jax.config.update("jax_num_cpu_devices", count or usable_cores())
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name: /proc/cpuinfo's "model name", else lscpu's "Model name"; None when
+    neither says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    try:
+        shown = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in shown.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Model name" and value.strip():
+            return value.strip()
+    return None

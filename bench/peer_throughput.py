@@ -26,16 +26,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
+
+from attnjax import devices  # noqa: E402
 
 
 def cpu_model() -> str:
-    """`lscpu`'s model name (what BENCHMARKS.md names a machine by)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return re.search(r"^Model name:\s*(.+)$", out, re.M).group(1).strip()
-    except (OSError, subprocess.CalledProcessError, AttributeError):
-        return platform.processor() or platform.machine()
+    """The CPU's model name as `lscpu` gives it (what BENCHMARKS.md names a machine by), else
+    what Python's platform module says."""
+    return devices.cpu_model() or platform.processor() or platform.machine()
 
 
 class WorkerTrainer:

@@ -171,9 +171,9 @@ def sweep_claims(rows: Sequence[dict], game: str) -> list[dict]:
 def machine_rows(runs: Sequence[RunRecord]) -> list[dict]:
     """Per machine (the device of a run's last training session, `machine_label`; "unknown"
     for a run without machine.json): its runs, their seeds, the JAX versions of those sessions
-    and the median over them of each
-    run's median agent steps/s (None when no run logged its speed). Why: runs that trained on
-    different machines (a CPU grid, a GPU grid) are a possible confound the findings name."""
+    and the median over them of each run's median agent steps/s (None when no run logged its
+    speed). Why: runs that trained on different machines (a CPU grid, a GPU grid) are a
+    possible confound the findings name."""
     by_label: dict[str, list[RunRecord]] = {}
     for run in sorted(runs, key=lambda r: (r.attn_coef, r.seed)):
         by_label.setdefault(machine_label(run.machine), []).append(run)

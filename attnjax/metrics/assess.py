@@ -167,15 +167,20 @@ def run_copies(agent: Any) -> dict[str, bytes]:
     return copies
 
 
+def recorded_copies(folder: Path) -> dict[str, str]:
+    """{file name: sha256} of the copies the stamped assessment.json in `folder` wrote ({} when
+    there is none)."""
+    target = folder / ASSESSMENT_FILE
+    previous = read_json_file(target) if target.is_file() else None
+    recorded = (previous or {}).get("copies")
+    return recorded if isinstance(recorded, dict) else {}
+
+
 def stale_copies(folder: Path, copies: dict[str, bytes]) -> list[Path]:
     """Files an earlier assessment in `folder` copied (its stamp records them, unchanged since)
     that this one will not write: a machine.json of a run that no longer has one. Any other
     file is left where it is."""
-    target = folder / ASSESSMENT_FILE
-    previous = read_json_file(target) if target.is_file() else None
-    recorded = (previous or {}).get("copies")
-    recorded = recorded if isinstance(recorded, dict) else {}
-    return [folder / name for name, digest in sorted(recorded.items())
+    return [folder / name for name, digest in sorted(recorded_copies(folder).items())
             if name not in copies and (folder / name).is_file()
             and digest == sha256((folder / name).read_bytes())]
 
@@ -185,11 +190,8 @@ def check_results_folder(folder: Path, copies: dict[str, bytes]) -> None:
     stamped assessment.json, a copy that stamp records (unchanged since), or already holds the
     bytes it would write (`provenance.check_replaceable`, the copies recognised by content)."""
     fix = "move it away or choose another --out"
-    target = folder / ASSESSMENT_FILE
-    check_replaceable(target, STAMP_COMMAND, fix)
-    previous = read_json_file(target) if target.is_file() else None
-    recorded = (previous or {}).get("copies")  # the copies the stamped assessment.json wrote
-    recorded = recorded if isinstance(recorded, dict) else {}
+    check_replaceable(folder / ASSESSMENT_FILE, STAMP_COMMAND, fix)
+    recorded = recorded_copies(folder)
     for name, data in copies.items():
         check_replaceable(folder / name, STAMP_COMMAND, fix,
                           legacy=lambda path, data=data: path.read_bytes() == data

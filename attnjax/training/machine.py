@@ -14,14 +14,13 @@ possible confound; `visualize.py assess` and `publish` carry the file along.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from attnjax.devices import usable_cores
+from attnjax.devices import cpu_model, usable_cores
 from attnjax.errors import UserError, os_error_reason
 from attnjax.files import write_json
 from attnjax.provenance import STAMP_KEY, check_replaceable, json_stamp, read_json_file
@@ -29,27 +28,6 @@ from attnjax.training.runs import MACHINE_FILE
 
 COMMAND = "train.py"  # the stamp of machine.json (attnjax.provenance)
 UNKNOWN = "unknown"  # the machine label of a run without machine.json
-
-
-def cpu_model() -> str | None:
-    """The CPU's model name: /proc/cpuinfo's "model name", else lscpu's "Model name"; None when
-    neither says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                return value.strip()
-    except OSError:
-        pass
-    try:
-        shown = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in shown.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "Model name" and value.strip():
-            return value.strip()
-    return None
 
 
 def device_label(backend: str, device_kind: str, device_count: int, cpu: str | None,
