@@ -77,6 +77,20 @@ def use_cpu_cores_as_devices(count: int | None = None) -> None:
         jax.config.update("jax_num_cpu_devices", count or usable_cores())
 
 
+def machine_line() -> str:
+    """"machine: <CPU model>, <usable cores> of <CPUs> CPUs, jax <version>" for a benchmark's
+    output, so that every recorded number names the machine it came from (ratios differ
+    between CPU models). Reads package metadata only: starts no JAX backend."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        jax_version = version("jax")
+    except PackageNotFoundError:
+        jax_version = "not installed"
+    return (f"machine: {cpu_model() or 'CPU model unknown'}, {usable_cores()} usable of "
+            f"{os.cpu_count()} CPUs, jax {jax_version}")
+
+
 def cpu_model() -> str | None:
     """The CPU's model name: /proc/cpuinfo's "model name", else lscpu's "Model name"; None when
     neither says."""

@@ -36,7 +36,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from attnjax.devices import eigen_convolution_options, use_cpu_cores_as_devices  # noqa: E402
+from attnjax.devices import (  # noqa: E402
+    eigen_convolution_options,
+    machine_line,
+    use_cpu_cores_as_devices,
+)
 
 use_cpu_cores_as_devices()  # as train.py does
 
@@ -45,7 +49,6 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from conv_contraction import alternating_medians, relative_difference  # noqa: E402
-from peer_throughput import cpu_model  # noqa: E402
 
 from attnjax.model.networks import init_params, make_network  # noqa: E402
 from attnjax.training.config import TrainConfig  # noqa: E402
@@ -149,7 +152,7 @@ def main() -> int:
     params = init_params(network, jax.random.PRNGKey(0))
     batch = random_minibatch(args.batch, num_actions)
     options = eigen_convolution_options()
-    print(f"machine: {cpu_model()}, jax {jax.__version__}, {jax.default_backend()}, "
+    print(f"{machine_line()}, {jax.default_backend()}, "
           f"compiler_options {options}; batch {args.batch}, {args.rounds} rounds x "
           f"{args.calls} calls", flush=True)
 

@@ -32,6 +32,10 @@ def main() -> int:
     args = p.parse_args()
     from peer_throughput import WorkerTrainer, interleaved_sps
 
+    from attnjax.devices import machine_line
+
+    print(machine_line(), flush=True)
+
     command = [sys.executable, str(ROOT / "bench" / "attnjax_worker.py"), "--network",
                args.network]
     base = dict(os.environ)

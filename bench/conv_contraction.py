@@ -29,7 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from attnjax.devices import eigen_convolution_options, use_cpu_cores_as_devices  # noqa: E402
+from attnjax.devices import (  # noqa: E402
+    eigen_convolution_options,
+    machine_line,
+    use_cpu_cores_as_devices,
+)
 
 use_cpu_cores_as_devices()  # as train.py does
 
@@ -37,7 +41,6 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from peer_throughput import cpu_model  # noqa: E402
 
 from attnjax.model.networks import (  # noqa: E402
     _kernel_to_depth,
@@ -181,7 +184,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     obs = jnp.asarray(rng.integers(0, 256, (args.batch, 4, 84, 84), dtype=np.uint8))
     options = eigen_convolution_options()
-    print(f"machine: {cpu_model()}, jax {jax.__version__}, {jax.default_backend()}, "
+    print(f"{machine_line()}, {jax.default_backend()}, "
           f"compiler_options {options}; batch {args.batch}, {args.rounds} rounds x "
           f"{args.calls} calls; contraction path ({args.form}): {', '.join(layers)}", flush=True)
 

@@ -21,6 +21,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from attnjax.devices import machine_line  # noqa: E402
 from attnjax.model.envs import env_seeds, make_env  # noqa: E402
 from attnjax.training.losses import valid_transitions  # noqa: E402
 
@@ -31,6 +32,7 @@ def main() -> None:
     p.add_argument("--run", default=None, help="a trained agent to act (default: random)")
     p.add_argument("--env-id", default="Breakout-v5")
     args = p.parse_args()
+    print(machine_line(), flush=True)
     num_envs, num_steps = 8, 128
     agent = None
     if args.run:

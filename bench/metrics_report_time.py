@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import visualize  # noqa: E402
+from attnjax.devices import machine_line  # noqa: E402
 
 BUDGET_S = 15 * 60
 REFERENCE = [str(ROOT / "agents" / "Breakout__attn0__s0"),
@@ -45,7 +44,7 @@ def main() -> int:
     if code != 0:
         return code
     timing = json.loads((out / "report.json").read_text())["timing_s"]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}")
+    print(machine_line())
     print(f"runs: {', '.join(Path(r).name for r in args.run)}; frames: {args.frames}; "
           f"report in {out}")
     for part, seconds in timing.items():

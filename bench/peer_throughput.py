@@ -18,8 +18,6 @@ Usage: make peers && .venv/bin/python bench/peer_throughput.py [--rounds 3] [--i
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -30,12 +28,6 @@ sys.path.insert(0, str(ROOT))
 PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 
 from attnjax import devices  # noqa: E402
-
-
-def cpu_model() -> str:
-    """The CPU's model name as `lscpu` gives it (what BENCHMARKS.md names a machine by), else
-    what Python's platform module says."""
-    return devices.cpu_model() or platform.processor() or platform.machine()
 
 
 class WorkerTrainer:
@@ -95,7 +87,7 @@ def main() -> int:
     if not PEER_PYTHON.exists():
         print(f"error: {PEER_PYTHON} is missing; run `make peers` first", file=sys.stderr)
         return 2
-    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs")
+    print(devices.machine_line())
     attnjax = [sys.executable, str(ROOT / "bench" / "attnjax_worker.py"), "--network"]
     sb3 = [str(PEER_PYTHON), str(ROOT / "bench" / "sb3_worker.py"), "--network"]
     trainers = {"attnjax attention": WorkerTrainer([*attnjax, "attention"]),

@@ -24,14 +24,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from attnjax.devices import eigen_convolution_options, use_cpu_cores_as_devices  # noqa: E402
+from attnjax.devices import (  # noqa: E402
+    eigen_convolution_options,
+    machine_line,
+    use_cpu_cores_as_devices,
+)
 
 use_cpu_cores_as_devices()  # as train.py does, so the whole iteration is what a user runs
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from peer_throughput import cpu_model  # noqa: E402
 
 from attnjax.model.envs import env_seeds, make_env  # noqa: E402
 from attnjax.model.networks import init_params, make_network  # noqa: E402
@@ -102,7 +105,7 @@ def main() -> int:
             lambda p, o, g: apply_gradients(tx, p, o, g, jnp.float32(2.5e-4)),
             (params, opt_state, grads)),
     }
-    print(f"machine: {cpu_model()}, jax {jax.__version__}, {len(jax.devices())} "
+    print(f"{machine_line()}, {len(jax.devices())} "
           f"{jax.default_backend()} device(s); network {config.network}; median of "
           f"{args.repeats} calls each")
     # XLA counts a loop's body once: the rollout's flops are one step's times its T steps

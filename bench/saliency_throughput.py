@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from attnjax.devices import use_cpu_cores_as_devices  # noqa: E402
+from attnjax.devices import machine_line, use_cpu_cores_as_devices  # noqa: E402
 from attnjax.inspection.saliency import methods as S  # noqa: E402
 
 
@@ -97,9 +96,8 @@ def main() -> int:
     use_cpu_cores_as_devices()  # before JAX runs anything
     devices = S.saliency_devices()
     device = devices[0]
-    print(f"device: {device.platform} {device.device_kind} x {len(devices)} | jax "
-          f"{jax.__version__} | {os.cpu_count()} CPUs | "
-          f"{platform.processor() or platform.machine()} | "
+    print(machine_line(), flush=True)
+    print(f"device: {device.platform} {device.device_kind} x {len(devices)} | "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     t0 = time.perf_counter()
     obs = breakout_frames(args.frames)

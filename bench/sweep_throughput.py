@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 
+from attnjax.devices import machine_line  # noqa: E402
 from attnjax.training.config import TrainConfig, expand_grid  # noqa: E402
 from attnjax.training.loop import build_program  # noqa: E402
 
@@ -54,6 +55,7 @@ def main() -> None:
     base = TrainConfig(env_id=args.env_id, num_envs=args.num_envs, num_steps=args.num_steps,
                        update_epochs=args.update_epochs, wandb_mode="disabled")
     grid = expand_grid(base, LAMBDAS, [0])
+    print(machine_line(), flush=True)
     print(f"device: {jax.devices()[0].device_kind}; {len(grid)} runs of {base.env_id}, "
           f"{base.num_envs} envs x {base.num_steps} steps, {base.update_epochs} epoch(s), "
           f"{args.iterations} timed iterations each")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attnjax.devices import use_cpu_cores_as_devices  # noqa: E402
+from attnjax.devices import machine_line, use_cpu_cores_as_devices  # noqa: E402
 
 use_cpu_cores_as_devices()  # before JAX runs anything, as train.py does
 
@@ -72,6 +72,7 @@ def main() -> None:
     base = TrainConfig(env_id=args.env_id, network=args.network, attn_coef=0.001,
                        wandb_mode="disabled")
     default_mode = resolve_execution(base)[1]
+    print(machine_line(), flush=True)
     print(f"device: {jax.devices()[0].device_kind} x{len(jax.devices())} "
           f"({jax.default_backend()}), jax {jax.__version__}; default loops={default_mode}")
     print(f"config: {base.env_id}, {args.network}, {base.num_envs} envs x {base.num_steps} "

@@ -1,11 +1,13 @@
 """Which library runs a training program's convolutions on CPU (attnjax.devices): Eigen via a
-per-compilation option, not YNNPACK (XLA's default, 2-3x slower for the training gradients)."""
+per-compilation option, not YNNPACK (XLA's default, 2-3x slower for the training gradients);
+and the machine line every benchmark prints."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
+from attnjax import devices
 from attnjax.devices import KEEP_XLA_DEFAULTS, eigen_convolution_options
 
 
@@ -36,3 +38,13 @@ def test_no_options_off_cpu_or_when_the_user_opts_out(monkeypatch):
     assert eigen_convolution_options("gpu") is None
     monkeypatch.setenv(KEEP_XLA_DEFAULTS, "1")
     assert eigen_convolution_options("cpu") is None
+
+
+def test_machine_line_names_the_cpu_model_cores_and_jax(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_model", lambda: "Intel(R) Xeon(R) Processor")
+    monkeypatch.setattr(devices, "usable_cores", lambda: 2)
+    line = devices.machine_line()
+    assert line.startswith("machine: Intel(R) Xeon(R) Processor, 2 usable of ")
+    assert line.endswith(f"jax {jax.__version__}")
+    monkeypatch.setattr(devices, "cpu_model", lambda: None)
+    assert devices.machine_line().startswith("machine: CPU model unknown, ")
