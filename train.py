@@ -71,9 +71,9 @@ def configs_from_args(args: argparse.Namespace) -> list[TrainConfig]:
 
 
 def main() -> int:
-    from attnjax.devices import use_cpu_cores_as_devices
+    from attnjax.devices import prepare_process
 
-    use_cpu_cores_as_devices()  # before JAX runs anything: on CPU, loops="split" uses them
+    prepare_process()  # before JAX runs anything: tcmalloc where it helps; host devices
     args = build_parser().parse_args()
     from attnjax.training.loop import TrainingDiverged, plan, prepare, train
     from attnjax.training.runs import ATTENTION_PNG, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE

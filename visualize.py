@@ -61,6 +61,9 @@ def run(argv: list[str]) -> int:
 
 
 def main() -> int:
+    from attnjax.devices import restart_with_tcmalloc
+
+    restart_with_tcmalloc()  # the command line's process only, before anything runs
     return run(sys.argv[1:])
 
 

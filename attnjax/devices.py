@@ -10,14 +10,24 @@
   can compute different frames on each core side by side (one convolution spreads over 2 cores
   only ~1.15x faster than over one). Must run before JAX runs anything, so the command lines
   call it first thing; it imports nothing heavy and starts no backend.
+- `restart_with_tcmalloc`: XLA:CPU allocates each call's temporaries afresh (the paper
+  preset's minibatch gradient: 179 MB + 105 MB). glibc serves blocks that large with a new
+  mmap and unmaps them on free, so every call faults their pages in again (~260,000 page
+  faults per paper-preset iteration). tcmalloc keeps them for reuse, and the command lines
+  restart themselves with it preloaded when the machine has it (gperftools'
+  libtcmalloc-minimal4); bench/setting_speedup.py --setting malloc measures the difference.
+- `prepare_process`: both, as every command line and benchmark starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes.util
 import math
 import os
+import pkgutil
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -75,6 +85,75 @@ def use_cpu_cores_as_devices(count: int | None = None) -> None:
 
     with contextlib.suppress(RuntimeError):  # backends already initialised: keep them
         jax.config.update("jax_num_cpu_devices", count or usable_cores())
+
+
+KEEP_MALLOC_DEFAULTS = "ATTNJAX_MALLOC_DEFAULTS"  # =1: never restart with tcmalloc
+RESTARTED = "ATTNJAX_TCMALLOC_RESTART"  # set in the restarted process: never restart twice
+TCMALLOC_LIBRARIES = ("tcmalloc_minimal", "tcmalloc")  # gperftools' libraries, as ld finds them
+ACCELERATOR_PLUGINS = ("jax_cuda", "jax_rocm", "libtpu")  # module name prefixes
+
+
+def xla_runs_on_cpu() -> bool:
+    """Whether JAX's default backend will be the CPU, decided without starting JAX:
+    JAX_PLATFORMS names it first, or no accelerator plugin (CUDA, ROCm, TPU) is installed."""
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+    if platforms:
+        return platforms.split(",")[0].strip() == "cpu"
+    return not any(module.name.startswith(ACCELERATOR_PLUGINS)
+                   for module in pkgutil.iter_modules())
+
+
+def malloc_in_use() -> str:
+    """"tcmalloc" when this process has it loaded (/proc/self/maps), else "default"."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "default"
+    return "tcmalloc" if "libtcmalloc" in maps else "default"
+
+
+def tcmalloc_library() -> str | None:
+    """The name the dynamic loader knows tcmalloc by on this machine, None without one."""
+    return next(filter(None, map(ctypes.util.find_library, TCMALLOC_LIBRARIES)), None)
+
+
+def tcmalloc_environment() -> dict[str, str] | None:
+    """This process's environment with tcmalloc preloaded, for a process that should get it
+    (restart_with_tcmalloc's conditions); None when it should not or the machine has none."""
+    if (not sys.platform.startswith("linux") or os.environ.get(KEEP_MALLOC_DEFAULTS) == "1"
+            or os.environ.get(RESTARTED) == "1" or not xla_runs_on_cpu()
+            or malloc_in_use() == "tcmalloc"):
+        return None
+    library = tcmalloc_library()
+    if library is None:
+        return None
+    preload = " ".join(filter(None, (library, os.environ.get("LD_PRELOAD", ""))))
+    return {**os.environ, "LD_PRELOAD": preload, RESTARTED: "1",
+            # tcmalloc reports every block above 1 GiB on stderr; a vmapped grid makes such
+            # blocks as a matter of course
+            "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(2**40)}
+
+
+def restart_with_tcmalloc() -> None:
+    """Run this command line again (same interpreter, arguments and environment) with tcmalloc
+    preloaded, where it helps and is installed: Linux, XLA on the CPU, not loaded yet, not
+    already restarted, and ATTNJAX_MALLOC_DEFAULTS is not 1. Otherwise returns doing nothing.
+    Why: the module docstring. Must run before anything is printed or started."""
+    env = tcmalloc_environment()
+    if env is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def prepare_process() -> str:
+    """What every command line and benchmark does first, before JAX runs anything: restart
+    with tcmalloc where that helps, and the CPU's cores as XLA host devices. Returns the
+    malloc in use ("tcmalloc" or "default")."""
+    restart_with_tcmalloc()
+    use_cpu_cores_as_devices()
+    return malloc_in_use()
 
 
 def machine_line() -> str:

@@ -1,27 +1,29 @@
 #!/usr/bin/env python3
 """The attnjax side of bench/peer_throughput.py: one paper-preset training program in a process
-of its own, as `train.py` runs it (the CPU's cores as host devices, the default execution).
+of its own, as `train.py` runs it (restarted with tcmalloc where train.py would be, the CPU's
+cores as host devices, the default execution).
 
 Why a process of its own: two compiled programs in one process share XLA's thread pool and
 caches, and the bench measured the attention program ~15 % slower beside the Nature-CNN one
 than `train.py` trains it alone. Protocol (as bench/sb3_worker.py): after building, compiling
 and one warm-up iteration it prints `ready ...`; `train K` trains K more iterations and answers
-`seconds <wall time>`; `quit` ends it.
+`seconds <wall time> page_faults_per_iteration <minor faults>`; `quit` ends it.
 Usage: .venv/bin/python bench/attnjax_worker.py --network attention|nature
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attnjax.devices import eigen_convolution_options, use_cpu_cores_as_devices  # noqa: E402
+from attnjax.devices import eigen_convolution_options, prepare_process  # noqa: E402
 
-use_cpu_cores_as_devices()  # before JAX runs anything, as train.py does
+MALLOC = prepare_process()  # before JAX runs anything, as train.py does
 
 import jax  # noqa: E402
 
@@ -39,24 +41,28 @@ def main() -> None:
     program = build_program([config])
     state, iterate = program.state, program.iterate
 
-    def train(iterations: int) -> float:
+    def train(iterations: int) -> tuple[float, float]:
+        """(wall seconds, minor page faults per iteration) of `iterations` iterations."""
         nonlocal state
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0 = time.perf_counter()
         for _ in range(iterations):
             state, metrics = iterate(state)
         jax.block_until_ready(metrics)
-        return time.perf_counter() - t0
+        took = time.perf_counter() - t0
+        return took, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / iterations
 
     train(1)  # compilation and the first rollout
     _, loops, _ = resolve_execution(config)
     backend = "eigen" if eigen_convolution_options() else "ynnpack"
     print(f"ready jax={jax.__version__} devices={len(jax.devices())} loops={loops} "
-          f"backend={backend} params={parameter_count(config)}", flush=True)
+          f"backend={backend} malloc={MALLOC} params={parameter_count(config)}", flush=True)
     for line in sys.stdin:
         words = line.split()
         if not words or words[0] == "quit":
             break
-        print(f"seconds {train(int(words[1])):.6f}", flush=True)
+        took, faults = train(int(words[1]))
+        print(f"seconds {took:.6f} page_faults_per_iteration {faults:.0f}", flush=True)
     program.close()
 
 

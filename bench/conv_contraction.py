@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 from attnjax.devices import (  # noqa: E402
     eigen_convolution_options,
     machine_line,
-    use_cpu_cores_as_devices,
+    prepare_process,
 )
 
-use_cpu_cores_as_devices()  # as train.py does
+prepare_process()  # as train.py does
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402

@@ -9,7 +9,10 @@ wrappers, the same PPO settings) with the paper's attention network as a PyTorch
 extractor (`net_arch=[]`: the same layers and parameter count, checked) and with its own
 `CnnPolicy`. After each worker's warm-up (compilation, allocations), they train the same number
 of iterations in alternating rounds while the others wait idle, so the measured process is
-alone on the CPU and a machine that gets busier slows all four alike. Prints agent steps/s of
+alone on the CPU and a machine that gets busier slows all four alike. Where the machine has
+tcmalloc, all four run with it (attnjax's workers restart with it as train.py does, and
+PyTorch gains from it too; ATTNJAX_MALLOC_DEFAULTS=1 keeps glibc's malloc for all four); the
+`malloc:` line says which. Prints agent steps/s of
 each, then `ratio_same_network` (attnjax attention / SB3 attention), `ratio_nature` (attnjax
 Nature CNN / SB3 CnnPolicy) and, last, `ratio` (attnjax attention / SB3 CnnPolicy).
 Usage: make peers && .venv/bin/python bench/peer_throughput.py [--rounds 3] [--iterations 2]
@@ -38,6 +41,7 @@ class WorkerTrainer:
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=env)
         self.banner = self._read("ready")
+        self.last_reply = ""
 
     def _read(self, word: str) -> str:
         line = self.proc.stdout.readline()
@@ -48,7 +52,8 @@ class WorkerTrainer:
     def train(self, iterations: int) -> float:
         self.proc.stdin.write(f"train {iterations}\n")
         self.proc.stdin.flush()
-        return float(self._read("seconds").split()[1])
+        self.last_reply = self._read("seconds")
+        return float(self.last_reply.split()[1])
 
     def close(self) -> None:
         self.proc.stdin.write("quit\n")
@@ -88,12 +93,16 @@ def main() -> int:
         print(f"error: {PEER_PYTHON} is missing; run `make peers` first", file=sys.stderr)
         return 2
     print(devices.machine_line())
+    # the attnjax workers restart with tcmalloc as train.py does where the machine has it;
+    # PyTorch gains from it as well, so the SB3 workers get it too: one malloc for all four
+    tcmalloc_env = devices.tcmalloc_environment()
+    print(f"malloc: {'tcmalloc' if tcmalloc_env else 'the default'} in all four trainers")
     attnjax = [sys.executable, str(ROOT / "bench" / "attnjax_worker.py"), "--network"]
     sb3 = [str(PEER_PYTHON), str(ROOT / "bench" / "sb3_worker.py"), "--network"]
     trainers = {"attnjax attention": WorkerTrainer([*attnjax, "attention"]),
                 "attnjax nature": WorkerTrainer([*attnjax, "nature"]),
-                "sb3 attention (pytorch)": WorkerTrainer([*sb3, "attention"]),
-                "sb3 nature (pytorch)": WorkerTrainer([*sb3, "nature"])}
+                "sb3 attention (pytorch)": WorkerTrainer([*sb3, "attention"], tcmalloc_env),
+                "sb3 nature (pytorch)": WorkerTrainer([*sb3, "nature"], tcmalloc_env)}
     for name, trainer in trainers.items():
         print(f"{name}: {trainer.banner}")
     ours, theirs = (params_of(trainers[n].banner) for n in ("attnjax attention",

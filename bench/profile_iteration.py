@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 from attnjax.devices import (  # noqa: E402
     eigen_convolution_options,
     machine_line,
-    use_cpu_cores_as_devices,
+    prepare_process,
 )
 
-use_cpu_cores_as_devices()  # as train.py does, so the whole iteration is what a user runs
+prepare_process()  # as train.py does, so the whole iteration is what a user runs
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -2,10 +2,11 @@
 """SmoothGrad throughput: batched (jitted, vmapped over frames x samples, chunked) versus a
 per-frame Python loop over the jitted single-frame function, in one process.
 
-The CPU is exposed as one XLA host device per core, as `visualize.py saliency` does
-(`attnjax.devices.use_cpu_cores_as_devices`): the batched path splits each call's frames over
-the devices; the loop's single-frame function runs on the default device, where XLA spreads each
-of its convolutions over all cores as usual (the device split does not slow it: checked).
+The process starts as `visualize.py saliency` does (`attnjax.devices.prepare_process`:
+tcmalloc where the machine has it, the CPU exposed as one XLA host device per core): the
+batched path splits each call's frames over the devices; the loop's single-frame function runs
+on the default device, where XLA spreads each of its convolutions over all cores as usual (the
+device split does not slow it: checked).
 
 Frames: 256 Breakout-v5 observations from envpool with random actions (8 envs, after a
 warm-up so the ball is in play). Network: the attention network (K = 2), randomly initialised,
@@ -33,7 +34,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from attnjax.devices import machine_line, use_cpu_cores_as_devices  # noqa: E402
+from attnjax.devices import machine_line, prepare_process  # noqa: E402
 from attnjax.inspection.saliency import methods as S  # noqa: E402
 
 
@@ -93,7 +94,7 @@ def main() -> int:
                         help="also time other chunk sizes and schedules")
     args = parser.parse_args()
 
-    use_cpu_cores_as_devices()  # before JAX runs anything
+    prepare_process()  # before JAX runs anything
     devices = S.saliency_devices()
     device = devices[0]
     print(machine_line(), flush=True)

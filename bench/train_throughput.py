@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attnjax.devices import machine_line, use_cpu_cores_as_devices  # noqa: E402
+from attnjax.devices import machine_line, prepare_process  # noqa: E402
 
-use_cpu_cores_as_devices()  # before JAX runs anything, as train.py does
+prepare_process()  # before JAX runs anything, as train.py does
 
 import jax  # noqa: E402
 

@@ -32,10 +32,10 @@ from attnjax.devices import (  # noqa: E402
     YNN_OPTION,
     eigen_convolution_options,
     machine_line,
-    use_cpu_cores_as_devices,
+    prepare_process,
 )
 
-use_cpu_cores_as_devices()  # as train.py does
+prepare_process()  # as train.py does
 
 import jax  # noqa: E402
 from bf16_gradient import loss_of, program_instructions, random_minibatch  # noqa: E402
