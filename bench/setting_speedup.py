@@ -10,10 +10,14 @@ without it, interleaved in one script run:
 Each side trains in its own worker process (bench/attnjax_worker.py, which starts as train.py
 does, with or without the setting's opt-out variable), so the two never share XLA or malloc
 state; after a warm-up iteration each (compilation), they train the same number of iterations
-in alternating rounds. The workers report their page faults per iteration too. Prints agent
-steps/s of each and, last, `speedup=<SPS with the setting / SPS without>`.
+in alternating rounds. By default both workers live through all rounds, the idle one waiting
+beside the one that trains; with --fresh every round starts a new worker for each side and
+ends it after its iterations, so that the measured process is the only one on the machine,
+as a lone train.py is (an idle process beside it makes glibc's page faults dearer). The
+workers report their page faults per iteration too. Prints agent steps/s of each and, last,
+`speedup=<SPS with the setting / SPS without>`.
 Usage: bench/setting_speedup.py [--setting malloc|convolutions] [--rounds 3] [--iterations 2]
-       [--network attention|nature]
+       [--fresh] [--network attention|nature]
 """
 
 from __future__ import annotations
@@ -34,6 +38,34 @@ SETTINGS = {
 }
 
 
+def faults_of(trainer) -> str:
+    """The page faults per iteration of the worker's last `train` answer."""
+    return trainer.last_reply.split("page_faults_per_iteration")[-1].strip()
+
+
+def fresh_worker_sps(command: list[str], envs: dict[str, dict], rounds: int,
+                     iterations: int) -> dict[str, float]:
+    """Agent steps/s of each side over `rounds` rounds, each round starting one worker per side
+    in turn (order alternating), training it `iterations` iterations after its warm-up, and
+    ending it before the next starts; prints every round and the totals as `sps[name]=...`."""
+    from peer_throughput import WorkerTrainer
+
+    seconds = dict.fromkeys(envs, 0.0)
+    names = list(envs)
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            trainer = WorkerTrainer(command, envs[name])
+            took = trainer.train(iterations)
+            trainer.close()
+            seconds[name] += took
+            print(f"round {round_ + 1}: {name:15s} {iterations * 1024 / took:7.1f} steps/s, "
+                  f"{faults_of(trainer)} page faults per iteration", flush=True)
+    sps = {name: rounds * iterations * 1024 / s for name, s in seconds.items()}
+    for name, value in sps.items():
+        print(f"sps[{name}]={value:.1f}")
+    return sps
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--setting", default="malloc", choices=tuple(SETTINGS),
@@ -41,6 +73,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     p.add_argument("--iterations", type=int, default=2,
                    help="PPO iterations (1024 agent steps) per side per round (default 2)")
+    p.add_argument("--fresh", action="store_true",
+                   help="a new worker per side and round, alone on the machine while it trains")
     p.add_argument("--network", default="attention", choices=("attention", "nature"))
     args = p.parse_args()
     from peer_throughput import WorkerTrainer, interleaved_sps
@@ -56,18 +90,18 @@ def main() -> int:
     command = [sys.executable, str(ROOT / "bench" / "attnjax_worker.py"), "--network",
                args.network]
     base = dict(os.environ)
-    trainers = {
-        with_name: WorkerTrainer(command, {**base, variable: "0"}),
-        without_name: WorkerTrainer(command, {**base, variable: "1"}),
-    }
-    for name, trainer in trainers.items():
-        print(f"{name}: {trainer.banner}", flush=True)
+    envs = {with_name: {**base, variable: "0"}, without_name: {**base, variable: "1"}}
     t0 = time.perf_counter()
-    sps = interleaved_sps(trainers, args.rounds, args.iterations)
-    for name, trainer in trainers.items():
-        faults = trainer.last_reply.split("page_faults_per_iteration")[-1].strip()
-        print(f"page_faults_per_iteration[{name}]={faults} (last round)")
-        trainer.close()
+    if args.fresh:
+        sps = fresh_worker_sps(command, envs, args.rounds, args.iterations)
+    else:
+        trainers = {name: WorkerTrainer(command, env) for name, env in envs.items()}
+        for name, trainer in trainers.items():
+            print(f"{name}: {trainer.banner}", flush=True)
+        sps = interleaved_sps(trainers, args.rounds, args.iterations)
+        for name, trainer in trainers.items():
+            print(f"page_faults_per_iteration[{name}]={faults_of(trainer)} (last round)")
+            trainer.close()
     print(f"wall_s={time.perf_counter() - t0:.0f}")
     print(f"speedup={sps[with_name] / sps[without_name]:.3f}")
     return 0

@@ -17,9 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from attnjax.devices import machine_line, prepare_process  # noqa: E402
+
+prepare_process()  # before JAX runs anything, as train.py does
+
 import jax  # noqa: E402
 
-from attnjax.devices import machine_line  # noqa: E402
 from attnjax.training.config import TrainConfig, expand_grid  # noqa: E402
 from attnjax.training.loop import build_program  # noqa: E402
 

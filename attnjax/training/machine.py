@@ -8,7 +8,7 @@ possible confound; `visualize.py assess` and `publish` carry the file along.
 
     {"written_by": {"command": "train.py", ...},
      "sessions": [{"started", "from_step", "backend", "device", "cpu_model", "cpu_count",
-                   "jax", "jaxlib", "runs_in_program", "runs_axis"}, ...]}
+                   "jax", "jaxlib", "malloc", "runs_in_program", "runs_axis"}, ...]}
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from attnjax.devices import cpu_model, usable_cores
+from attnjax.devices import cpu_model, malloc_in_use, usable_cores
 from attnjax.errors import UserError, os_error_reason
 from attnjax.files import write_json
 from attnjax.provenance import STAMP_KEY, check_replaceable, json_stamp, read_json_file
@@ -52,7 +52,8 @@ def session(from_step: int, runs_in_program: int, runs_axis: str) -> dict[str, A
             "device": device_label(backend, devices[0].device_kind, len(devices), cpu,
                                    usable_cores()),
             "cpu_model": cpu, "cpu_count": os.cpu_count(), "jax": jax.__version__,
-            "jaxlib": _version("jaxlib"), "runs_in_program": runs_in_program,
+            "jaxlib": _version("jaxlib"), "malloc": malloc_in_use(),
+            "runs_in_program": runs_in_program,
             "runs_axis": runs_axis}
 
 
