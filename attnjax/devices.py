@@ -128,10 +128,13 @@ def tcmalloc_environment() -> dict[str, str] | None:
     if library is None:
         return None
     preload = " ".join(filter(None, (library, os.environ.get("LD_PRELOAD", ""))))
-    return {**os.environ, "LD_PRELOAD": preload, RESTARTED: "1",
-            # tcmalloc reports every block above 1 GiB on stderr; a vmapped grid makes such
-            # blocks as a matter of course
-            "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(2**40)}
+    return {
+        # never hand freed pages back to the system: by default tcmalloc does so now and
+        # then, and the next iteration faults them all in again (as slow as glibc or worse);
+        # tcmalloc reports every block above 1 GiB on stderr, and a vmapped grid makes such
+        # blocks as a matter of course. A user's own values of either win.
+        "TCMALLOC_RELEASE_RATE": "0", "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(2**40),
+        **os.environ, "LD_PRELOAD": preload, RESTARTED: "1"}
 
 
 def restart_with_tcmalloc() -> None:

@@ -6,9 +6,9 @@ cores as host devices, the default execution).
 Why a process of its own: two compiled programs in one process share XLA's thread pool and
 caches, and the bench measured the attention program ~15 % slower beside the Nature-CNN one
 than `train.py` trains it alone. Protocol (as bench/sb3_worker.py): after building, compiling
-and one warm-up iteration it prints `ready ...`; `train K` trains K more iterations and answers
+and --warmup iterations it prints `ready ...`; `train K` trains K more iterations and answers
 `seconds <wall time> page_faults_per_iteration <minor faults>`; `quit` ends it.
-Usage: .venv/bin/python bench/attnjax_worker.py --network attention|nature
+Usage: .venv/bin/python bench/attnjax_worker.py --network attention|nature [--warmup 1]
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", choices=("attention", "nature"), default="attention")
     parser.add_argument("--env-id", default="Breakout-v5")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="iterations before `ready` (the first compiles; default 1)")
     args = parser.parse_args()
     config = TrainConfig(env_id=args.env_id, network=args.network, wandb_mode="disabled")
     program = build_program([config])
@@ -46,13 +48,13 @@ def main() -> None:
         nonlocal state
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0 = time.perf_counter()
-        for _ in range(iterations):
+        for _ in range(iterations):  # each call's metrics read back, as train.py's loop does
             state, metrics = iterate(state)
-        jax.block_until_ready(metrics)
+            jax.device_get(metrics)
         took = time.perf_counter() - t0
         return took, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / iterations
 
-    train(1)  # compilation and the first rollout
+    train(args.warmup)  # compilation, the first rollout, the allocator's growth
     _, loops, _ = resolve_execution(config)
     backend = "eigen" if eigen_convolution_options() else "ynnpack"
     print(f"ready jax={jax.__version__} devices={len(jax.devices())} loops={loops} "

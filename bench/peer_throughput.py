@@ -7,14 +7,14 @@ bench/sb3_worker.py in .venv-peers, `make peers`): attnjax with the attention ne
 the Nature CNN, each as `train.py` runs it; SB3 PPO (ALE `BreakoutNoFrameskip-v4`, SB3's Atari
 wrappers, the same PPO settings) with the paper's attention network as a PyTorch features
 extractor (`net_arch=[]`: the same layers and parameter count, checked) and with its own
-`CnnPolicy`. After each worker's warm-up (compilation, allocations), they train the same number
-of iterations in alternating rounds while the others wait idle, so the measured process is
-alone on the CPU and a machine that gets busier slows all four alike. Where the machine has
-tcmalloc, all four run with it (attnjax's workers restart with it as train.py does, and
-PyTorch gains from it too; ATTNJAX_MALLOC_DEFAULTS=1 keeps glibc's malloc for all four); the
-`malloc:` line says which. Prints agent steps/s of
-each, then `ratio_same_network` (attnjax attention / SB3 attention), `ratio_nature` (attnjax
-Nature CNN / SB3 CnnPolicy) and, last, `ratio` (attnjax attention / SB3 CnnPolicy).
+`CnnPolicy`. After each worker's WARMUP iterations (compilation, allocations), they train the
+same number of iterations in alternating rounds while the others wait idle, so the measured
+process is alone on the CPU and a machine that gets busier slows all four alike. Where the
+machine has tcmalloc, all four run with it (attnjax's workers restart with it as train.py does,
+and PyTorch gains from it too; ATTNJAX_MALLOC_DEFAULTS=1 keeps glibc's malloc for all four); the
+`malloc:` line says which. Prints agent steps/s of each, then `ratio_same_network` (attnjax
+attention / SB3 attention), `ratio_nature` (attnjax Nature CNN / SB3 CnnPolicy) and, last,
+`ratio` (attnjax attention / SB3 CnnPolicy).
 Usage: make peers && .venv/bin/python bench/peer_throughput.py [--rounds 3] [--iterations 2]
 """
 
@@ -29,6 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
+# iterations each worker trains before the timed rounds: compilation and first rollouts, and,
+# with tcmalloc, its heap's one growth in a process's first ~10 iterations (a few seconds once
+# per process, which the hours of a real training make nothing of)
+WARMUP = 12
 
 from attnjax import devices  # noqa: E402
 
@@ -97,8 +101,9 @@ def main() -> int:
     # PyTorch gains from it as well, so the SB3 workers get it too: one malloc for all four
     tcmalloc_env = devices.tcmalloc_environment()
     print(f"malloc: {'tcmalloc' if tcmalloc_env else 'the default'} in all four trainers")
-    attnjax = [sys.executable, str(ROOT / "bench" / "attnjax_worker.py"), "--network"]
-    sb3 = [str(PEER_PYTHON), str(ROOT / "bench" / "sb3_worker.py"), "--network"]
+    warmup = ["--warmup", str(WARMUP)]
+    attnjax = [sys.executable, str(ROOT / "bench" / "attnjax_worker.py"), *warmup, "--network"]
+    sb3 = [str(PEER_PYTHON), str(ROOT / "bench" / "sb3_worker.py"), *warmup, "--network"]
     trainers = {"attnjax attention": WorkerTrainer([*attnjax, "attention"]),
                 "attnjax nature": WorkerTrainer([*attnjax, "nature"]),
                 "sb3 attention (pytorch)": WorkerTrainer([*sb3, "attention"], tcmalloc_env),

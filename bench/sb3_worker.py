@@ -7,10 +7,10 @@ with `net_arch=[]`, no others: the same 1,720,999 parameters for Breakout's 4 ac
 PPO loss is SB3's own, without the attention-entropy term (a sum over 2 x 49 cells per frame).
 
 Runs in .venv-peers (`make peers`), never in attnjax's environment. Protocol on stdin/stdout:
-after setup and one warm-up iteration it prints `ready ... params=N`; each line `train K`
+after setup and --warmup iterations it prints `ready ... params=N`; each line `train K`
 trains K more iterations (K x 8 envs x 128 steps) and answers `seconds <wall time>`; `quit`
 ends it.
-Usage: .venv-peers/bin/python bench/sb3_worker.py --network attention|nature
+Usage: .venv-peers/bin/python bench/sb3_worker.py --network attention|nature [--warmup 1]
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class AttentionExtractor(BaseFeaturesExtractor):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", choices=("attention", "nature"), default="nature")
+    parser.add_argument("--warmup", type=int, default=1, help="iterations before `ready`")
     args = parser.parse_args()
     gym.register_envs(ale_py)
     env = VecFrameStack(make_atari_env("BreakoutNoFrameskip-v4", n_envs=NUM_ENVS, seed=0),
@@ -76,7 +77,7 @@ def main() -> None:
     )
     model.set_logger(Logger(folder=None, output_formats=[]))  # SB3 would make a /tmp folder
     batch = NUM_ENVS * NUM_STEPS
-    model.learn(batch, reset_num_timesteps=False)  # warm-up: allocations, first rollout
+    model.learn(args.warmup * batch, reset_num_timesteps=False)  # allocations, first rollouts
     params = sum(p.numel() for p in model.policy.parameters())
     print(f"ready torch={torch.__version__} threads={torch.get_num_threads()} params={params}",
           flush=True)

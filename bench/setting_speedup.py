@@ -9,13 +9,13 @@ without it, interleaved in one script run:
 
 Each side trains in its own worker process (bench/attnjax_worker.py, which starts as train.py
 does, with or without the setting's opt-out variable), so the two never share XLA or malloc
-state; after a warm-up iteration each (compilation), they train the same number of iterations
-in alternating rounds. By default both workers live through all rounds, the idle one waiting
-beside the one that trains; with --fresh every round starts a new worker for each side and
-ends it after its iterations, so that the measured process is the only one on the machine,
-as a lone train.py is (an idle process beside it makes glibc's page faults dearer). The
-workers report their page faults per iteration too. Prints agent steps/s of each and, last,
-`speedup=<SPS with the setting / SPS without>`.
+state; after peer_throughput's WARMUP iterations each (compilation, the allocator's growth),
+they train the same number of iterations in alternating rounds. By default both workers live
+through all rounds, the idle one waiting beside the one that trains; with --fresh every round
+starts a new worker for each side and ends it after its iterations, so that the measured process
+is the only one on the machine, as a lone train.py is (an idle process beside it makes glibc's
+page faults dearer). The workers report their page faults per iteration too. Prints agent
+steps/s of each and, last, `speedup=<SPS with the setting / SPS without>`.
 Usage: bench/setting_speedup.py [--setting malloc|convolutions] [--rounds 3] [--iterations 2]
        [--fresh] [--network attention|nature]
 """
@@ -77,7 +77,7 @@ def main() -> int:
                    help="a new worker per side and round, alone on the machine while it trains")
     p.add_argument("--network", default="attention", choices=("attention", "nature"))
     args = p.parse_args()
-    from peer_throughput import WorkerTrainer, interleaved_sps
+    from peer_throughput import WARMUP, WorkerTrainer, interleaved_sps
 
     from attnjax.devices import machine_line, tcmalloc_library
 
@@ -87,8 +87,8 @@ def main() -> int:
         print("error: no tcmalloc on this machine; install it (Debian/Ubuntu: apt-get install "
               "libtcmalloc-minimal4) and run again", file=sys.stderr)
         return 2
-    command = [sys.executable, str(ROOT / "bench" / "attnjax_worker.py"), "--network",
-               args.network]
+    command = [sys.executable, str(ROOT / "bench" / "attnjax_worker.py"), "--warmup",
+               str(WARMUP), "--network", args.network]
     base = dict(os.environ)
     envs = {with_name: {**base, variable: "0"}, without_name: {**base, variable: "1"}}
     t0 = time.perf_counter()
