@@ -5,10 +5,11 @@ process, interleaved.
 Paper preset (attention network, Breakout-v5, 8 envs x 128 steps, 4 epochs x 4 minibatches of
 256). On a multi-core CPU it times `--loops unroll` (the CPU default: one program, XLA's own
 threads over all cores) against `--loops split` (each minibatch's rows over the cores as host
-devices), alternating iterations, plus the env ceiling (envpool alone, random actions, same
-envs). On an accelerator it times scan (the default there) against unroll. Prints agent steps/s
-of each and last `speedup=<default mode SPS / the other mode's SPS>`.
-Usage: bench/train_throughput.py [--iterations 4] [--network attention|nature]
+devices), alternating iterations after --warmup untimed ones each, plus the env ceiling
+(envpool alone, random actions, same envs). On an accelerator it times scan (the default there)
+against unroll. The process starts as train.py does (tcmalloc where the machine has it). Prints
+agent steps/s of each and last `speedup=<default mode SPS / the other mode's SPS>`.
+Usage: bench/train_throughput.py [--iterations 4] [--warmup 12] [--network attention|nature]
 """
 
 from __future__ import annotations
@@ -33,14 +34,19 @@ from attnjax.training.loop import build_program  # noqa: E402
 from attnjax.training.ppo import resolve_execution  # noqa: E402
 
 
-def program(config: TrainConfig) -> dict:
-    """A warmed-up training program (compiled by its first iteration) and its env."""
+def program(config: TrainConfig, warmup: int) -> dict:
+    """A warmed-up training program (compiled by its first iteration, then `warmup` more
+    untimed iterations: tcmalloc grows its heap once, in a process's first ~10) and its env."""
     built = build_program([config])
     t0 = time.perf_counter()
     state, metrics = built.iterate(built.state)
     jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - t0
+    for _ in range(warmup):
+        state, metrics = built.iterate(state)
+        jax.device_get(metrics)
     return {"program": built, "state": state, "iterate": built.iterate, "seconds": 0.0,
-            "compile_s": time.perf_counter() - t0}
+            "compile_s": compile_s}
 
 
 def env_ceiling(config: TrainConfig, repeats: int = 3) -> float:
@@ -66,6 +72,8 @@ def env_ceiling(config: TrainConfig, repeats: int = 3) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--iterations", type=int, default=4, help="timed iterations per mode")
+    p.add_argument("--warmup", type=int, default=12,
+                   help="untimed iterations per mode after compiling (default 12)")
     p.add_argument("--network", default="attention", choices=("attention", "nature"))
     p.add_argument("--env-id", default="Breakout-v5")
     args = p.parse_args()
@@ -82,7 +90,7 @@ def main() -> None:
     if other == "split" and len(jax.devices()) < 2:
         raise SystemExit("error: one CPU device: the split mode needs 2 or more host devices")
     modes = [default_mode, other]
-    programs = {m: program(dataclasses.replace(base, loops=m)) for m in modes}
+    programs = {m: program(dataclasses.replace(base, loops=m), args.warmup) for m in modes}
     for _ in range(args.iterations):  # alternate: a machine getting busier slows both alike
         for prog in programs.values():
             t0 = time.perf_counter()
