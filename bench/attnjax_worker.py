@@ -9,6 +9,7 @@ than `train.py` trains it alone. Protocol (as bench/sb3_worker.py): after buildi
 and --warmup iterations it prints `ready ...`; `train K` trains K more iterations and answers
 `seconds <wall time> page_faults_per_iteration <minor faults>`; `quit` ends it.
 Usage: .venv/bin/python bench/attnjax_worker.py --network attention|nature [--warmup 1]
+       [--loops auto|unroll|split|scan]
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", choices=("attention", "nature"), default="attention")
     parser.add_argument("--env-id", default="Breakout-v5")
+    parser.add_argument("--loops", default="auto", choices=("auto", "unroll", "split", "scan"),
+                        help="train.py's --loops (default auto: its default on this machine)")
     parser.add_argument("--warmup", type=int, default=1,
                         help="iterations before `ready` (the first compiles; default 1)")
     args = parser.parse_args()
-    config = TrainConfig(env_id=args.env_id, network=args.network, wandb_mode="disabled")
+    config = TrainConfig(env_id=args.env_id, network=args.network, loops=args.loops,
+                         wandb_mode="disabled")
     program = build_program([config])
     state, iterate = program.state, program.iterate
 
