@@ -99,8 +99,10 @@ def main() -> int:
     print(devices.machine_line())
     # the attnjax workers restart with tcmalloc as train.py does where the machine has it;
     # PyTorch gains from it as well, so the SB3 workers get it too: one malloc for all four
+    # (None also when this process runs tcmalloc already: the workers then inherit its preload)
     tcmalloc_env = devices.tcmalloc_environment()
-    print(f"malloc: {'tcmalloc' if tcmalloc_env else 'the default'} in all four trainers")
+    tcmalloc = tcmalloc_env is not None or devices.malloc_in_use() == "tcmalloc"
+    print(f"malloc: {'tcmalloc' if tcmalloc else 'the default'} in all four trainers")
     warmup = ["--warmup", str(WARMUP)]
     attnjax = [sys.executable, str(ROOT / "bench" / "attnjax_worker.py"), *warmup, "--network"]
     sb3 = [str(PEER_PYTHON), str(ROOT / "bench" / "sb3_worker.py"), *warmup, "--network"]
