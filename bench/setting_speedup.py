@@ -6,6 +6,8 @@ without it, interleaved in one script run:
   (`ATTNJAX_MALLOC_DEFAULTS=1`).
 - `--setting convolutions`: Eigen convolutions (`attnjax.devices.eigen_convolution_options`)
   against XLA's default YNNPACK convolution fusions (`ATTNJAX_XLA_CPU_DEFAULTS=1`).
+- `--setting loops`: `--loops split` (each minibatch's rows split over the cores as host
+  devices) against `--loops unroll` (one program over all cores), both as train.py runs them.
 
 Each side trains in its own worker process (bench/attnjax_worker.py, which starts as train.py
 does, with or without the setting's opt-out variable), so the two never share XLA or malloc
@@ -16,7 +18,7 @@ starts a new worker for each side and ends it after its iterations, so that the 
 is the only one on the machine, as a lone train.py is (an idle process beside it makes glibc's
 page faults dearer). The workers report their page faults per iteration too. Prints agent
 steps/s of each and, last, `speedup=<SPS with the setting / SPS without>`.
-Usage: bench/setting_speedup.py [--setting malloc|convolutions] [--rounds 3] [--iterations 2]
+Usage: bench/setting_speedup.py [--setting malloc|convolutions|loops] [--rounds 3] [--iterations 2]
        [--fresh] [--network attention|nature]
 """
 
@@ -31,10 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# setting -> (its opt-out variable, name with it, name without it)
+# setting -> ((name, environment variables, worker arguments) with it, the same without it)
 SETTINGS = {
-    "malloc": ("ATTNJAX_MALLOC_DEFAULTS", "tcmalloc", "glibc"),
-    "convolutions": ("ATTNJAX_XLA_CPU_DEFAULTS", "eigen", "ynnpack"),
+    "malloc": (("tcmalloc", {"ATTNJAX_MALLOC_DEFAULTS": "0"}, []),
+               ("glibc", {"ATTNJAX_MALLOC_DEFAULTS": "1"}, [])),
+    "convolutions": (("eigen", {"ATTNJAX_XLA_CPU_DEFAULTS": "0"}, []),
+                     ("ynnpack", {"ATTNJAX_XLA_CPU_DEFAULTS": "1"}, [])),
+    "loops": (("split", {}, ["--loops", "split"]), ("unroll", {}, ["--loops", "unroll"])),
 }
 
 
@@ -43,18 +48,18 @@ def faults_of(trainer) -> str:
     return trainer.last_reply.split("page_faults_per_iteration")[-1].strip()
 
 
-def fresh_worker_sps(command: list[str], envs: dict[str, dict], rounds: int,
+def fresh_worker_sps(sides: dict[str, tuple[list[str], dict]], rounds: int,
                      iterations: int) -> dict[str, float]:
     """Agent steps/s of each side over `rounds` rounds, each round starting one worker per side
     in turn (order alternating), training it `iterations` iterations after its warm-up, and
     ending it before the next starts; prints every round and the totals as `sps[name]=...`."""
     from peer_throughput import WorkerTrainer
 
-    seconds = dict.fromkeys(envs, 0.0)
-    names = list(envs)
+    seconds = dict.fromkeys(sides, 0.0)
+    names = list(sides)
     for round_ in range(rounds):
         for name in names if round_ % 2 == 0 else names[::-1]:
-            trainer = WorkerTrainer(command, envs[name])
+            trainer = WorkerTrainer(*sides[name])
             took = trainer.train(iterations)
             trainer.close()
             seconds[name] += took
@@ -82,20 +87,20 @@ def main() -> int:
     from attnjax.devices import machine_line, tcmalloc_library
 
     print(machine_line(), flush=True)
-    variable, with_name, without_name = SETTINGS[args.setting]
+    (with_name, *_), (without_name, *_) = SETTINGS[args.setting]
     if args.setting == "malloc" and tcmalloc_library() is None:
         print("error: no tcmalloc on this machine; install it (Debian/Ubuntu: apt-get install "
               "libtcmalloc-minimal4) and run again", file=sys.stderr)
         return 2
     command = [sys.executable, str(ROOT / "bench" / "attnjax_worker.py"), "--warmup",
                str(WARMUP), "--network", args.network]
-    base = dict(os.environ)
-    envs = {with_name: {**base, variable: "0"}, without_name: {**base, variable: "1"}}
+    sides = {name: (command + arguments, {**os.environ, **variables})
+             for name, variables, arguments in SETTINGS[args.setting]}  # name -> (command, env)
     t0 = time.perf_counter()
     if args.fresh:
-        sps = fresh_worker_sps(command, envs, args.rounds, args.iterations)
+        sps = fresh_worker_sps(sides, args.rounds, args.iterations)
     else:
-        trainers = {name: WorkerTrainer(command, env) for name, env in envs.items()}
+        trainers = {name: WorkerTrainer(*side) for name, side in sides.items()}
         for name, trainer in trainers.items():
             print(f"{name}: {trainer.banner}", flush=True)
         sps = interleaved_sps(trainers, args.rounds, args.iterations)

@@ -111,9 +111,10 @@ def split_devices(minibatch_size: int, devices: list | None = None) -> list:
 def resolve_execution(config: TrainConfig, backend: str | None = None) -> tuple[str, str, int]:
     """(runs_axis, loops, iterations_per_call) with "auto"/0 resolved for the backend. On CPU
     the loops are unrolled: with Eigen convolutions (`attnjax.devices`) one program over all
-    cores trains the paper preset faster than splitting each minibatch over the cores as host
-    devices (bench/train_throughput.py, BENCHMARKS.md). "split" runs one iteration per call and
-    its runs one after another."""
+    cores trains the paper preset at least as fast as splitting each minibatch over the cores
+    as host devices (bench/setting_speedup.py --setting loops, BENCHMARKS.md), and sums each
+    minibatch's gradient in one program. "split" runs one iteration per call and its runs one
+    after another."""
     backend = backend or jax.default_backend()
     on_cpu = backend == "cpu"
     runs_axis = config.runs_axis if config.runs_axis != "auto" else ("map" if on_cpu else "vmap")
