@@ -9,7 +9,7 @@ than `train.py` trains it alone. Protocol (as bench/sb3_worker.py): after buildi
 and --warmup iterations it prints `ready ...`; `train K` trains K more iterations and answers
 `seconds <wall time> page_faults_per_iteration <minor faults>`; `quit` ends it.
 Usage: .venv/bin/python bench/attnjax_worker.py --network attention|nature [--warmup 1]
-       [--loops auto|unroll|split|scan]
+       [--loops auto|unroll|split|scan] [--microbatch-size 0]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import jax  # noqa: E402
 
 from attnjax.training.config import TrainConfig  # noqa: E402
 from attnjax.training.loop import build_program, parameter_count  # noqa: E402
-from attnjax.training.ppo import resolve_execution  # noqa: E402
+from attnjax.training.ppo import resolve_execution, resolve_microbatch  # noqa: E402
 
 
 def main() -> None:
@@ -39,11 +39,13 @@ def main() -> None:
     parser.add_argument("--env-id", default="Breakout-v5")
     parser.add_argument("--loops", default="auto", choices=("auto", "unroll", "split", "scan"),
                         help="train.py's --loops (default auto: its default on this machine)")
+    parser.add_argument("--microbatch-size", type=int, default=0,
+                        help="train.py's --microbatch-size (default 0: its default here)")
     parser.add_argument("--warmup", type=int, default=1,
                         help="iterations before `ready` (the first compiles; default 1)")
     args = parser.parse_args()
     config = TrainConfig(env_id=args.env_id, network=args.network, loops=args.loops,
-                         wandb_mode="disabled")
+                         microbatch_size=args.microbatch_size, wandb_mode="disabled")
     program = build_program([config])
     state, iterate = program.state, program.iterate
 
@@ -62,7 +64,8 @@ def main() -> None:
     _, loops, _ = resolve_execution(config)
     backend = "eigen" if eigen_convolution_options() else "ynnpack"
     print(f"ready jax={jax.__version__} devices={len(jax.devices())} loops={loops} "
-          f"backend={backend} malloc={MALLOC} params={parameter_count(config)}", flush=True)
+          f"microbatch={resolve_microbatch(config)} backend={backend} malloc={MALLOC} "
+          f"params={parameter_count(config)}", flush=True)
     for line in sys.stdin:
         words = line.split()
         if not words or words[0] == "quit":

@@ -8,6 +8,8 @@ without it, interleaved in one script run:
   against XLA's default YNNPACK convolution fusions (`ATTNJAX_XLA_CPU_DEFAULTS=1`).
 - `--setting loops`: `--loops split` (each minibatch's rows split over the cores as host
   devices) against `--loops unroll` (one program over all cores), both as train.py runs them.
+- `--setting microbatch`: each minibatch's gradient as 4 passes of 64 rows, summed
+  (`--microbatch-size 64`), against one pass over its 256 rows.
 
 Each side trains in its own worker process (bench/attnjax_worker.py, which starts as train.py
 does, with or without the setting's opt-out variable), so the two never share XLA or malloc
@@ -18,8 +20,8 @@ starts a new worker for each side and ends it after its iterations, so that the 
 is the only one on the machine, as a lone train.py is (an idle process beside it makes glibc's
 page faults dearer). The workers report their page faults per iteration too. Prints agent
 steps/s of each and, last, `speedup=<SPS with the setting / SPS without>`.
-Usage: bench/setting_speedup.py [--setting malloc|convolutions|loops] [--rounds 3] [--iterations 2]
-       [--fresh] [--network attention|nature]
+Usage: bench/setting_speedup.py [--setting malloc|convolutions|loops|microbatch] [--rounds 3]
+       [--iterations 2] [--fresh] [--network attention|nature]
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ SETTINGS = {
     "convolutions": (("eigen", {"ATTNJAX_XLA_CPU_DEFAULTS": "0"}, []),
                      ("ynnpack", {"ATTNJAX_XLA_CPU_DEFAULTS": "1"}, [])),
     "loops": (("split", {}, ["--loops", "split"]), ("unroll", {}, ["--loops", "unroll"])),
+    "microbatch": (("microbatch64", {}, ["--microbatch-size", "64"]),
+                   ("whole256", {}, ["--microbatch-size", "256"])),
 }
 
 

@@ -55,6 +55,10 @@ class TrainConfig:
                     choices=("auto", "split", "unroll", "scan"))
     iterations_per_call: int = _f(0, "PPO iterations per compiled call (0 = auto: 1 on CPU, "
                                   "up to 8 on accelerators)")
+    microbatch_size: int = _f(0, "rows per forward/backward pass of a minibatch update; the "
+                              "passes' gradients add up to the minibatch's (0 = auto: 64 on "
+                              "CPU where it divides a larger minibatch, else the whole "
+                              "minibatch; --loops split ignores it)")
     # outputs
     out_dir: str = _f("runs", "parent folder of run folders")
     run_name: str = _f("", "run folder name (default: <game>__attn<lambda>__s<seed>)")
@@ -137,6 +141,14 @@ def validate(config: TrainConfig) -> None:
         raise UserError("--checkpoint-every and --keep-checkpoints must be at least 1")
     if config.iterations_per_call < 0:
         raise UserError("--iterations-per-call must be >= 0 (0 = automatic)")
+    if config.microbatch_size < 0:
+        raise UserError(f"--microbatch-size must be >= 0 (0 = automatic), got "
+                        f"{config.microbatch_size}")
+    if config.microbatch_size and config.minibatch_size % config.microbatch_size:
+        raise UserError(
+            f"--microbatch-size {config.microbatch_size} does not divide the minibatch of "
+            f"{config.minibatch_size} rows; choose a divisor of {config.minibatch_size} (or 0)"
+        )
 
 
 def expand_grid(base: TrainConfig, attn_coefs: list[float], seeds: list[int]) -> list[TrainConfig]:

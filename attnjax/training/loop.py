@@ -52,6 +52,7 @@ from attnjax.training.ppo import (
     init_state,
     make_iterate,
     resolve_execution,
+    resolve_microbatch,
     shard_state,
 )
 from attnjax.training.tracking import clean_number
@@ -322,8 +323,10 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
         for run_dir, checkpointer in zip(run_dirs, checkpointers, strict=True):
             runs.truncate_metrics(run_dir, start_iteration * base.batch_size)
             checkpointer.discard_after(start_iteration)
+    runs_axis, loops, _ = resolve_execution(base)
     machine.record_session(run_dirs, machine.session(start_iteration * base.batch_size,
-                                                     len(configs), resolve_execution(base)[0]))
+                                                     len(configs), runs_axis, loops,
+                                                     resolve_microbatch(base)))
     state = shard_state(state, program.mesh)
     tracking = Tracking(configs, run_dirs, program.network)
     callbacks = [MetricsFiles(run_dirs), tracking, ProgressLine(configs, start_iteration, progress),

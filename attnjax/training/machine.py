@@ -8,7 +8,8 @@ possible confound; `visualize.py assess` and `publish` carry the file along.
 
     {"written_by": {"command": "train.py", ...},
      "sessions": [{"started", "from_step", "backend", "device", "cpu_model", "cpu_count",
-                   "jax", "jaxlib", "malloc", "runs_in_program", "runs_axis"}, ...]}
+                   "jax", "jaxlib", "malloc", "runs_in_program", "runs_axis", "loops",
+                   "microbatch"}, ...]}
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ def device_label(backend: str, device_kind: str, device_count: int, cpu: str | N
     return f"{device_kind} x {device_count}"
 
 
-def session(from_step: int, runs_in_program: int, runs_axis: str) -> dict[str, Any]:
+def session(from_step: int, runs_in_program: int, runs_axis: str, loops: str,
+            microbatch: int) -> dict[str, Any]:
     """This process's session entry: training starts (or resumes) at global step `from_step`
-    with `runs_in_program` runs in one program laid out by `runs_axis` ("map"/"vmap")."""
+    with `runs_in_program` runs in one program laid out by `runs_axis` ("map"/"vmap"), its
+    updates looped by `loops` and each minibatch's gradient summed over passes of `microbatch`
+    rows (both change float rounding, not the math)."""
     import jax
 
     backend = jax.default_backend()
@@ -54,7 +58,7 @@ def session(from_step: int, runs_in_program: int, runs_axis: str) -> dict[str, A
             "cpu_model": cpu, "cpu_count": os.cpu_count(), "jax": jax.__version__,
             "jaxlib": _version("jaxlib"), "malloc": malloc_in_use(),
             "runs_in_program": runs_in_program,
-            "runs_axis": runs_axis}
+            "runs_axis": runs_axis, "loops": loops, "microbatch": int(microbatch)}
 
 
 def _version(package: str) -> str | None:

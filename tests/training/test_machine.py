@@ -41,6 +41,7 @@ def test_training_and_resuming_append_one_session_each(tmp_path):
         (first,) = doc["sessions"]
         assert first["from_step"] == 0 and first["backend"] == jax.default_backend()
         assert first["runs_in_program"] == 2 and first["runs_axis"] == "map"  # CPU default
+        assert first["loops"] == "unroll" and first["microbatch"] == 32  # a minibatch of 32
         assert first["jax"] == jax.__version__ and first["cpu_count"] >= 1
         assert first["malloc"] == "default"  # the test process runs glibc's malloc
         assert first["device"].endswith(" cores)") or first["device"].endswith(" core)")

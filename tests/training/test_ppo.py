@@ -167,3 +167,59 @@ def test_accelerator_form_trains_as_the_cpu_form():
     # both runs trained, each its own way
     assert float(np.min(want_metrics[0]["approx_kl"])) > 0
     assert not np.allclose(want_metrics[-1]["policy_loss"][0], want_metrics[-1]["policy_loss"][1])
+
+
+# --------------------------------------------------------------------------------------------
+# microbatched minibatch gradients
+
+def test_microbatch_default_is_64_rows_on_cpu_where_it_divides_a_larger_minibatch():
+    from attnjax.training.ppo import resolve_microbatch
+
+    paper = TrainConfig()  # 8 envs x 128 steps / 4 minibatches = 256 rows
+    assert resolve_microbatch(paper, "cpu") == 64
+    assert resolve_microbatch(paper, "gpu") == 256
+    assert resolve_microbatch(dataclasses.replace(paper, microbatch_size=32), "gpu") == 32
+    assert resolve_microbatch(dataclasses.replace(paper, num_minibatches=2), "cpu") == 64
+    for minibatches in (16, 8, 4):  # 64 rows: already small; 128: halved; 96 rows: no 64
+        config = dataclasses.replace(paper, num_minibatches=minibatches,
+                                     num_steps=48 if minibatches == 4 else 128)
+        want = 64 if minibatches == 8 else config.minibatch_size
+        assert resolve_microbatch(config, "cpu") == want, config.minibatch_size
+
+
+def _train_quadrant(microbatch_size: int, iterations: int = 3) -> tuple[list, list[dict]]:
+    """Parameters and per-iteration metrics of a Quadrant-v0 attention run (minibatches of 32
+    rows with masked reset steps among them) trained with the given --microbatch-size."""
+    config = TrainConfig(env_id="Quadrant-v0", num_envs=4, num_steps=16, num_minibatches=2,
+                         update_epochs=2, total_timesteps=256, attn_coef=0.01,
+                         learning_rate=1e-3, microbatch_size=microbatch_size,
+                         wandb_mode="disabled")
+    env = QuadrantEnv([0, 1, 2, 3], episode_length=3)
+    network = make_network("attention", env.num_actions)
+    state = init_state([config], network, *env.reset())
+    iterate = make_iterate(config, network, env.step, 1, reset_step_after_done=True)
+    metrics = []
+    for _ in range(iterations):
+        state, m = iterate(state)
+        metrics.append({k: float(np.asarray(v)[0, 0]) for k, v in jax.device_get(m).items()})
+    leaves = jax.tree_util.tree_leaves(jax.device_get(state.runs.params))
+    return leaves, metrics
+
+
+def test_microbatched_gradients_train_as_whole_minibatch_gradients():
+    """--microbatch-size 8 (each minibatch of 32 rows as 4 passes, gradients summed) gives the
+    parameters and metrics of one pass over the minibatch, up to float rounding; the masked
+    reset steps and the per-minibatch advantage normalization span the whole minibatch."""
+    whole_params, whole_metrics = _train_quadrant(32)
+    micro_params, micro_metrics = _train_quadrant(8)
+    for got, want in zip(micro_params, whole_params, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    for got, want in zip(micro_metrics, whole_metrics, strict=True):
+        assert got.keys() == want.keys()
+        for name in want:
+            assert got[name] == pytest.approx(want[name], rel=1e-4, abs=1e-6), name
+    assert whole_metrics[0]["approx_kl"] > 0  # the run did train
+    # two more iterations move the parameters by far more than the two paths differ
+    first = _train_quadrant(32, iterations=1)[0]
+    moved = [float(np.max(np.abs(a - b))) for a, b in zip(first, whole_params, strict=True)]
+    assert max(moved) > 1e-3

@@ -180,8 +180,11 @@ def test_prepare_checks_everything_before_writing(tmp_path):
     base = TrainConfig(**TINY, out_dir=str(tmp_path / "out"))
     run = tmp_path / "out" / "Quadrant__attn0__s0"
     assert prepare([base]) == ([run], False)
-    bad = [{"env_id": "Quadrant-v9"}, {"num_envs": 0}]
-    for change, needle in zip(bad, ["unknown env id", "--num-envs"], strict=True):
+    bad = [{"env_id": "Quadrant-v9"}, {"num_envs": 0}, {"microbatch_size": 3},
+           {"microbatch_size": -1}]
+    needles = ["unknown env id", "--num-envs", "--microbatch-size 3 does not divide the "
+               "minibatch of 32 rows", "--microbatch-size must be >= 0"]
+    for change, needle in zip(bad, needles, strict=True):
         with pytest.raises(UserError, match=needle):
             prepare([TrainConfig(**{**TINY, **change}, out_dir=str(tmp_path / "out"))])
     with pytest.raises(UserError, match="must share num_steps"):
