@@ -134,7 +134,7 @@ def resolve_execution(config: TrainConfig, backend: str | None = None) -> tuple[
 
 
 # Rows per forward/backward pass on CPU: a minibatch of 256 computed as 4 passes of 64 takes
-# ~8 % less time than one pass (its activations stay in cache; bench/microbatch_gradient.py).
+# ~6 % less time than one pass (its activations stay in cache; bench/microbatch_gradient.py).
 CPU_MICROBATCH = 64
 
 
@@ -296,20 +296,23 @@ def make_iterate(
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
+    def weighted_loss(params: Any, part: Minibatch, advantages: jax.Array, weights: jax.Array,
+                      attn_coef: jax.Array) -> tuple[jax.Array, dict]:
+        """The loss of some rows of a minibatch as a weighted sum (advantages and weights of
+        the whole minibatch, `minibatch_advantages_and_weights`), so that parts add up."""
+        out = network.apply({"params": params}, part.obs)
+        return weighted_ppo_loss(out.logits, out.value, out.attention, part, advantages, weights,
+                                 loss_coefficients(config, attn_coef))
+
     def minibatch_gradient(params: Any, batch: Minibatch, attn_coef: jax.Array) -> tuple:
         """(gradient, metrics) of one minibatch: one pass, or summed microbatch passes."""
         if microbatch == mb_size:
             return grad_fn(params, batch, attn_coef)
-        coefs = loss_coefficients(config, attn_coef)
-
-        def loss_parts(p: Any, part: Minibatch, advantages: jax.Array, weights: jax.Array):
-            out = network.apply({"params": p}, part.obs)
-            return weighted_ppo_loss(out.logits, out.value, out.attention, part, advantages,
-                                     weights, coefs)
-
         advantages, weights = minibatch_advantages_and_weights(batch.advantages, batch.mask,
                                                                config.norm_adv)  # [mb] each
-        return microbatched_gradient(loss_parts, params, batch, advantages, weights, microbatch)
+        return microbatched_gradient(
+            lambda p, part, a, w: weighted_loss(p, part, a, w, attn_coef), params, batch,
+            advantages, weights, microbatch)
 
     def minibatch_update(carry: tuple, batch: Minibatch, lr: jax.Array, attn_coef: jax.Array):
         grads, metrics = minibatch_gradient(carry[0], batch, attn_coef)
@@ -374,7 +377,8 @@ def make_iterate(
     if loops == "split":
         if mesh is not None:
             raise ValueError("loops='split' uses the devices for the minibatch; pass no mesh")
-        return _split_iterate(config, network, tx, num_runs, rollout, prepare_run, finish_run)
+        return _split_iterate(config, weighted_loss, tx, num_runs, rollout, prepare_run,
+                              finish_run)
     if num_devices > 1:
         iterate = _shard_over_devices(iterate, mesh)
     iterate_jit = jax.jit(iterate, donate_argnums=0, compiler_options=conv_options)
@@ -382,9 +386,9 @@ def make_iterate(
     return iterate_jit
 
 
-def _split_iterate(config: TrainConfig, network: nn.Module, tx: optax.GradientTransformation,
-                   num_runs: int, rollout: Callable, prepare_run: Callable,
-                   finish_run: Callable) -> Callable:
+def _split_iterate(config: TrainConfig, weighted_loss: Callable,
+                   tx: optax.GradientTransformation, num_runs: int, rollout: Callable,
+                   prepare_run: Callable, finish_run: Callable) -> Callable:
     """`iterate` for loops="split": three compiled programs driven from Python. Device 0
     runs the rollout and GAE (`prepare`); then for every minibatch each device computes the loss
     gradient of its share of the rows (`part_gradient`, weighted sums, so the parts add up to
@@ -411,13 +415,8 @@ def _split_iterate(config: TrainConfig, network: nn.Module, tx: optax.GradientTr
         """Gradient and metrics (as sums) of this device's rows of minibatch j; order,
         advantages, weights: [E * M, part]."""
         batch = jax.tree_util.tree_map(lambda x: x[order[j]], flat)
-
-        def loss(p: Any) -> tuple[jax.Array, dict]:
-            out = network.apply({"params": p}, batch.obs)
-            return weighted_ppo_loss(out.logits, out.value, out.attention, batch, advantages[j],
-                                     weights[j], loss_coefficients(config, attn_coef))
-
-        return jax.grad(loss, has_aux=True)(params)
+        return jax.grad(weighted_loss, has_aux=True)(params, batch, advantages[j], weights[j],
+                                                     attn_coef)
 
     def apply_parts(params: Any, opt_state: Any, parts: list, lr: jax.Array) -> tuple:
         grads = jax.tree_util.tree_map(lambda *g: sum(g[1:], g[0]), *parts)
