@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """How the paper-preset minibatch gradient's time depends on how many rows one forward/backward
 pass takes: the whole minibatch of 256 in one pass against 256 / m passes of m rows whose
-gradients are summed (`attnjax.training.ppo.microbatched_gradient`, what `--microbatch-size m`
-trains with), one compiled program per size.
+gradients are summed (`attnjax.training.ppo.make_minibatch_gradient` with `--microbatch-size
+m`, as training computes it), one compiled program per size.
 
-The gradient is training's: the PPO loss (`losses.weighted_ppo_loss`, λ = 0.001, advantages
+The gradient is training's: the PPO loss (λ = 0.001, advantages
 normalised over the whole minibatch, some rows masked as envpool's reset steps are) of the
 attention network on 256 random frames, with attnjax's XLA:CPU settings (Eigen convolutions,
 YNNPACK dots). First checks that every size's gradient and metrics match the one-pass ones to
@@ -18,6 +18,7 @@ Usage: .venv/bin/python bench/microbatch_gradient.py [--sizes 32,64,128] [--micr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -36,12 +37,8 @@ from conv_contraction import alternating_medians, relative_difference  # noqa: E
 
 from attnjax.model.networks import init_params, make_network  # noqa: E402
 from attnjax.training.config import TrainConfig  # noqa: E402
-from attnjax.training.losses import (  # noqa: E402
-    Minibatch,
-    minibatch_advantages_and_weights,
-    weighted_ppo_loss,
-)
-from attnjax.training.ppo import loss_coefficients, microbatched_gradient  # noqa: E402
+from attnjax.training.losses import Minibatch  # noqa: E402
+from attnjax.training.ppo import make_minibatch_gradient  # noqa: E402
 
 
 def main() -> int:
@@ -66,19 +63,11 @@ def main() -> int:
         jnp.asarray(rng.integers(0, 4, rows), jnp.int32), jnp.asarray(rng.normal(-1.4, 0.1, rows)),
         jnp.asarray(rng.normal(size=rows)), jnp.asarray(rng.normal(size=rows)),
         jnp.asarray(rng.normal(size=rows)), jnp.asarray(rng.random(rows) > 0.03))
-    coefs = loss_coefficients(config, jnp.float32(config.attn_coef))
-
-    def loss_parts(p, part, advantages, weights):
-        out = network.apply({"params": p}, part.obs)
-        return weighted_ppo_loss(out.logits, out.value, out.attention, part, advantages,
-                                 weights, coefs)
+    attn_coef = jnp.float32(config.attn_coef)
 
     def gradient(size):
-        def fn(p, b):
-            advantages, weights = minibatch_advantages_and_weights(b.advantages, b.mask,
-                                                                   config.norm_adv)
-            return microbatched_gradient(loss_parts, p, b, advantages, weights, size)
-        return fn
+        fn = make_minibatch_gradient(dataclasses.replace(config, microbatch_size=size), network)
+        return lambda p, b: fn(p, b, attn_coef)
 
     options = eigen_convolution_options()
     print(f"{machine_line()}, {jax.default_backend()}, compiler_options {options}; minibatch "

@@ -4,7 +4,8 @@
 Times, each compiled on its own with attnjax's convolution settings (Eigen) and repeated:
 env stepping (128 steps of 8 envpool Breakout envs, fixed actions), the rollout's forward
 passes (128 x [8] frames), GAE ([128, 8]), and one minibatch update of 256 frames split into
-forward (loss), forward + backward (gradient) and the optimizer (Adam step); then the whole
+forward (loss), forward + backward (gradient, as training computes it: in passes of
+`--microbatch-size` rows, 64 on CPU) and the optimizer (Adam step); then the whole
 compiled iteration as training runs it. The iteration is predicted from its parts as
 env + forward + GAE + 16 x gradient + 16 x optimizer and compared with the measured one.
 Achieved GFLOP/s come from XLA's own flop counts of each program (`cost_analysis`; a loop's
@@ -41,7 +42,13 @@ from attnjax.model.networks import init_params, make_network  # noqa: E402
 from attnjax.training.config import TrainConfig  # noqa: E402
 from attnjax.training.loop import build_program  # noqa: E402
 from attnjax.training.losses import Minibatch, gae, ppo_loss  # noqa: E402
-from attnjax.training.ppo import apply_gradients, loss_coefficients, make_optimizer  # noqa: E402
+from attnjax.training.ppo import (  # noqa: E402
+    apply_gradients,
+    loss_coefficients,
+    make_minibatch_gradient,
+    make_optimizer,
+    resolve_microbatch,
+)
 
 
 def timed(fn, args, repeats: int) -> tuple[float, float]:
@@ -91,7 +98,13 @@ def main() -> int:
         out = network.apply({"params": params}, batch.obs)
         return ppo_loss(out.logits, out.value, out.attention, batch, coefs)[0]
 
-    grads = jax.grad(loss)(params, batch)
+    training_gradient = make_minibatch_gradient(config, network)
+    attn_coef = jnp.float32(0.001)
+
+    def gradient(params, batch):
+        return training_gradient(params, batch, attn_coef)[0]
+
+    grads = gradient(params, batch)
     rewards, values = jnp.asarray(rng.normal(size=(t, n))), jnp.asarray(rng.normal(size=(t, n)))
     dones = jnp.zeros((t, n), bool)
     parts = {
@@ -100,13 +113,14 @@ def main() -> int:
         "GAE ([128, 8])": (lambda r, v, d: gae(r, v, d, v[0], d[0], 0.99, 0.95),
                            (rewards, values, dones)),
         "minibatch forward (loss, [256])": (loss, (params, batch)),
-        "minibatch gradient (forward + backward)": (jax.grad(loss), (params, batch)),
+        "minibatch gradient (forward + backward)": (gradient, (params, batch)),
         "minibatch optimizer (Adam step)": (
             lambda p, o, g: apply_gradients(tx, p, o, g, jnp.float32(2.5e-4)),
             (params, opt_state, grads)),
     }
     print(f"{machine_line()}, {len(jax.devices())} "
-          f"{jax.default_backend()} device(s); network {config.network}; median of "
+          f"{jax.default_backend()} device(s); network {config.network}; gradient in passes of "
+          f"{resolve_microbatch(config)} rows; median of "
           f"{args.repeats} calls each")
     # XLA counts a loop's body once: the rollout's flops are one step's times its T steps
     _, step_flops = timed(lambda params, obs: network.apply({"params": params}, obs).logits,
@@ -153,7 +167,7 @@ def main() -> int:
         lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), "VALID"), (x, w), args.repeats)
     print(f"peak: fp32 matmul 2048^3 {matmul_flops / matmul_s / 1e9:.1f} GFLOP/s, "
           f"conv 1024x32x20x20 * 64x32x4x4 {conv_flops / conv_s / 1e9:.1f} GFLOP/s")
-    _, grad_flops = timed(jax.grad(loss), (params, batch), 1)
+    _, grad_flops = timed(gradient, (params, batch), 1)
     achieved = grad_flops / measured["minibatch gradient (forward + backward)"] / 1e9
     print(f"gradient_share={grad_share:.3f}")
     print(f"gradient_fraction_of_matmul_peak={achieved / (matmul_flops / matmul_s / 1e9):.3f}")

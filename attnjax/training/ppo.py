@@ -174,6 +174,44 @@ def microbatched_gradient(loss_parts: Callable, params: Any, batch: Minibatch,
     return total
 
 
+def make_weighted_loss(config: TrainConfig, network: nn.Module) -> Callable:
+    """`loss(params, rows, advantages, weights, attn_coef) -> (loss, metrics)` of some rows of
+    a minibatch as a weighted sum (advantages and weights [rows] of the whole minibatch,
+    `losses.minibatch_advantages_and_weights`), so that the losses of parts add up."""
+
+    def weighted_loss(params: Any, rows: Minibatch, advantages: jax.Array, weights: jax.Array,
+                      attn_coef: jax.Array) -> tuple[jax.Array, dict]:
+        out = network.apply({"params": params}, rows.obs)
+        return weighted_ppo_loss(out.logits, out.value, out.attention, rows, advantages, weights,
+                                 loss_coefficients(config, attn_coef))
+
+    return weighted_loss
+
+
+def make_minibatch_gradient(config: TrainConfig, network: nn.Module,
+                            backend: str | None = None) -> Callable:
+    """`gradient(params, batch, attn_coef) -> (grads, metrics)` of one minibatch's PPO loss as
+    training computes it: one pass, or passes of `resolve_microbatch` rows summed."""
+    microbatch = resolve_microbatch(config, backend)
+    weighted_loss = make_weighted_loss(config, network)
+
+    def loss(params: Any, batch: Minibatch, attn_coef: jax.Array) -> tuple[jax.Array, dict]:
+        out = network.apply({"params": params}, batch.obs)
+        return ppo_loss(out.logits, out.value, out.attention, batch,
+                        loss_coefficients(config, attn_coef))
+
+    def gradient(params: Any, batch: Minibatch, attn_coef: jax.Array) -> tuple:
+        if microbatch == config.minibatch_size:
+            return jax.grad(loss, has_aux=True)(params, batch, attn_coef)
+        advantages, weights = minibatch_advantages_and_weights(batch.advantages, batch.mask,
+                                                               config.norm_adv)  # [mb] each
+        return microbatched_gradient(
+            lambda p, rows, a, w: weighted_loss(p, rows, a, w, attn_coef), params, batch,
+            advantages, weights, microbatch)
+
+    return gradient
+
+
 def map_runs(fn: Callable, runs_axis: str, *trees: Any) -> Any:
     """Apply fn to each run's slice of the stacked trees: vmap, or one after another."""
     if runs_axis == "vmap":
@@ -287,32 +325,8 @@ def make_iterate(
         traj = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), traj)  # [R, T, N, ...]
         return runs, env_state, traj
 
-    microbatch = resolve_microbatch(config, backend)
-
-    def loss_fn(params: Any, batch: Minibatch, attn_coef: jax.Array) -> tuple[jax.Array, dict]:
-        out = network.apply({"params": params}, batch.obs)
-        coefs = loss_coefficients(config, attn_coef)
-        return ppo_loss(out.logits, out.value, out.attention, batch, coefs)
-
-    grad_fn = jax.grad(loss_fn, has_aux=True)
-
-    def weighted_loss(params: Any, part: Minibatch, advantages: jax.Array, weights: jax.Array,
-                      attn_coef: jax.Array) -> tuple[jax.Array, dict]:
-        """The loss of some rows of a minibatch as a weighted sum (advantages and weights of
-        the whole minibatch, `minibatch_advantages_and_weights`), so that parts add up."""
-        out = network.apply({"params": params}, part.obs)
-        return weighted_ppo_loss(out.logits, out.value, out.attention, part, advantages, weights,
-                                 loss_coefficients(config, attn_coef))
-
-    def minibatch_gradient(params: Any, batch: Minibatch, attn_coef: jax.Array) -> tuple:
-        """(gradient, metrics) of one minibatch: one pass, or summed microbatch passes."""
-        if microbatch == mb_size:
-            return grad_fn(params, batch, attn_coef)
-        advantages, weights = minibatch_advantages_and_weights(batch.advantages, batch.mask,
-                                                               config.norm_adv)  # [mb] each
-        return microbatched_gradient(
-            lambda p, part, a, w: weighted_loss(p, part, a, w, attn_coef), params, batch,
-            advantages, weights, microbatch)
+    weighted_loss = make_weighted_loss(config, network)
+    minibatch_gradient = make_minibatch_gradient(config, network, backend)
 
     def minibatch_update(carry: tuple, batch: Minibatch, lr: jax.Array, attn_coef: jax.Array):
         grads, metrics = minibatch_gradient(carry[0], batch, attn_coef)
