@@ -30,7 +30,7 @@ import jax  # noqa: E402
 
 from attnjax.training.config import TrainConfig  # noqa: E402
 from attnjax.training.loop import build_program, parameter_count  # noqa: E402
-from attnjax.training.ppo import resolve_execution, resolve_microbatch  # noqa: E402
+from attnjax.training.ppo import resolve_execution, rows_per_gradient_pass  # noqa: E402
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
     _, loops, _ = resolve_execution(config)
     backend = "eigen" if eigen_convolution_options() else "ynnpack"
     print(f"ready jax={jax.__version__} devices={len(jax.devices())} loops={loops} "
-          f"microbatch={resolve_microbatch(config)} backend={backend} malloc={MALLOC} "
+          f"microbatch={rows_per_gradient_pass(config)} backend={backend} malloc={MALLOC} "
           f"params={parameter_count(config)}", flush=True)
     for line in sys.stdin:
         words = line.split()

@@ -1,25 +1,25 @@
 #!/usr/bin/env python3
-"""How much faster the paper preset trains with one of attnjax's CPU process settings than
-without it, interleaved in one script run:
+"""How much faster the paper preset trains with one of attnjax's CPU settings than with the
+alternative, interleaved in one script run:
 - `--setting malloc`: tcmalloc preloaded (`attnjax.devices.restart_with_tcmalloc`; the
   machine must have it, e.g. Debian's libtcmalloc-minimal4) against glibc's malloc
   (`ATTNJAX_MALLOC_DEFAULTS=1`).
 - `--setting convolutions`: Eigen convolutions (`attnjax.devices.eigen_convolution_options`)
   against XLA's default YNNPACK convolution fusions (`ATTNJAX_XLA_CPU_DEFAULTS=1`).
-- `--setting loops`: `--loops split` (each minibatch's rows split over the cores as host
-  devices) against `--loops unroll` (one program over all cores), both as train.py runs them.
+- `--setting loops`: `--loops unroll` (one program over all cores, the CPU default) against
+  `--loops split` (each minibatch's rows split over the cores as host devices).
 - `--setting microbatch`: each minibatch's gradient as 4 passes of 64 rows, summed
   (`--microbatch-size 64`), against one pass over its 256 rows.
 
 Each side trains in its own worker process (bench/attnjax_worker.py, which starts as train.py
-does, with or without the setting's opt-out variable), so the two never share XLA or malloc
+does, with the side's environment variable or flags), so the two never share XLA or malloc
 state; after peer_throughput's WARMUP iterations each (compilation, the allocator's growth),
 they train the same number of iterations in alternating rounds. By default both workers live
 through all rounds, the idle one waiting beside the one that trains; with --fresh every round
 starts a new worker for each side and ends it after its iterations, so that the measured process
 is the only one on the machine, as a lone train.py is (an idle process beside it makes glibc's
 page faults dearer). The workers report their page faults per iteration too. Prints agent
-steps/s of each and, last, `speedup=<SPS with the setting / SPS without>`.
+steps/s of each and, last, `speedup=<SPS of the first side named above / SPS of the second>`.
 Usage: bench/setting_speedup.py [--setting malloc|convolutions|loops|microbatch] [--rounds 3]
        [--iterations 2] [--fresh] [--network attention|nature]
 """
@@ -41,7 +41,7 @@ SETTINGS = {
                ("glibc", {"ATTNJAX_MALLOC_DEFAULTS": "1"}, [])),
     "convolutions": (("eigen", {"ATTNJAX_XLA_CPU_DEFAULTS": "0"}, []),
                      ("ynnpack", {"ATTNJAX_XLA_CPU_DEFAULTS": "1"}, [])),
-    "loops": (("split", {}, ["--loops", "split"]), ("unroll", {}, ["--loops", "unroll"])),
+    "loops": (("unroll", {}, ["--loops", "unroll"]), ("split", {}, ["--loops", "split"])),
     "microbatch": (("microbatch64", {}, ["--microbatch-size", "64"]),
                    ("whole256", {}, ["--microbatch-size", "256"])),
 }

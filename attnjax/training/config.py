@@ -144,7 +144,8 @@ def validate(config: TrainConfig) -> None:
     if config.microbatch_size < 0:
         raise UserError(f"--microbatch-size must be >= 0 (0 = automatic), got "
                         f"{config.microbatch_size}")
-    if config.microbatch_size and config.minibatch_size % config.microbatch_size:
+    if (config.microbatch_size and config.loops != "split"
+            and config.minibatch_size % config.microbatch_size):
         raise UserError(
             f"--microbatch-size {config.microbatch_size} does not divide the minibatch of "
             f"{config.minibatch_size} rows; choose a divisor of {config.minibatch_size} (or 0)"

@@ -52,7 +52,7 @@ from attnjax.training.ppo import (
     init_state,
     make_iterate,
     resolve_execution,
-    resolve_microbatch,
+    rows_per_gradient_pass,
     shard_state,
 )
 from attnjax.training.tracking import clean_number
@@ -326,7 +326,7 @@ def train(configs: list[TrainConfig], progress: bool = False, resume: bool = Fal
     runs_axis, loops, _ = resolve_execution(base)
     machine.record_session(run_dirs, machine.session(start_iteration * base.batch_size,
                                                      len(configs), runs_axis, loops,
-                                                     resolve_microbatch(base)))
+                                                     rows_per_gradient_pass(base)))
     state = shard_state(state, program.mesh)
     tracking = Tracking(configs, run_dirs, program.network)
     callbacks = [MetricsFiles(run_dirs), tracking, ProgressLine(configs, start_iteration, progress),

@@ -7,10 +7,12 @@ iterations. Execution choices follow the measured facts in docs/design.md:
 - loops="unroll": epochs x minibatches unrolled in Python. XLA:CPU runs conv gradients inside a
   scan/while ~13x slower, so this is the CPU default; "scan" (GPU/TPU default) keeps the program
   small.
-- loops="split" (CPU default with several host devices, see `split_devices`): the epochs x
-  minibatches loop runs in Python; each minibatch's rows are split over the host devices (one
-  per core), their loss gradients computed side by side and summed on device 0. No collective
-  is involved (XLA:CPU aborts a collective whose devices arrive 40 s apart on a busy machine).
+- microbatch (`resolve_microbatch`, --microbatch-size): on CPU each minibatch's gradient is
+  the sum of passes over 64 of its rows, whose activations stay in cache; one pass elsewhere.
+- loops="split" (see `split_devices`): the epochs x minibatches loop runs in Python; each
+  minibatch's rows are split over the host devices (one per core), their loss gradients
+  computed side by side and summed on device 0. No collective is involved (XLA:CPU aborts a
+  collective whose devices arrive 40 s apart on a busy machine).
 - runs_axis="map": the runs' work is laid out one after another in the program (vmapped
   convolutions with different parameters are 1.7x slower on CPU); "vmap" batches them
   (accelerators).
@@ -111,10 +113,10 @@ def split_devices(minibatch_size: int, devices: list | None = None) -> list:
 def resolve_execution(config: TrainConfig, backend: str | None = None) -> tuple[str, str, int]:
     """(runs_axis, loops, iterations_per_call) with "auto"/0 resolved for the backend. On CPU
     the loops are unrolled: with Eigen convolutions (`attnjax.devices`) one program over all
-    cores trains the paper preset at least as fast as splitting each minibatch over the cores
-    as host devices (bench/setting_speedup.py --setting loops, BENCHMARKS.md), and sums each
-    minibatch's gradient in one program. "split" runs one iteration per call and its runs one
-    after another."""
+    cores trains the paper preset as fast as splitting each minibatch over the cores as host
+    devices, within noise (bench/setting_speedup.py --setting loops, BENCHMARKS.md), without
+    copying parameters and gradients between devices. "split" runs one iteration per call and
+    its runs one after another."""
     backend = backend or jax.default_backend()
     on_cpu = backend == "cpu"
     runs_axis = config.runs_axis if config.runs_axis != "auto" else ("map" if on_cpu else "vmap")
@@ -139,12 +141,10 @@ CPU_MICROBATCH = 64
 
 
 def resolve_microbatch(config: TrainConfig, backend: str | None = None) -> int:
-    """Rows per forward/backward pass of a minibatch update: the config's, or on CPU
-    CPU_MICROBATCH where it divides a larger minibatch, else the whole minibatch. loops="split"
-    computes each device's share of the rows in one pass (it ignores --microbatch-size)."""
+    """Rows per forward/backward pass of a minibatch update with loops "unroll" or "scan": the
+    config's, or on CPU CPU_MICROBATCH where it divides a larger minibatch, else the whole
+    minibatch."""
     mb_size = config.minibatch_size
-    if resolve_execution(config, backend)[1] == "split":
-        return mb_size // len(split_devices(mb_size))
     if config.microbatch_size:
         return config.microbatch_size
     on_cpu = (backend or jax.default_backend()) == "cpu"
@@ -153,36 +153,45 @@ def resolve_microbatch(config: TrainConfig, backend: str | None = None) -> int:
     return mb_size
 
 
-def microbatched_gradient(loss_parts: Callable, params: Any, batch: Minibatch,
+def rows_per_gradient_pass(config: TrainConfig, backend: str | None = None) -> int:
+    """What machine.json records: rows per forward/backward pass as training runs them (with
+    loops="split", each device's share of the minibatch, in one pass)."""
+    if resolve_execution(config, backend)[1] == "split":
+        return config.minibatch_size // len(split_devices(config.minibatch_size))
+    return resolve_microbatch(config, backend)
+
+
+def microbatched_gradient(part_loss: Callable, params: Any, batch: Minibatch,
                           advantages: jax.Array, weights: jax.Array,
                           microbatch: int) -> tuple[Any, dict[str, jax.Array]]:
     """(gradient, metrics) of a minibatch's weighted loss computed `microbatch` rows at a time
-    and summed. `loss_parts(params, batch, advantages, weights) -> (loss, metrics)` must be a
-    weighted sum over rows (`losses.weighted_ppo_loss`), so the parts add up to the whole; an
-    optimization barrier makes XLA finish one part before starting the next, so that only one
-    part's activations are alive (the point: they stay in cache)."""
-    rows = advantages.shape[0]  # advantages, weights: [B]
-    grad = jax.grad(loss_parts, has_aux=True)
+    and summed. `part_loss(params, part, advantages, weights) -> (loss, metrics)` must be a
+    weighted sum over rows (`losses.weighted_ppo_loss`), so the parts add up to the whole. An
+    optimization barrier orders each pass (its parameters and rows) after the previous pass's
+    sum, so that only one pass's activations are alive (the point: they stay in cache)."""
+    num_rows = advantages.shape[0]  # advantages, weights: [B]
+    grad = jax.grad(part_loss, has_aux=True)
     total = None
-    for start in range(0, rows, microbatch):
-        part = lambda x, start=start: x[start:start + microbatch]  # noqa: E731
+    for start in range(0, num_rows, microbatch):
+        take = lambda x, start=start: x[start:start + microbatch]  # noqa: E731
+        part = (jax.tree_util.tree_map(take, batch), take(advantages), take(weights))
         if total is not None:
-            params, total = jax.lax.optimization_barrier((params, total))
-        piece = grad(params, jax.tree_util.tree_map(part, batch), part(advantages),
-                     part(weights))
+            params, part, total = jax.lax.optimization_barrier((params, part, total))
+        piece = grad(params, *part)
         total = piece if total is None else jax.tree_util.tree_map(jnp.add, total, piece)
     return total
 
 
 def make_weighted_loss(config: TrainConfig, network: nn.Module) -> Callable:
-    """`loss(params, rows, advantages, weights, attn_coef) -> (loss, metrics)` of some rows of
-    a minibatch as a weighted sum (advantages and weights [rows] of the whole minibatch,
-    `losses.minibatch_advantages_and_weights`), so that the losses of parts add up."""
+    """`loss(params, part, advantages, weights, attn_coef) -> (loss, metrics)` of some rows
+    (`part`) of a minibatch as a weighted sum: advantages and weights are those rows' entries
+    of the values computed over the whole minibatch (`losses.minibatch_advantages_and_weights`),
+    so that the losses of parts add up to the minibatch's."""
 
-    def weighted_loss(params: Any, rows: Minibatch, advantages: jax.Array, weights: jax.Array,
+    def weighted_loss(params: Any, part: Minibatch, advantages: jax.Array, weights: jax.Array,
                       attn_coef: jax.Array) -> tuple[jax.Array, dict]:
-        out = network.apply({"params": params}, rows.obs)
-        return weighted_ppo_loss(out.logits, out.value, out.attention, rows, advantages, weights,
+        out = network.apply({"params": params}, part.obs)
+        return weighted_ppo_loss(out.logits, out.value, out.attention, part, advantages, weights,
                                  loss_coefficients(config, attn_coef))
 
     return weighted_loss
@@ -201,12 +210,14 @@ def make_minibatch_gradient(config: TrainConfig, network: nn.Module,
                         loss_coefficients(config, attn_coef))
 
     def gradient(params: Any, batch: Minibatch, attn_coef: jax.Array) -> tuple:
+        # one pass keeps the program accelerators (and CPU runs with --microbatch-size equal to
+        # the minibatch) trained with before passes existed, bit for bit
         if microbatch == config.minibatch_size:
             return jax.grad(loss, has_aux=True)(params, batch, attn_coef)
         advantages, weights = minibatch_advantages_and_weights(batch.advantages, batch.mask,
                                                                config.norm_adv)  # [mb] each
         return microbatched_gradient(
-            lambda p, rows, a, w: weighted_loss(p, rows, a, w, attn_coef), params, batch,
+            lambda p, part, a, w: weighted_loss(p, part, a, w, attn_coef), params, batch,
             advantages, weights, microbatch)
 
     return gradient

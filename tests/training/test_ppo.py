@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from attnjax.model.envs import QuadrantEnv
-from attnjax.model.networks import make_network
+from attnjax.model.networks import init_params, make_network
 from attnjax.training.config import TrainConfig
 from attnjax.training.ppo import init_state, make_iterate
 
@@ -113,7 +113,7 @@ def _two_run_grid() -> tuple[TrainConfig, list[TrainConfig], QuadrantEnv]:
 
     base = TrainConfig(env_id="Quadrant-v0", num_envs=4, num_steps=8, num_minibatches=2,
                        update_epochs=1, total_timesteps=32 * 8, learning_rate=1e-3,
-                       wandb_mode="disabled")
+                       microbatch_size=8, wandb_mode="disabled")  # 2 passes per minibatch
     configs = [dataclasses.replace(base, attn_coef=0.0, seed=0),
                dataclasses.replace(base, attn_coef=0.01, seed=1)]
     env = QuadrantEnv([s for c in configs for s in env_seeds(c.seed, c.num_envs)],
@@ -144,7 +144,8 @@ def test_accelerator_form_trains_as_the_cpu_form():
     """The GPU defaults (--runs-axis vmap, --loops scan, 2 iterations per call) give the
     parameters, optimizer state, RNG keys, episode statistics and metrics of the CPU form (map,
     unroll, 1 per call) after 2 iterations of a 2-run grid: scan equals unroll, vmap equals
-    map, and the scan over iterations carries everything."""
+    map, and the scan over iterations carries everything (gradients in 2 passes per minibatch
+    in both, so the passes' barriers run under vmap and inside scan too)."""
     _, configs, env = _two_run_grid()
     network = make_network("attention", env.num_actions)
     initial = jax.device_get(init_state(configs, network, *env.reset()))
@@ -187,13 +188,40 @@ def test_microbatch_default_is_64_rows_on_cpu_where_it_divides_a_larger_minibatc
         assert resolve_microbatch(config, "cpu") == want, config.minibatch_size
 
 
+def _quadrant_config(microbatch_size: int) -> TrainConfig:
+    """A Quadrant-v0 attention run with minibatches of 32 rows."""
+    return TrainConfig(env_id="Quadrant-v0", num_envs=4, num_steps=16, num_minibatches=2,
+                       update_epochs=2, total_timesteps=256, attn_coef=0.01,
+                       learning_rate=1e-3, microbatch_size=microbatch_size,
+                       wandb_mode="disabled")
+
+
+def test_minibatch_gradient_is_one_barrier_ordered_pass_per_microbatch():
+    """make_minibatch_gradient computes 32 rows as 4 passes of 8, each ordered after the
+    previous one's sum (3 barriers), and one pass without a barrier when the sizes agree."""
+    from attnjax.training.losses import Minibatch
+    from attnjax.training.ppo import make_minibatch_gradient
+
+    network = make_network("attention", 4)
+    params = init_params(network, jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    batch = Minibatch(rng.integers(0, 256, (32, 4, 84, 84), dtype=np.uint8),
+                      np.zeros(32, np.int32), np.full(32, -1.4, np.float32),
+                      np.zeros(32, np.float32), rng.normal(size=32).astype(np.float32),
+                      rng.normal(size=32).astype(np.float32), np.ones(32, bool))
+    for size, barriers in ((8, 3), (32, 0)):
+        gradient = make_minibatch_gradient(_quadrant_config(size), network, "cpu")
+        program = str(jax.make_jaxpr(gradient)(params, batch, np.float32(0.01)))
+        assert program.count("optimization_barrier") == barriers, size
+
+
 def _train_quadrant(microbatch_size: int, iterations: int = 3) -> tuple[list, list[dict]]:
     """Parameters and per-iteration metrics of a Quadrant-v0 attention run (minibatches of 32
     rows with masked reset steps among them) trained with the given --microbatch-size."""
-    config = TrainConfig(env_id="Quadrant-v0", num_envs=4, num_steps=16, num_minibatches=2,
-                         update_epochs=2, total_timesteps=256, attn_coef=0.01,
-                         learning_rate=1e-3, microbatch_size=microbatch_size,
-                         wandb_mode="disabled")
+    from attnjax.training.ppo import resolve_microbatch
+
+    config = _quadrant_config(microbatch_size)
+    assert resolve_microbatch(config) == microbatch_size
     env = QuadrantEnv([0, 1, 2, 3], episode_length=3)
     network = make_network("attention", env.num_actions)
     state = init_state([config], network, *env.reset())

@@ -175,6 +175,7 @@ def test_prepare_checks_everything_before_writing(tmp_path):
     """prepare (what --dry-run and train run first) refuses a bad env id, a bad config, a
     mixed grid and a new run over checkpoints, and writes nothing."""
     from attnjax.errors import UserError
+    from attnjax.training.config import validate
     from attnjax.training.loop import prepare
 
     base = TrainConfig(**TINY, out_dir=str(tmp_path / "out"))
@@ -187,6 +188,7 @@ def test_prepare_checks_everything_before_writing(tmp_path):
     for change, needle in zip(bad, needles, strict=True):
         with pytest.raises(UserError, match=needle):
             prepare([TrainConfig(**{**TINY, **change}, out_dir=str(tmp_path / "out"))])
+    validate(TrainConfig(**TINY, loops="split", microbatch_size=3))  # split ignores the flag
     with pytest.raises(UserError, match="must share num_steps"):
         prepare([base, TrainConfig(**{**TINY, "num_steps": 8}, attn_coef=0.5)])
     with pytest.raises(UserError, match="no checkpoint there"):
