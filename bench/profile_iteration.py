@@ -92,14 +92,14 @@ def main() -> int:
     batch = Minibatch(frames.reshape(t * n, 4, 84, 84)[:mb], jnp.zeros(mb, jnp.int32),
                       jnp.full(mb, -1.4), jnp.zeros(mb), jnp.asarray(rng.normal(size=mb)),
                       jnp.asarray(rng.normal(size=mb)), jnp.ones(mb, bool))
-    coefs = loss_coefficients(config, jnp.float32(0.001))
+    attn_coef = jnp.float32(0.001)  # lambda of the timed loss and gradient
+    coefs = loss_coefficients(config, attn_coef)
 
     def loss(params, batch):
         out = network.apply({"params": params}, batch.obs)
         return ppo_loss(out.logits, out.value, out.attention, batch, coefs)[0]
 
     training_gradient = make_minibatch_gradient(config, network)
-    attn_coef = jnp.float32(0.001)
 
     def gradient(params, batch):
         return training_gradient(params, batch, attn_coef)[0]
