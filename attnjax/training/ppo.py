@@ -136,7 +136,7 @@ def resolve_execution(config: TrainConfig, backend: str | None = None) -> tuple[
 
 
 # Rows per forward/backward pass on CPU: a minibatch of 256 computed as 4 passes of 64 takes
-# ~6 % less time than one pass (its activations stay in cache; bench/microbatch_gradient.py).
+# ~7 % less time than one pass (its activations stay in cache; bench/microbatch_gradient.py).
 CPU_MICROBATCH = 64
 
 
