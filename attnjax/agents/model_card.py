@@ -21,9 +21,11 @@ from attnjax.files import write_text
 from attnjax.model.baseline import UNIFORM_HEAD_ENTROPY, uniform_entropy
 from attnjax.provenance import check_replaceable, markdown_stamp, read_json_file
 from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig
+from attnjax.training.machine import UNKNOWN, read_machine
 from attnjax.training.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
+    MACHINE_FILE,
     METRICS_FILE,
     checkpoint_iterations,
     read_config,
@@ -149,9 +151,37 @@ def _score(entry: dict[str, Any]) -> str:
             f"length {entry['mean_length']:.0f} steps{head_text}")
 
 
+def trained_on(folder: Path, hardware: str = "") -> str:
+    """Where the run trained, as its machine.json recorded it: each session's device and how many
+    runs its program trained together (a resume on the same machine counts once). `hardware`,
+    typed by the user, stands in only for a run without the record."""
+    record = read_machine(folder)
+    if record is None:
+        return hardware or "machine not recorded"
+    if hardware:
+        raise UserError(f"--hardware: {folder} records where it trained (machine.json); drop "
+                        "--hardware, or put your own words in --note")
+    machines: list[tuple[str, int, Any]] = []  # (device, runs in the program, from step)
+    for entry in record["sessions"]:
+        device = entry.get("device") if isinstance(entry.get("device"), str) else UNKNOWN
+        runs = entry.get("runs_in_program") if isinstance(entry.get("runs_in_program"),
+                                                          int) else 1
+        if not machines or machines[-1][:2] != (device, runs):
+            machines.append((device, runs, entry.get("from_step")))
+    if not machines:
+        return "machine not recorded"
+    parts = []
+    for device, runs, from_step in machines:
+        text = device + (f", {runs} runs in one program" if runs > 1 else "")
+        if len(machines) > 1 and isinstance(from_step, int):
+            text += f", from step {from_step:,}"
+        parts.append(text)
+    return "; ".join(parts) + " (machine.json)"
+
+
 def render_card(folder: Path, grid: list[Path], note: str = "", hardware: str = "") -> str:
     """The Markdown card of one run folder; `grid` are the folders trained in one program with
-    it (the `--resume` command names them all)."""
+    it (the `--resume` command names them all); `hardware` see `trained_on`."""
     config = read_config(folder, fix="pass a run folder written by train.py")
     metrics = read_metrics(folder, fix="pass a run folder with a training log")
     summary = training_summary(metrics, config)
@@ -179,7 +209,7 @@ def render_card(folder: Path, grid: list[Path], note: str = "", hardware: str = 
     rows = [("agent steps trained",
              f"{summary['global_step']:,} of the schedule's {config.total_timesteps:,}"),
             ("training time (sum of iteration times)",
-             f"{summary['hours']:.1f} h" + (f" ({hardware})" if hardware else ""))]
+             f"{summary['hours']:.1f} h ({trained_on(folder, hardware)})")]
     if summary["episodic_return"] is not None:
         rows.append(("training score (mean of the last 100 full games)",
                      f"{summary['episodic_return']:.1f}"))
@@ -202,6 +232,8 @@ def render_card(folder: Path, grid: list[Path], note: str = "", hardware: str = 
                      "publish`)")
     if evaluations:
         files.append("`evaluation_*.json` (`visualize.py evaluate`)")
+    if (folder / MACHINE_FILE).is_file():
+        files.append(f"`{MACHINE_FILE}` (where each training session ran)")
     parts = [title, preset, status]
     if note:
         parts.append(note)
@@ -220,7 +252,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--note", default="",
                         help="a paragraph of your own (what the agent attends to, caveats)")
     parser.add_argument("--hardware", default="",
-                        help="where it trained, shown next to the training time")
+                        help="where it trained, shown next to the training time, for a run "
+                             "without machine.json (trained before train.py recorded it); a run "
+                             "with one shows its record")
     parser.add_argument("--print", action="store_true",
                         help="print the cards instead of writing <run>/README.md")
 

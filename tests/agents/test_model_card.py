@@ -18,6 +18,7 @@ from attnjax.agents.model_card import main as card_main
 from attnjax.agents.model_card import render_card, reproduce_command
 from attnjax.errors import UserError
 from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig
+from attnjax.training.machine import record_session
 from attnjax.training.runs import METRICS_FILE, read_config, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,3 +203,26 @@ def test_card_reruns_on_a_copy_of_each_shipped_agent(tmp_path):
         shutil.copytree(card.parent, copy)
         args = build_parser("card").parse_args(["card", "--run", str(copy)])
         assert card_main(args) == 0
+
+
+def _session(device: str, from_step: int, runs: int) -> dict:
+    return {"started": "2026-12-05T00:00:00+0000", "from_step": from_step, "backend": "cpu",
+            "device": device, "runs_in_program": runs}
+
+
+def test_card_names_the_machines_machine_json_recorded(tmp_path):
+    folder = _run(tmp_path, 0.0, 4)
+    record_session([folder], _session("AMD EPYC (2 cores)", 0, 3))
+    record_session([folder], _session("AMD EPYC (2 cores)", 512, 3))  # a resume, same machine
+    record_session([folder], _session("NVIDIA H200 x 1", 768, 1))
+    card = render_card(folder, [])
+    assert ("| 0.0 h (AMD EPYC (2 cores), 3 runs in one program, from step 0; NVIDIA H200 x 1, "
+            "from step 768 (machine.json)) |") in card
+    assert "`machine.json` (where each training session ran)" in card
+    with pytest.raises(UserError, match="--hardware: .* records where it trained"):
+        render_card(folder, [], hardware="a laptop")  # typed words never replace the record
+
+
+def test_card_without_machine_json_says_so(tmp_path):
+    card = render_card(_run(tmp_path, 0.0, 4), [])
+    assert "| 0.0 h (machine not recorded) |" in card and "machine.json" not in card
