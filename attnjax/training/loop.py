@@ -52,6 +52,7 @@ from attnjax.training.ppo import (
     init_state,
     make_iterate,
     resolve_execution,
+    resolve_microbatch,
     rows_per_gradient_pass,
     shard_state,
 )
@@ -117,9 +118,12 @@ def plan(configs: list[TrainConfig], resume: bool = False) -> str:
     params = parameter_count(c)
     state_bytes = 4 * params * 4  # params, Adam mu and nu, gradients (float32)
     rollout_bytes = c.batch_size * (obs_bytes + 5 * 4)
-    # forward + backward activations of one minibatch (conv1 dominates), float32, x3 for grads
-    act_bytes = c.minibatch_size * 4 * 3 * (20 * 20 * 32 * 2 + 9 * 9 * 64 * 2 + 49 * 64 * 4
-                                            + 49 * 512 * 2 + obs_bytes)
+    # forward + backward activations of the rows computed at once (conv1 dominates), float32,
+    # x3 for grads: one pass of the minibatch's gradient, or all of it split over the devices
+    split = resolve_execution(c)[1] == "split"
+    pass_rows = c.minibatch_size if split else resolve_microbatch(c)
+    act_bytes = pass_rows * 4 * 3 * (20 * 20 * 32 * 2 + 9 * 9 * 64 * 2 + 49 * 64 * 4
+                                     + 49 * 512 * 2 + obs_bytes)
     runs_parallel = len(configs) if c.runs_axis == "vmap" else 1
     total = len(configs) * (state_bytes + rollout_bytes) + runs_parallel * act_bytes
     lines = [
@@ -128,7 +132,10 @@ def plan(configs: list[TrainConfig], resume: bool = False) -> str:
         f"({c.num_envs} envs x {c.num_steps}) = {c.num_iterations * c.batch_size:,} agent steps "
         f"per run, {len(configs) * c.num_iterations * c.batch_size:,} in all",
         f"  update: {c.update_epochs} epochs x {c.num_minibatches} minibatches of "
-        f"{c.minibatch_size}; envs in one pool: {len(configs) * c.num_envs}",
+        f"{c.minibatch_size}"
+        + (f", each gradient in passes of {pass_rows} rows"
+           if pass_rows < c.minibatch_size else "")
+        + f"; envs in one pool: {len(configs) * c.num_envs}",
         f"  estimated device memory: {total / 2**20:,.0f} MiB",
     ]
     for x in configs:

@@ -205,3 +205,18 @@ def test_prepare_checks_everything_before_writing(tmp_path):
         prepare([TrainConfig(**TINY, attn_coef=0.5, run_name=run.name,
                              out_dir=str(tmp_path / "out"))])
     assert prepare([base], resume=True) == ([run], True)
+
+
+def test_plan_sizes_activations_by_the_rows_of_one_gradient_pass():
+    """On CPU the paper preset's minibatch gradient runs in passes of 64 rows: the plan says so
+    and sizes the activations by one pass, not by the whole minibatch."""
+    from attnjax.training.loop import plan
+
+    def memory_mib(text: str) -> float:
+        return float(text.split("estimated device memory: ")[1].split(" MiB")[0].replace(",", ""))
+
+    passes = plan([TrainConfig(env_id="Breakout-v5")])
+    whole = plan([TrainConfig(env_id="Breakout-v5", microbatch_size=256)])
+    assert "minibatches of 256, each gradient in passes of 64 rows;" in passes
+    assert "passes of" not in whole
+    assert memory_mib(passes) < memory_mib(whole)
