@@ -12,21 +12,24 @@ setup: $(STAMP)
 
 $(STAMP): requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: attnjax needs Python >= 3.11; run make with PYTHON=/path/to/python3.11")'
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/pip || $(PYTHON) -m venv --clear $(VENV) || { rm -rf $(VENV); \
+		echo "error: $(PYTHON) -m venv failed; on Debian/Ubuntu install python3-venv (sudo apt-get install python3-venv), then run make again"; exit 1; }
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	@touch $(STAMP)
 
 # The main job (a few minutes on 2 CPU cores): a short Breakout training that writes
-# runs/<run-name>/ (config.json, metrics.jsonl, checkpoints/, an attention picture), then what
+# runs/quickstart/<run-name>/ (config.json, metrics.jsonl, checkpoints/, an attention picture;
+# a folder of its own, so that a paper-preset run trained into runs/ later is not refused as a
+# run of another step budget), then what
 # there is to look at from its checkpoint: the attention video and the relevance-tree viewer;
 # then the same for the trained reference agents in agents/ (lambda = 0 | lambda = 0.005 side by
 # side, as the paper laid them out), which a short training cannot show.
-RUN := runs/Breakout__attn0__s0
+RUN := runs/quickstart/Breakout__attn0__s0
 REF0 := agents/Breakout__attn0__s0
 REF5 := agents/Breakout__attn0.005__s1
 train: setup
 	$(PY) train.py --env-id Breakout-v5 --total-timesteps 12288 --num-envs 8 --num-steps 128 \
-		--update-epochs 1 --checkpoint-every 4 --out-dir runs
+		--update-epochs 1 --checkpoint-every 4 --out-dir runs/quickstart
 	$(PY) visualize.py video --run $(RUN) --frames 400 --out $(RUN)/attention.mp4
 	$(PY) visualize.py tree --run $(RUN) --frames 20 --out $(RUN)/viewer.html
 	$(PY) visualize.py video --run $(REF0) --run $(REF5) --frames 400 \
@@ -73,7 +76,8 @@ peers: $(PEERS)/.installed-from-lock
 
 $(PEERS)/.installed-from-lock: bench/requirements-peers.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "error: the peer lock is for CPython 3.11; run make peers with PYTHON=/path/to/python3.11")'
-	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	@test -x $(PEERS)/bin/pip || $(PYTHON) -m venv --clear $(PEERS) || { rm -rf $(PEERS); \
+		echo "error: $(PYTHON) -m venv failed; on Debian/Ubuntu install python3-venv (sudo apt-get install python3-venv), then run make again"; exit 1; }
 	$(PEERS)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
 		$(PEER_PIP_FLAGS) -r bench/requirements-peers.lock
 	@touch $@

@@ -33,18 +33,20 @@ def build_parser() -> OneLineArgumentParser:
         kind = hints[f.name]
         meta = f.metadata
         default = f.default
-        help_text = f"{meta['help']} (default: {default if default != '' else 'none'})"
+        help_text = meta["help"] if "default" in meta["help"] else (
+            f"{meta['help']} (default: {default if default != '' else 'none'})")
         if meta.get("grid"):
             help_text = f"{meta['help']}; several values train a grid (default: {default})"
-            parser.add_argument(flag, type=kind, nargs="+", help=help_text, metavar="X")
+            parser.add_argument(flag, type=kind, nargs="+", action="extend", help=help_text,
+                                metavar="X")
         elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         elif kind == tuple[str, ...]:
-            parser.add_argument(flag, nargs="*", help=help_text, metavar="TAG")
+            parser.add_argument(flag, nargs="*", action="extend", help=help_text, metavar="TAG")
         else:
             parser.add_argument(flag, type=kind, choices=meta.get("choices"), help=help_text,
                                 metavar=None if meta.get("choices") else f.name.upper())
-    parser.add_argument("--resume", nargs="+", metavar="RUN_DIR",
+    parser.add_argument("--resume", nargs="+", action="extend", metavar="RUN_DIR",
                         help="continue these run folders to their total steps with their own "
                         "config (several: a grid, trained together)")
     parser.add_argument("--dry-run", action="store_true",

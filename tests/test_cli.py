@@ -203,3 +203,22 @@ def test_comma_list_is_the_one_list_parser_of_the_flags():
     with pytest.raises(UserError, match="--n-grid needs a comma-separated list, got ','"):
         _list(",", "--n-grid", int)
     assert _list("1, 2", "--n-grid", int) == (1, 2)
+
+
+def test_a_repeated_list_flag_adds_to_its_values():
+    """`--run A --run B` means both everywhere (argparse's default keeps only the last)."""
+    sys.path.insert(0, str(ROOT))
+    import train
+    from visualize import build_parser
+
+    args = train.build_parser().parse_args(
+        ["--attn-coef", "0", "--attn-coef", "0.005", "--seed", "0", "--seed", "1",
+         "--resume", "a", "--resume", "b", "--wandb-tags", "x", "--wandb-tags", "y"])
+    assert (args.attn_coef, args.seed, args.resume, args.wandb_tags) == \
+        ([0.0, 0.005], [0, 1], ["a", "b"], ["x", "y"])
+    for command, flag in (("card", "--run"), ("video", "--run"), ("assess", "--run"),
+                          ("figures", "--runs"), ("figures", "--evaluations")):
+        extra = ["--out", "o"] if command in ("figures", "video", "assess") else []
+        extra += ["--runs", "r"] if flag == "--evaluations" else []
+        args = build_parser(command).parse_args([command, flag, "a", flag, "b", *extra])
+        assert getattr(args, flag[2:]) == ["a", "b"], (command, flag)

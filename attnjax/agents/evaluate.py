@@ -24,7 +24,7 @@ action acted (envpool's reset step after a lost life ignores the action and is l
 training's metric); a uniform head has ln 49 = 3.89 nats. None for the nature network.
 
 The JSON carries "written_by" (`attnjax.provenance`); --out replaces only such a file, or one
-written by this command before the stamp existed.
+of this command's files without the stamp (from attnjax versions that wrote none).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from attnjax.agents.published import AGENT_FILE
 from attnjax.errors import UserError
 from attnjax.files import write_text
 from attnjax.model.baseline import UNIFORM_HEAD_ENTROPY, uniform_entropy
-from attnjax.provenance import check_replaceable, markdown_stamp, read_json_file
+from attnjax.provenance import check_replaceable, markdown_stamp, read_json_file, written_by
 from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig
 from attnjax.training.machine import UNKNOWN, read_machine
 from attnjax.training.runs import (
@@ -142,6 +143,40 @@ def is_unstamped_card(path: Path, folder: Path) -> bool:
             in text and "\nLoad it with `attnjax.load_agent(" in text)
 
 
+# the user's note inside a card, between these lines, so that writing the card again keeps it
+NOTE_START, NOTE_END = "<!-- note -->", "<!-- /note -->"
+TIME_ROW = re.compile(r"^\| training time \(sum of iteration times\) \| [0-9.]+ h \((.*)\) \|$",
+                      re.M)
+NOT_HARDWARE = "machine not recorded"
+
+
+def previous_card(folder: Path) -> tuple[str, str]:
+    """(note, hardware) of the card this command wrote into `folder` before ("" each when there
+    is no such card or it holds none): what the user typed, kept when the card is written again
+    without --note or --hardware."""
+    path = folder / CARD_FILE
+    if not (written_by(path, COMMAND) or is_unstamped_card(path, folder)):
+        return "", ""
+    text = path.read_text(encoding="utf-8")
+    if NOTE_START in text and NOTE_END in text:
+        note = text.split(NOTE_START, 1)[1].split(NOTE_END, 1)[0].strip()
+    else:  # cards before the markers: the paragraphs between the status and the table
+        parts = text.split("\n\n")
+        status = next((i for i, x in enumerate(parts) if x.startswith("**Status:")), None)
+        table = next((i for i, x in enumerate(parts) if x.startswith("| | |")), None)
+        note = ""
+        if status is not None and table is not None:
+            first = status + 1
+            if first < table and parts[first].startswith("```"):
+                first += 1  # the resume command of a run in training
+            note = "\n\n".join(parts[first:table]).strip()
+    row = TIME_ROW.search(text)
+    hardware = row.group(1) if row else ""
+    if hardware == NOT_HARDWARE or hardware.endswith("(machine.json)"):
+        hardware = ""
+    return note, hardware
+
+
 def _score(entry: dict[str, Any]) -> str:
     heads = "/".join(f"{h:.2f}" for h in entry.get("attention_entropy_per_head") or [])
     head_text = (f"; attention entropy per head {heads} nats (uniform "
@@ -157,7 +192,7 @@ def trained_on(folder: Path, hardware: str = "") -> str:
     typed by the user, stands in only for a run without the record."""
     record = read_machine(folder)
     if record is None:
-        return hardware or "machine not recorded"
+        return hardware or NOT_HARDWARE
     if hardware:
         raise UserError(f"--hardware: {folder} records where it trained (machine.json); drop "
                         "--hardware, or put your own words in --note")
@@ -169,7 +204,7 @@ def trained_on(folder: Path, hardware: str = "") -> str:
         if not machines or machines[-1][:2] != (device, runs):
             machines.append((device, runs, entry.get("from_step")))
     if not machines:
-        return "machine not recorded"
+        return NOT_HARDWARE
     parts = []
     for device, runs, from_step in machines:
         text = device + (f", {runs} runs in one program" if runs > 1 else "")
@@ -236,7 +271,7 @@ def render_card(folder: Path, grid: list[Path], note: str = "", hardware: str = 
         files.append(f"`{MACHINE_FILE}` (where each training session ran)")
     parts = [title, preset, status]
     if note:
-        parts.append(note)
+        parts.append(f"{NOTE_START}\n{note}\n{NOTE_END}")
     parts += [table.rstrip("\n"),
               reproduce_section(config, agent_iteration(folder, config, summary)),
               "Files: " + "; ".join(files) + ".\n"
@@ -246,15 +281,16 @@ def render_card(folder: Path, grid: list[Path], note: str = "", hardware: str = 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", nargs="+", required=True,
+    parser.add_argument("--run", nargs="+", action="extend", required=True, metavar="RUN",
                         help="run or published agent folders; several: the runs of one grid "
                              "(their resume command names them all)")
-    parser.add_argument("--note", default="",
-                        help="a paragraph of your own (what the agent attends to, caveats)")
-    parser.add_argument("--hardware", default="",
+    parser.add_argument("--note", default=None,
+                        help="a paragraph of your own (what the agent attends to, caveats); "
+                             "without it the folder's card keeps its note, --note '' removes it")
+    parser.add_argument("--hardware", default=None,
                         help="where it trained, shown next to the training time, for a run "
-                             "without machine.json (trained before train.py recorded it); a run "
-                             "with one shows its record")
+                             "folder without machine.json (a folder with one shows its record); "
+                             "without it the folder's card keeps its words")
     parser.add_argument("--print", action="store_true",
                         help="print the cards instead of writing <run>/README.md")
 
@@ -265,7 +301,14 @@ def main(args: argparse.Namespace) -> int:
         if not (folder / CONFIG_FILE).is_file():
             raise UserError(f"--run {folder}: no {CONFIG_FILE} there; pass a run folder "
                             "written by train.py or visualize.py publish")
-    cards = [render_card(f, folders, args.note, args.hardware) for f in folders]
+    cards = []
+    for folder in folders:
+        note, hardware = previous_card(folder)
+        if (folder / MACHINE_FILE).is_file():
+            hardware = ""  # the record replaces words typed for the card before it existed
+        cards.append(render_card(folder, folders,
+                                 note if args.note is None else args.note,
+                                 hardware if args.hardware is None else args.hardware))
     if args.print:
         for card in cards:
             print(card)

@@ -63,7 +63,7 @@ ALL_OUTPUTS = (*(f"{n}.{e}" for n in PLOTS for e in ("png", "pdf")), *TABLES, *E
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", nargs="+", required=True, metavar="DIR",
+    parser.add_argument("--runs", nargs="+", action="extend", required=True, metavar="DIR",
                         help="run folders, or folders searched recursively for them")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
     parser.add_argument("--final", choices=FINALS, default="last",
@@ -79,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="runs assessed by `visualize.py assess`: also write the findings "
                         "page (budget, per-λ table, claims with 95%% intervals) generated from "
                         "summary.json")
-    parser.add_argument("--evaluations", nargs="+", default=None, metavar="JSON",
+    parser.add_argument("--evaluations", nargs="+", action="extend", default=None,
+                        metavar="JSON",
                         help="`visualize.py evaluate` files: also write evaluation_table.md/.csv "
                         "of the evaluated scores, next to the training-metric table")
 

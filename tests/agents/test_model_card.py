@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from attnjax.agents.model_card import NOTE_END, NOTE_START, render_card, reproduce_command
 from attnjax.agents.model_card import main as card_main
-from attnjax.agents.model_card import render_card, reproduce_command
 from attnjax.errors import UserError
 from attnjax.training.config import RUN_DEFINING_FIELDS, TrainConfig
 from attnjax.training.machine import record_session
@@ -195,14 +195,39 @@ def test_shipped_cards_reproduce_into_runs_and_leave_the_agent_alone(card, tmp_p
     assert parsed.total_timesteps == read_config(card.parent).total_timesteps
 
 
-def test_card_reruns_on_a_copy_of_each_shipped_agent(tmp_path):
+def test_card_reruns_on_a_copy_of_each_shipped_agent(tmp_path, monkeypatch):
     from visualize import build_parser
 
+    monkeypatch.chdir(tmp_path)  # the copies at the paths the cards name: agents/<name>
     for card in AGENT_CARDS:
-        copy = tmp_path / card.parent.name
+        copy = Path("agents") / card.parent.name
         shutil.copytree(card.parent, copy)
         args = build_parser("card").parse_args(["card", "--run", str(copy)])
         assert card_main(args) == 0
+        again = (copy / "README.md").read_text()
+        # the same card, its note (written before the note's markers) and typed hardware kept
+        assert again.replace(f"{NOTE_START}\n", "").replace(f"\n{NOTE_END}", "") == \
+            card.read_text()
+
+
+def test_card_written_again_keeps_the_note_and_the_typed_hardware(tmp_path):
+    from visualize import build_parser
+
+    folder = _run(tmp_path, 0.0, 4)
+
+    def write(*flags: str) -> str:
+        args = build_parser("card").parse_args(["card", "--run", str(folder), *flags])
+        assert card_main(args) == 0
+        return (folder / "README.md").read_text()
+
+    write("--note", "Looks at the ball.\n\nA second paragraph.", "--hardware", "a laptop")
+    text = write()
+    assert "Looks at the ball.\n\nA second paragraph." in text
+    assert "| 0.0 h (a laptop) |" in text
+    text = write("--note", "")
+    assert "Looks at the ball." not in text and "| 0.0 h (a laptop) |" in text
+    record_session([folder], _session("AMD EPYC (2 cores)", 0, 1))
+    assert "| 0.0 h (AMD EPYC (2 cores) (machine.json)) |" in write()  # the record wins
 
 
 def _session(device: str, from_step: int, runs: int) -> dict:
