@@ -22,6 +22,7 @@ Usage: .venv/bin/python bench/conv_contraction.py [--rounds 7] [--calls 3] [--ba
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from pathlib import Path
@@ -146,20 +147,31 @@ def relative_difference(a, b) -> float:
     return (diff / norm) ** 0.5
 
 
+def process_cpu_seconds() -> float:
+    """CPU seconds of this process so far, all its threads (XLA's, envpool's)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def alternating_medians(compiled: dict, inputs: tuple, paths: tuple[str, ...], rounds: int,
-                        calls: int) -> dict[str, float]:
+                        calls: int, cores_busy: dict | None = None) -> dict[str, float]:
     """Median milliseconds of each compiled path, timed in rounds whose order alternates (so
-    a machine that gets busier slows every path alike), printing each round's medians."""
+    a machine that gets busier slows every path alike), printing each round's medians. With a
+    `cores_busy` dict, also fills in each path's median CPU seconds / wall seconds per call."""
     seconds: dict[str, list[float]] = {path: [] for path in paths}
+    busy: dict[str, list[float]] = {path: [] for path in paths}
     for r in range(rounds):
         for path in paths if r % 2 == 0 else paths[::-1]:
             for _ in range(calls):
-                t0 = time.perf_counter()
+                cpu0, t0 = process_cpu_seconds(), time.perf_counter()
                 jax.block_until_ready(compiled[path](*inputs))
                 seconds[path].append(time.perf_counter() - t0)
+                busy[path].append((process_cpu_seconds() - cpu0) / seconds[path][-1])
         print(f"  round {r + 1}: " + ", ".join(
             f"{path} {1e3 * np.median(seconds[path][-calls:]):.1f} ms" for path in paths),
             flush=True)
+    if cores_busy is not None:
+        cores_busy.update({path: float(np.median(b)) for path, b in busy.items()})
     return {path: 1e3 * float(np.median(s)) for path, s in seconds.items()}
 
 

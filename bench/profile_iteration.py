@@ -22,7 +22,7 @@ Usage: .venv/bin/python bench/profile_iteration.py [--repeats 5] [--network atte
 from __future__ import annotations
 
 import argparse
-import resource
+import functools
 import sys
 import time
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from attnjax.devices import (  # noqa: E402
     eigen_convolution_options,
@@ -42,6 +43,7 @@ prepare_process()  # as train.py does, so the whole iteration is what a user run
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from conv_contraction import alternating_medians, process_cpu_seconds  # noqa: E402
 
 from attnjax.model.envs import env_seeds, make_env  # noqa: E402
 from attnjax.model.networks import init_params, make_network  # noqa: E402
@@ -63,11 +65,6 @@ class Timing(NamedTuple):
     cores_busy: float  # median process CPU seconds / wall seconds per call (threads' idle time)
 
 
-def process_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads: XLA's and envpool's
-    return usage.ru_utime + usage.ru_stime
-
-
 def compile_part(fn, args):
     """(the compiled program after one warm-up call, XLA's flop count of it)."""
     compiled = jax.jit(fn, compiler_options=eigen_convolution_options()).lower(*args).compile()
@@ -78,20 +75,14 @@ def compile_part(fn, args):
 
 
 def timed_rounds(parts: dict, repeats: int) -> dict[str, Timing]:
-    """Each part {name: (fn, args)} compiled, then `repeats` rounds calling every part once in
-    turn, so that a VM that slows down for a while slows every part alike."""
+    """Each part {name: (fn, args)} compiled, then `repeats` alternating rounds calling every
+    part once, so that a VM that slows down for a while slows every part alike."""
     programs = {name: compile_part(fn, args) for name, (fn, args) in parts.items()}
-    seconds = {name: [] for name in parts}
-    busy = {name: [] for name in parts}
-    for _ in range(repeats):
-        for name, (compiled, _) in programs.items():
-            args = parts[name][1]
-            cpu0, t0 = process_cpu_seconds(), time.perf_counter()
-            jax.block_until_ready(compiled(*args))
-            seconds[name].append(time.perf_counter() - t0)
-            busy[name].append((process_cpu_seconds() - cpu0) / seconds[name][-1])
-    return {name: Timing(float(np.median(seconds[name])), programs[name][1],
-                         float(np.median(busy[name]))) for name in parts}
+    calls = {name: functools.partial(programs[name][0], *args)  # each part with its own inputs
+             for name, (_, args) in parts.items()}
+    busy: dict[str, float] = {}
+    ms = alternating_medians(calls, (), tuple(parts), repeats, 1, busy)
+    return {name: Timing(ms[name] / 1e3, programs[name][1], busy[name]) for name in parts}
 
 
 def main() -> int:
